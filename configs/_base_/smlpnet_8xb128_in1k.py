@@ -1,0 +1,57 @@
+# The official sMLPNet ImageNet-1k recipe (microsoft/SPACH, DeiT training
+# script), on mmpretrain's bases. The arch files set the model size.
+_base_ = [
+    'mmpretrain::_base_/datasets/imagenet_bs64_swin_224.py',
+    'mmpretrain::_base_/schedules/imagenet_bs1024_adamw_swin.py',
+    'mmpretrain::_base_/default_runtime.py',
+]
+custom_imports = dict(imports=['mmsmlp'], allow_failed_imports=False)
+
+model = dict(
+    type='ImageClassifier',
+    backbone=dict(type='SMLPNet', arch='tiny', img_size=224),
+    neck=dict(type='GlobalAveragePooling'),
+    head=dict(
+        type='LinearClsHead',
+        num_classes=1000,
+        in_channels=640,
+        loss=dict(
+            type='LabelSmoothLoss', label_smooth_val=0.1, mode='original'),
+        init_cfg=None,  # PyTorch's default init, as the official code
+        cal_acc=False),
+    train_cfg=dict(augments=[
+        dict(type='Mixup', alpha=0.8),
+        dict(type='CutMix', alpha=1.0),
+    ]),
+)
+
+# 8 GPUs x 128 images = 1024; AdamW lr 5e-4 per 512 images, scaled by
+# auto_scale_lr (base 1024) when `--auto-scale-lr` is given.
+train_dataloader = dict(
+    batch_size=128,
+    num_workers=8,
+    pin_memory=True,
+    persistent_workers=True,
+    collate_fn=dict(type='default_collate'),
+    # repeated augmentation (DeiT's RASampler, 3 repeats)
+    sampler=dict(type='RepeatAugSampler', shuffle=True, _delete_=True))
+val_dataloader = dict(
+    batch_size=128,
+    num_workers=8,
+    pin_memory=True,
+    persistent_workers=True,
+    collate_fn=dict(type='default_collate'))
+test_dataloader = val_dataloader
+
+# AdamW, lr 1e-3, wd 0.05, no decay on norms and biases (from the base:
+# norm_decay_mult=0, bias_decay_mult=0, flat_decay_mult=0); 20 linear warm-up
+# epochs from 1e-6, then cosine to 1e-5 over 300 epochs (from the base).
+optim_wrapper = dict(clip_grad=None)
+
+custom_hooks = [
+    # DeiT's model EMA, decay 0.99996 per iteration; validation uses it.
+    dict(type='EMAHook', momentum=4e-5, priority='ABOVE_NORMAL'),
+]
+
+# Set to True to run the model through torch.compile.
+compile = False

@@ -1,0 +1,4 @@
+# Copyright (c) mmsmlp contributors. All rights reserved.
+from .synthetic import SHAPE_CLASSES, make_imagenet
+
+__all__ = ['SHAPE_CLASSES', 'make_imagenet']

@@ -1,0 +1,4 @@
+# Copyright (c) mmsmlp contributors. All rights reserved.
+from .official_smlpnet import OfficialSMLPNet
+
+__all__ = ['OfficialSMLPNet']

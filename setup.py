@@ -1,0 +1,28 @@
+from setuptools import find_packages, setup
+
+
+def read_requirements(path):
+    with open(path) as f:
+        return [ln.strip() for ln in f if ln.strip() and not ln.startswith('#')]
+
+
+version = {}
+with open('mmsmlp/version.py') as f:
+    exec(f.read(), version)
+
+setup(
+    name='mmsmlp',
+    version=version['__version__'],
+    description='sMLPNet (Sparse MLP) for OpenMMLab: classification, '
+    'detection and segmentation',
+    long_description=open('README.md').read(),
+    long_description_content_type='text/markdown',
+    packages=find_packages(exclude=('configs', 'tools', 'tests', 'docs')),
+    python_requires='>=3.8',
+    # mmcv 2.1.0 (built with its ops by tools/install.sh) is checked at import
+    # time, as the OpenMMLab codebases do, not listed here: pip would try to
+    # build it from source with build isolation, which fails.
+    install_requires=read_requirements('requirements/runtime.txt'),
+    extras_require={'tests': read_requirements('requirements/tests.txt')},
+    license='Apache License 2.0',
+    zip_safe=False)

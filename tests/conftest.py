@@ -1,0 +1,18 @@
+# Copyright (c) mmsmlp contributors. All rights reserved.
+import os.path as osp
+
+import pytest
+
+import mmsmlp  # noqa: F401  (registers SMLPNet, applies compatibility fixes)
+from mmsmlp.datasets import make_imagenet
+
+REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+SHARED_REFERENCE = osp.join(osp.dirname(REPO_ROOT), 'shared', 'reference')
+
+
+@pytest.fixture(scope='session')
+def imagenet_root(tmp_path_factory):
+    """A small generated dataset in ImageNet's layout (10 classes)."""
+    root = str(tmp_path_factory.mktemp('synthetic_imagenet'))
+    make_imagenet(root, train_per_class=8, val_per_class=4, size=80)
+    return root

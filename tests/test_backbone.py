@@ -1,0 +1,147 @@
+# Copyright (c) mmsmlp contributors. All rights reserved.
+import pytest
+import torch
+from mmengine.analysis import get_model_complexity_info
+from mmpretrain.registry import MODELS
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from mmsmlp.models import SMLPNet
+
+SMALL_ARCH = dict(embed_dims=16, depths=[1, 1, 2, 1], mlp_ratio=3)
+
+
+def small(**kwargs):
+    kwargs.setdefault('arch', SMALL_ARCH)
+    kwargs.setdefault('img_size', 64)
+    return SMLPNet(**kwargs)
+
+
+@pytest.mark.parametrize('out_indices', [0, 1, 2, 3, -1, (0, 1, 2, 3),
+                                         (1, 3), [0, 2]])
+@pytest.mark.parametrize('size', [(64, 64), (96, 64), (32, 160), (70, 45)])
+def test_stage_outputs(out_indices, size):
+    model = small(out_indices=out_indices).eval()
+    indices = out_indices if isinstance(out_indices, (tuple, list)) else [
+        out_indices
+    ]
+    indices = sorted(i % 4 for i in indices)
+    with torch.no_grad():
+        outs = model(torch.randn(2, 3, *size))
+    assert isinstance(outs, tuple) and len(outs) == len(indices)
+    for i, out in zip(indices, outs):
+        stride = 4 * 2**i
+        # sizes that are not multiples of the stride are padded (ceil)
+        expected = (2, 16 * 2**i, -(-size[0] // stride), -(-size[1] // stride))
+        assert out.shape == expected
+
+
+def test_registered_and_aliases():
+    model = MODELS.build(dict(type='SMLPNet', arch='t', img_size=224))
+    assert model.channels == [80, 160, 320, 640]
+    assert model.depths == [2, 8, 14, 2]
+    assert SMLPNet(arch='S').depths == [2, 10, 24, 2]
+    assert SMLPNet(arch='base').embed_dims == 112
+
+
+def test_bad_arch_messages():
+    with pytest.raises(KeyError, match=r"'huge'.*\['b', 'base', 's'"):
+        SMLPNet(arch='huge')
+    with pytest.raises(KeyError, match=r"misses the keys \['mlp_ratio'\]"):
+        SMLPNet(arch=dict(embed_dims=8, depths=[1, 1, 1, 1]))
+    with pytest.raises(ValueError, match='multiple of 32'):
+        SMLPNet(arch='t', img_size=100)
+    with pytest.raises(ValueError, match='out_indices 4'):
+        SMLPNet(arch='t', out_indices=(4, ))
+
+
+# Official models with a 1000-class head: 24.1M / 48.6M / 65.9M parameters;
+# paper FLOPs at 224: 5.0G / 10.3G / 14.0G.
+@pytest.mark.parametrize('arch,params,gflops', [('tiny', 24.1, 5.0),
+                                                ('small', 48.6, 10.3),
+                                                ('base', 65.9, 14.0)])
+def test_params_and_flops(arch, params, gflops):
+    model = MODELS.build(
+        dict(
+            type='ImageClassifier',
+            backbone=dict(type='SMLPNet', arch=arch),
+            neck=dict(type='GlobalAveragePooling'),
+            head=dict(
+                type='LinearClsHead',
+                num_classes=1000,
+                in_channels=SMLPNet(arch=arch).channels[-1])))
+    n = sum(p.numel() for p in model.parameters())
+    assert round(n / 1e6, 1) == params
+    model.eval()
+    info = get_model_complexity_info(
+        model, input_shape=(3, 224, 224), show_table=False, show_arch=False)
+    assert abs(info['flops'] / 1e9 - gflops) / gflops < 0.03
+
+
+def test_frozen_stages():
+    model = small(frozen_stages=2, out_indices=(0, 1, 2, 3))
+    model.train()
+    for i in range(4):
+        modules = [model.downsample_layers[i], model.stages[i],
+                   getattr(model, f'norm{i}')]
+        for m in modules:
+            for p in m.parameters():
+                assert p.requires_grad == (i >= 2)
+            for sub in m.modules():
+                if isinstance(sub, _BatchNorm):
+                    assert sub.training == (i >= 2)
+    outs = model(torch.randn(2, 3, 64, 64))
+    sum(o.sum() for o in outs).backward()
+    assert model.stages[0][0].smlp.fuse.weight.grad is None
+    assert model.stages[3][0].smlp.fuse.weight.grad is not None
+    # frozen BatchNorm statistics do not move
+    bn = model.stages[1][0].norm1
+    before = bn.running_mean.clone()
+    model(torch.randn(2, 3, 64, 64) * 5 + 3)
+    assert torch.equal(bn.running_mean, before)
+
+
+def test_norm_eval():
+    model = small(norm_eval=True).train()
+    bns = [m for m in model.modules() if isinstance(m, _BatchNorm)]
+    assert bns and not any(m.training for m in bns)
+    assert model.stages[0][0].smlp.training  # the rest still trains
+    before = bns[0].running_mean.clone()
+    model(torch.randn(2, 3, 64, 64) + 1)
+    assert torch.equal(bns[0].running_mean, before)
+    # without norm_eval the statistics move
+    model = small().train()
+    bn = model.stages[0][0].norm1
+    before = bn.running_mean.clone()
+    model(torch.randn(2, 3, 64, 64) + 1)
+    assert not torch.equal(bn.running_mean, before)
+
+
+def test_drop_path():
+    model = small(drop_path_rate=0.5)
+    rates = [b.drop_path.drop_prob if hasattr(b.drop_path, 'drop_prob')
+             else 0. for stage in model.stages for b in stage]
+    assert rates == pytest.approx([0., 0.5 / 4, 1 / 4, 1.5 / 4, 0.5])
+    x = torch.randn(4, 3, 64, 64)
+    model.train()
+    torch.manual_seed(0)
+    a = model(x)[0]
+    torch.manual_seed(1)
+    b = model(x)[0]
+    assert not torch.allclose(a, b)  # stochastic in training
+    model.eval()
+    assert torch.equal(model(x)[0], model(x)[0])  # identity in eval
+
+
+def test_with_cp_same_outputs_and_grads():
+    torch.manual_seed(0)
+    plain = small(drop_path_rate=0.)
+    cp = small(with_cp=True)
+    cp.load_state_dict(plain.state_dict())
+    x = torch.randn(2, 3, 64, 64, requires_grad=True)
+    out_plain = plain(x)[0]
+    out_cp = cp(x)[0]
+    torch.testing.assert_close(out_cp, out_plain)
+    out_plain.sum().backward()
+    out_cp.sum().backward()
+    for (name, p), q in zip(plain.named_parameters(), cp.parameters()):
+        torch.testing.assert_close(q.grad, p.grad, msg=name)

@@ -1,0 +1,98 @@
+# Copyright (c) mmsmlp contributors. All rights reserved.
+import pytest
+import torch
+from mmengine.logging import MMLogger
+
+from mmsmlp.models import SMLPNet, SparseMLP, resample_axial_mixing
+
+
+def reference_smlp(module, x):
+    """The sMLP written out with explicit loops over positions (B,H,W,C)."""
+    B, H, W, C = x.shape
+    wh, bh = resample_axial_mixing(module.mix_h.weight, module.mix_h.bias, H)
+    ww, bw = resample_axial_mixing(module.mix_w.weight, module.mix_w.bias, W)
+    x_h = torch.stack([
+        sum(wh[i, j] * x[:, j] for j in range(H)) + bh[i] for i in range(H)
+    ], 1)
+    x_w = torch.stack([
+        sum(ww[i, j] * x[:, :, j] for j in range(W)) + bw[i]
+        for i in range(W)
+    ], 2)
+    return torch.cat([x, x_w, x_h], -1) @ module.fuse.weight.t()
+
+
+@pytest.mark.parametrize('size', [(7, 7), (5, 9), (12, 3)])
+def test_matches_explicit_formula(size):
+    torch.manual_seed(0)
+    module = SparseMLP(channels=6, resolution=(7, 7))
+    x = torch.randn(2, *size, 6)
+    torch.testing.assert_close(module(x), reference_smlp(module, x))
+
+
+def test_axes_are_not_swapped():
+    module = SparseMLP(channels=1, resolution=(4, 4))
+    with torch.no_grad():
+        for p in module.parameters():
+            p.zero_()
+        module.mix_h.weight[0, 3] = 1.  # row 0 takes row 3 (height axis)
+        module.fuse.weight[0, 2] = 1.  # keep only the height-mixed copy
+    x = torch.arange(16.).view(1, 4, 4, 1)
+    out = module(x)[0, :, :, 0]
+    assert torch.equal(out[0], x[0, 3, :, 0])
+    assert torch.equal(out[1:], torch.zeros(3, 4))
+
+
+def test_resample_identity_at_trained_size():
+    w, b = torch.randn(7, 7), torch.randn(7)
+    w2, b2 = resample_axial_mixing(w, b, 7)
+    assert w2 is w and b2 is b
+
+
+def test_resample_keeps_constant_response():
+    # A constant kernel (every output averages its inputs) stays an average.
+    w, b = torch.full((8, 8), 1 / 8), torch.full((8, ), 0.5)
+    for size in (4, 13, 32):
+        w2, b2 = resample_axial_mixing(w, b, size)
+        assert w2.shape == (size, size) and b2.shape == (size, )
+        torch.testing.assert_close(w2 @ torch.ones(size), torch.ones(size))
+        torch.testing.assert_close(b2, torch.full((size, ), 0.5))
+
+
+def test_gradients_reach_stored_weights_at_other_sizes():
+    module = SparseMLP(channels=4, resolution=(7, 7))
+    module(torch.randn(2, 11, 5, 4)).square().sum().backward()
+    for p in module.parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize('size', [(224, 224), (256, 320), (512, 512),
+                                  (800, 1216), (97, 131), (33, 250)])
+def test_backbone_any_input_size(size):
+    model = SMLPNet(
+        arch=dict(embed_dims=8, depths=[1, 1, 1, 1], mlp_ratio=2),
+        out_indices=(0, 1, 2, 3)).eval()
+    with torch.no_grad():
+        outs = model(torch.randn(1, 3, *size))
+    for i, out in enumerate(outs):
+        stride = 4 * 2**i
+        assert out.shape[-2:] == (-(-size[0] // stride),
+                                  -(-size[1] // stride))
+        assert torch.isfinite(out).all()
+
+
+def test_load_time_resampling_logs_and_matches(caplog):
+    arch = dict(embed_dims=8, depths=[1, 1, 1, 1], mlp_ratio=2)
+    at224 = SMLPNet(arch=arch, img_size=224).eval()
+    at320 = SMLPNet(arch=arch, img_size=(320, 256)).eval()
+    logger = MMLogger.get_instance('mmengine')
+    logger.propagate = True
+    with caplog.at_level('INFO'):
+        at320.load_state_dict(at224.state_dict())
+    assert 'Resample stages.0.0.smlp.mix_h.weight' in caplog.text
+    smlp = at320.stages[0][0].smlp
+    assert smlp.mix_h.weight.shape == (80, 80)
+    assert smlp.mix_w.weight.shape == (64, 64)
+    # Loading resampled weights equals resampling them on the fly.
+    x = torch.randn(1, 3, 320, 256)
+    with torch.no_grad():
+        torch.testing.assert_close(at320(x)[0], at224(x)[0])

@@ -1,0 +1,31 @@
+# Copyright (c) mmsmlp contributors. All rights reserved.
+"""Write the generated "shapes" dataset in ImageNet's on-disk layout.
+
+    python tools/dataset_converters/make_synthetic_imagenet.py data/synthetic_imagenet
+"""
+import argparse
+import os.path as osp
+
+from mmsmlp.datasets import make_imagenet
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[1])
+    parser.add_argument('root', help='output folder')
+    parser.add_argument('--num-classes', type=int, default=10)
+    parser.add_argument('--train-per-class', type=int, default=100)
+    parser.add_argument('--val-per-class', type=int, default=20)
+    parser.add_argument('--size', type=int, default=80, help='image side')
+    parser.add_argument('--seed', type=int, default=0)
+    args = parser.parse_args()
+    if osp.exists(osp.join(args.root, 'meta', 'val.txt')):
+        print(f'{args.root} already holds a dataset: leaving it as it is')
+        return
+    classes = make_imagenet(args.root, args.num_classes, args.train_per_class,
+                            args.val_per_class, args.size, args.seed)
+    print(f'Wrote {len(classes)} classes x ({args.train_per_class} train + '
+          f'{args.val_per_class} val) images to {args.root}')
+
+
+if __name__ == '__main__':
+    main()
