@@ -1,8 +1,15 @@
 # Copyright (c) mmsmlp contributors. All rights reserved.
-import mmcv
-from mmengine.utils import digit_version
+import warnings
 
-from .version import __version__
+# mmengine 0.10.7 imports pkg_resources (hence setuptools<82), which warns
+# on every start; the warning is not actionable for users.
+warnings.filterwarnings(
+    'ignore', message='pkg_resources is deprecated', category=UserWarning)
+
+import mmcv  # noqa: E402
+from mmengine.utils import digit_version  # noqa: E402
+
+from .version import __version__  # noqa: E402
 
 MMCV_VERSION = '2.1.0'  # mmdet 3.3.0 and mmseg 1.2.2 refuse mmcv >= 2.2
 if digit_version(mmcv.__version__) != digit_version(MMCV_VERSION):

@@ -1,4 +1,6 @@
 # Copyright (c) mmsmlp contributors. All rights reserved.
+import logging
+
 import pytest
 import torch
 from mmengine.logging import MMLogger
@@ -80,15 +82,21 @@ def test_backbone_any_input_size(size):
         assert torch.isfinite(out).all()
 
 
-def test_load_time_resampling_logs_and_matches(caplog):
+def test_load_time_resampling_logs_and_matches():
     arch = dict(embed_dims=8, depths=[1, 1, 1, 1], mlp_ratio=2)
     at224 = SMLPNet(arch=arch, img_size=224).eval()
     at320 = SMLPNet(arch=arch, img_size=(320, 256)).eval()
-    logger = MMLogger.get_instance('mmengine')
-    logger.propagate = True
-    with caplog.at_level('INFO'):
-        at320.load_state_dict(at224.state_dict())
-    assert 'Resample stages.0.0.smlp.mix_h.weight' in caplog.text
+    logger = MMLogger.get_instance('test_load_time_resampling')
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logger.addHandler(handler)
+    at320.load_state_dict(at224.state_dict())
+    messages = [r.getMessage() for r in records]
+    assert ('Resample stages.0.0.smlp.mix_h.weight and '
+            'stages.0.0.smlp.mix_h.bias from 56 to 80 positions') in messages
+    assert ('Resample stages.3.0.smlp.mix_w.weight and '
+            'stages.3.0.smlp.mix_w.bias from 7 to 8 positions') in messages
     smlp = at320.stages[0][0].smlp
     assert smlp.mix_h.weight.shape == (80, 80)
     assert smlp.mix_w.weight.shape == (64, 64)

@@ -49,20 +49,20 @@ def scalars(work_dir):
 def test_train_evaluate_resume_test(imagenet_root, tmp_path):
     work_dir = str(tmp_path / 'work')
     run_tool('train.py', QUICKSTART, '--work-dir', work_dir,
-             *quick_options(imagenet_root, 1))
-    assert osp.isfile(osp.join(work_dir, 'epoch_1.pth'))
+             *quick_options(imagenet_root, 2))
+    assert osp.isfile(osp.join(work_dir, 'epoch_2.pth'))
     assert any('accuracy/top1' in s for s in scalars(work_dir))
 
-    # Resume the run to a second epoch from the Runner's own checkpoint
+    # Resume the run for a third epoch from the Runner's own checkpoint
     # (mmengine 0.10.7 cannot, on torch >= 2.6, without mmsmlp's fix).
     log = run_tool('train.py', QUICKSTART, '--work-dir', work_dir,
-                   '--resume', *quick_options(imagenet_root, 2))
-    assert 'resumed epoch: 1' in log
-    ckpt = torch.load(osp.join(work_dir, 'epoch_2.pth'), weights_only=False)
-    assert ckpt['meta']['epoch'] == 2
+                   '--resume', *quick_options(imagenet_root, 3))
+    assert 'resumed epoch: 2' in log
+    ckpt = torch.load(osp.join(work_dir, 'epoch_3.pth'), weights_only=False)
+    assert ckpt['meta']['epoch'] == 3
     assert 'optimizer' in ckpt and 'message_hub' in ckpt
 
     log = run_tool('test.py', QUICKSTART,
-                   osp.join(work_dir, 'epoch_2.pth'), '--work-dir',
-                   str(tmp_path / 'test'), *quick_options(imagenet_root, 2))
+                   osp.join(work_dir, 'epoch_3.pth'), '--work-dir',
+                   str(tmp_path / 'test'), *quick_options(imagenet_root, 3))
     assert 'accuracy/top1' in log

@@ -5,11 +5,11 @@ import argparse
 import os
 import os.path as osp
 
+# First: registers SMLPNet and applies mmsmlp's fixes to the stack.
+import mmsmlp  # noqa: F401,I001  isort:skip
 from mmengine.config import Config, DictAction
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
-
-import mmsmlp  # noqa: F401  (registers SMLPNet, applies compatibility fixes)
 
 
 def parse_args():
