@@ -64,12 +64,21 @@ class SparseMLP(BaseModule):
         B, H, W, C = x.shape
         wh, bh = resample_axial_mixing(self.mix_h.weight, self.mix_h.bias, H)
         ww, bw = resample_axial_mixing(self.mix_w.weight, self.mix_w.bias, W)
-        # Both mixes are plain (batched) matmuls on the contiguous NHWC tensor.
-        x_h = torch.matmul(wh, x.reshape(B, H, W * C)).view(B, H, W, C)
-        x_h = x_h + bh.view(H, 1, 1)
-        x_w = torch.matmul(ww, x) + bw.view(W, 1)
-        # The official concatenation order: identity, width-mixed, height-mixed.
-        return self.fuse(torch.cat([x, x_w, x_h], dim=-1))
+        # Both mixes are plain (batched) matmuls on the contiguous NHWC
+        # tensor, their biases added by the same kernel (baddbmm).
+        x_h = torch.baddbmm(
+            bh.view(1, H, 1).to(x.dtype), wh.to(x.dtype).expand(B, H, H),
+            x.reshape(B, H, W * C))
+        x_w = torch.baddbmm(
+            bw.view(1, W, 1).to(x.dtype), ww.to(x.dtype).expand(B * H, W, W),
+            x.reshape(B * H, W, C))
+        # The fuse over the concatenation [x, x_w, x_h] (the official order)
+        # as three accumulated matmuls: the concatenation is never built.
+        f_id, f_w, f_h = self.fuse.weight.to(x.dtype).split(C, dim=1)
+        out = torch.mm(x.reshape(-1, C), f_id.t())
+        out = torch.addmm(out, x_w.view(-1, C), f_w.t())
+        out = torch.addmm(out, x_h.view(-1, C), f_h.t())
+        return out.view(B, H, W, -1)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # Weights trained at another input size are resampled to this

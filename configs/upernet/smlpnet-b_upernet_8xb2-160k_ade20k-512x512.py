@@ -1,0 +1,12 @@
+# UperNet + sMLPNet-B on ADE20K (the sMLPNet-T recipe, see that config).
+_base_ = './smlpnet-t_upernet_8xb2-160k_ade20k-512x512.py'
+
+checkpoint = 'checkpoints/smlpnet-b_8xb128_in1k.pth'
+
+model = dict(
+    backbone=dict(
+        arch='base',
+        drop_path_rate=0.3,
+        init_cfg=dict(checkpoint=checkpoint)),
+    decode_head=dict(in_channels=[112, 224, 448, 896]),
+    auxiliary_head=dict(in_channels=448))

@@ -1,0 +1,44 @@
+# UperNet + sMLPNet-T on ADE20K: 512x512 crops, 160k iterations, 8 GPUs x 2
+# images. mmseg's Swin-T UperNet recipe (AdamW lr 6e-5, wd 0.01, no decay on
+# the backbone's norms, 1500 linear warm-up iterations, then poly decay;
+# UperNet + auxiliary FCN head with SyncBN) with the backbone swapped.
+# See docs/segmentation.md.
+_base_ = 'mmseg::swin/swin-tiny-patch4-window7-in1k-pre_upernet_8xb2-160k_ade20k-512x512.py'  # noqa
+custom_imports = dict(imports=['mmsmlp'], allow_failed_imports=False)
+default_scope = 'mmseg'
+
+# The ImageNet-1k checkpoint of configs/smlpnet/smlpnet-t_8xb128_in1k.py
+# (a Runner checkpoint, or official weights converted with
+# tools/model_converters/spach2mmsmlp.py): backbone weights under 'backbone.'.
+checkpoint = 'checkpoints/smlpnet-t_8xb128_in1k.pth'
+crop_size = (512, 512)
+
+model = dict(
+    backbone=dict(
+        _delete_=True,
+        type='SMLPNet',
+        arch='tiny',
+        # The sparse-MLP weights are kept at the crop size: the 224x224
+        # ImageNet weights are resampled once when loaded, training crops use
+        # them as they are, and so does every sliding window at test time.
+        img_size=crop_size,
+        out_indices=(0, 1, 2, 3),
+        drop_path_rate=0.2,
+        # Frozen ImageNet BatchNorm statistics (affine parameters are still
+        # trained): 2 images per GPU give noisy batch statistics, and SyncBN
+        # would add 2 all-reduces per block. The heads keep SyncBN.
+        norm_cfg=dict(type='BN', requires_grad=True),
+        norm_eval=True,
+        init_cfg=dict(
+            type='Pretrained', checkpoint=checkpoint, prefix='backbone.')),
+    decode_head=dict(in_channels=[80, 160, 320, 640], num_classes=150),
+    auxiliary_head=dict(in_channels=320, num_classes=150),
+    # Sliding-window inference by default; whole-image inference with
+    # `--cfg-options model.test_cfg.mode=whole`.
+    test_cfg=dict(mode='slide', crop_size=crop_size, stride=(341, 341)))
+
+# Swin-T's AdamW, without its keys for Swin's position tables: no weight
+# decay on the backbone's norms (every parameter named *norm*).
+optim_wrapper = dict(
+    paramwise_cfg=dict(
+        custom_keys=dict(_delete_=True, norm=dict(decay_mult=0.))))

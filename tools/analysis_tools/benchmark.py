@@ -1,0 +1,175 @@
+# Copyright (c) mmsmlp contributors. All rights reserved.
+"""Throughput and peak memory of sMLPNet against its peers, in one process.
+
+    python tools/analysis_tools/benchmark.py                     # eager
+    python tools/analysis_tools/benchmark.py --compile           # torch.compile
+    python tools/analysis_tools/benchmark.py --models smlpnet-t reference-t convnext-t
+
+For each model: inference images/s (eval, no grad) and training images/s (a
+step of forward, cross-entropy, backward and AdamW) with the same input size,
+dtype (autocast), memory format and batch sizes for all, plus the peak memory
+of the training step. Then the ratios to the reference formulation (the
+official code's, ``mmsmlp.testing.OfficialSMLPNet``), Swin-T and ConvNeXt-T.
+Peers come from mmpretrain's model zoo (architecture only, no weights).
+"""
+import argparse
+import time
+
+import mmsmlp  # noqa: F401,I001  isort:skip
+import torch
+import torch.nn.functional as F
+from mmpretrain import get_model
+from mmpretrain.registry import MODELS
+
+from mmsmlp.models import SMLPNet
+from mmsmlp.testing import OfficialSMLPNet
+
+PEERS = {
+    'swin-t': 'swin-tiny_16xb64_in1k',
+    'convnext-t': 'convnext-tiny_32xb128_in1k',
+    'resnet-50': 'resnet50_8xb32_in1k',
+    'mixer-b16': 'mlp-mixer-base-p16_3rdparty_64xb64_in1k',
+}
+SMLPNETS = {'smlpnet-t': 'tiny', 'smlpnet-s': 'small', 'smlpnet-b': 'base'}
+REFERENCES = {'reference-t': dict(dim=80, depths=[2, 8, 14, 2])}
+DEFAULT_MODELS = ['smlpnet-t', 'smlpnet-s', 'smlpnet-b', 'reference-t',
+                  'swin-t', 'convnext-t', 'resnet-50', 'mixer-b16']
+
+
+class Logits(torch.nn.Module):
+    """mmpretrain classifiers' logits as a plain ``forward(x)``."""
+
+    def __init__(self, classifier):
+        super().__init__()
+        self.classifier = classifier
+
+    def forward(self, x):
+        return self.classifier(x, mode='tensor')
+
+
+def build(name: str) -> torch.nn.Module:
+    if name in SMLPNETS:
+        arch = SMLPNETS[name]
+        return Logits(MODELS.build(dict(
+            type='ImageClassifier',
+            backbone=dict(type='SMLPNet', arch=arch),
+            neck=dict(type='GlobalAveragePooling'),
+            head=dict(type='LinearClsHead', num_classes=1000,
+                      in_channels=SMLPNet(arch=arch).channels[-1]))))
+    if name in REFERENCES:
+        return OfficialSMLPNet(**REFERENCES[name])
+    if name in PEERS:
+        return Logits(get_model(PEERS[name]))
+    raise KeyError(f'unknown model {name!r}; choose from '
+                   f'{list(SMLPNETS) + list(REFERENCES) + list(PEERS)}')
+
+
+def timed(fn, iters: int, warmup: int) -> float:
+    """Seconds per call, after warm-up, with CUDA synchronisation."""
+    for _ in range(warmup):
+        fn()
+    torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(iters):
+        fn()
+    torch.cuda.synchronize()
+    return (time.perf_counter() - start) / iters
+
+
+def bench(name, args):
+    dtype = {'bf16': torch.bfloat16, 'fp16': torch.float16,
+             'fp32': torch.float32}[args.dtype]
+    memory_format = (torch.channels_last
+                     if args.channels_last else torch.contiguous_format)
+    model = build(name).cuda().to(memory_format=memory_format)
+    fn = torch.compile(model) if args.compile else model
+    autocast = torch.autocast('cuda', dtype=dtype,
+                              enabled=dtype != torch.float32)
+    result = {}
+
+    # inference
+    model.eval()
+    x = torch.randn(args.batch_infer, 3, args.size, args.size,
+                    device='cuda').to(memory_format=memory_format)
+
+    def infer():
+        with torch.no_grad(), autocast:
+            fn(x)
+
+    result['infer'] = args.batch_infer / timed(infer, args.iters,
+                                               args.warmup)
+
+    # training step
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    x = torch.randn(args.batch_train, 3, args.size, args.size,
+                    device='cuda').to(memory_format=memory_format)
+    y = torch.randint(0, 1000, (args.batch_train, ), device='cuda')
+
+    def train():
+        with autocast:
+            loss = F.cross_entropy(fn(x).float(), y)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    train()  # allocate the optimizer state before measuring memory
+    torch.cuda.reset_peak_memory_stats()
+    result['train'] = args.batch_train / timed(train, args.iters,
+                                               args.warmup)
+    result['mem'] = torch.cuda.max_memory_allocated() / 2**30
+    del model, fn, optimizer, x, y
+    torch.cuda.empty_cache()
+    return result
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('--models', nargs='+', default=DEFAULT_MODELS)
+    parser.add_argument('--compile', action='store_true')
+    parser.add_argument('--dtype', choices=['bf16', 'fp16', 'fp32'],
+                        default='bf16', help='autocast dtype')
+    parser.add_argument('--no-channels-last', dest='channels_last',
+                        action='store_false')
+    parser.add_argument('--size', type=int, default=224)
+    parser.add_argument('--batch-infer', type=int, default=256)
+    parser.add_argument('--batch-train', type=int, default=128)
+    parser.add_argument('--iters', type=int, default=20)
+    parser.add_argument('--warmup', type=int, default=5)
+    args = parser.parse_args()
+    if not torch.cuda.is_available():
+        raise SystemExit('benchmark.py measures on a CUDA GPU; none found')
+
+    torch.backends.cudnn.benchmark = True
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+    mode = 'compiled' if args.compile else 'eager'
+    print(f'{torch.cuda.get_device_name()}, torch {torch.__version__}, '
+          f'{args.dtype} autocast, {mode}, channels_last='
+          f'{args.channels_last}, {args.size}x{args.size}, inference batch '
+          f'{args.batch_infer}, training batch {args.batch_train} (AdamW)')
+    results = {}
+    for name in args.models:
+        results[name] = bench(name, args)
+        r = results[name]
+        print(f'  measured {name}: {r["infer"]:.0f} / {r["train"]:.0f} '
+              f'img/s, {r["mem"]:.1f} GiB', flush=True)
+
+    peers = [p for p in ('reference-t', 'swin-t', 'convnext-t')
+             if p in results]
+    header = (f'| model ({mode}) | infer img/s | train img/s | train peak GiB'
+              + ''.join(f' | infer / {p} | train / {p}' for p in peers) +
+              ' |')
+    print(header)
+    print('|' + '---|' * (header.count('|') - 1))
+    for name, r in results.items():
+        row = f'| {name} | {r["infer"]:.0f} | {r["train"]:.0f} | ' \
+              f'{r["mem"]:.1f}'
+        for p in peers:
+            row += f' | {r["infer"] / results[p]["infer"]:.2f}x' \
+                   f' | {r["train"] / results[p]["train"]:.2f}x'
+        print(row + ' |')
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,54 @@
+# Copyright (c) mmsmlp contributors. All rights reserved.
+"""Write a generated scene dataset in ADE20K's on-disk layout.
+
+    python tools/dataset_converters/make_synthetic_ade20k.py data/ade/ADEChallengeData2016
+
+writes ``images/{training,validation}/*.jpg`` and
+``annotations/{training,validation}/*.png`` (uint8 labels, 0 = unlabelled,
+1..150 = ADE20K classes), as mmseg's ``ADE20KDataset`` reads them.
+"""
+import argparse
+import os.path as osp
+
+from mmsmlp.datasets.synthetic_ade20k import make_ade20k
+
+
+def parse_size(text):
+    parts = text.lower().split('x')
+    try:
+        sizes = [int(p) for p in parts]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f'size must be SIDE or HxW (e.g. 512x683), got {text!r}')
+    if len(sizes) == 1:
+        sizes *= 2
+    if len(sizes) != 2:
+        raise argparse.ArgumentTypeError(
+            f'size must be SIDE or HxW (e.g. 512x683), got {text!r}')
+    return tuple(sizes)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[1])
+    parser.add_argument('root', help='output folder (the data_root)')
+    parser.add_argument('--num-train', type=int, default=40)
+    parser.add_argument('--num-val', type=int, default=10)
+    parser.add_argument(
+        '--size',
+        type=parse_size,
+        default=(256, 320),
+        help='image size, SIDE or HxW (default 256x320)')
+    parser.add_argument('--seed', type=int, default=0)
+    args = parser.parse_args()
+    if osp.isdir(osp.join(args.root, 'annotations', 'validation')):
+        print(f'{args.root} already holds a dataset: leaving it as it is')
+        return
+    classes = make_ade20k(args.root, args.num_train, args.num_val, args.size,
+                          args.seed)
+    print(f'Wrote {args.num_train} training + {args.num_val} validation '
+          f'{args.size[0]}x{args.size[1]} images (ADE20K class ids '
+          f'{list(classes)}) to {args.root}')
+
+
+if __name__ == '__main__':
+    main()
