@@ -132,3 +132,60 @@ def test_refuses_non_smlpnet(tmp_path):
         capture_output=True, text=True)
     assert result.returncode != 0
     assert "key 'to_patch_embedding.0.0.weight' is missing" in result.stderr
+
+
+def test_converted_checkpoint_through_tools_test(imagenet_root, tmp_path):
+    """The converted reference checkpoint, evaluated by tools/test.py with
+    the sMLPNet-S ImageNet config, scores like the official model."""
+    from mmengine.config import Config
+    from mmengine.fileio import load
+    from mmpretrain.datasets import ImageNet
+
+    expected = torch.load(
+        osp.join(SHARED_REFERENCE, 'spach_smlpnet_small_expected.pth'))
+    dst = str(tmp_path / 'converted.pth')
+    convert(osp.join(SHARED_REFERENCE, 'spach_smlpnet_small.pth'), dst)
+    arch = expected['arch']
+    # the S config with the reference checkpoint's architecture
+    config = str(tmp_path / 'smlpnet-ref_in1k.py')
+    with open(config, 'w') as f:
+        f.write(f'_base_ = {osp.join(REPO_ROOT, "configs", "smlpnet", "smlpnet-s_8xb128_in1k.py")!r}\n'  # noqa: E501
+                f'model = dict(backbone=dict(arch=dict(_delete_=True, '
+                f'**{arch!r})), head=dict(num_classes=10, in_channels=128))\n'
+                'data_preprocessor = dict(num_classes=10)\n')
+    options = [
+        f'test_dataloader.dataset.data_root={imagenet_root}',
+        'test_dataloader.num_workers=0',
+        'test_dataloader.persistent_workers=False',
+        'test_dataloader.batch_size=16', 'custom_hooks=[]'
+    ]
+    preds = str(tmp_path / 'preds.pkl')
+    result = subprocess.run([
+        sys.executable,
+        osp.join(REPO_ROOT, 'tools', 'test.py'), config, dst, '--work-dir',
+        str(tmp_path / 'work'), '--out', preds, '--cfg-options', *options
+    ], capture_output=True, text=True, cwd=REPO_ROOT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert 'accuracy/top1' in result.stdout + result.stderr
+
+    # The same images through the config's test pipeline and the official
+    # model give the same scores.
+    cfg = Config.fromfile(config)
+    dataset = ImageNet(
+        data_root=imagenet_root, split='val', pipeline=cfg.test_pipeline)
+    official = OfficialSMLPNet(
+        dim=arch['embed_dims'], depths=arch['depths'], num_classes=10)
+    official.load_state_dict(
+        torch.load(osp.join(SHARED_REFERENCE,
+                            'spach_smlpnet_small.pth'))['model'])
+    official.eval()
+    mean = torch.tensor(cfg.data_preprocessor.mean).view(3, 1, 1)
+    std = torch.tensor(cfg.data_preprocessor.std).view(3, 1, 1)
+    dumped = load(preds)
+    assert len(dumped) == len(dataset)
+    for i in (0, len(dataset) - 1):
+        img = dataset[i]['inputs'].flip(0).float()  # BGR -> RGB
+        with torch.no_grad():
+            scores = official(((img - mean) / std)[None]).softmax(-1)[0]
+        torch.testing.assert_close(
+            dumped[i]['pred_score'], scores, atol=1e-5, rtol=0)
