@@ -28,8 +28,8 @@ BLOCK_KEYS = {
     'token_mix.1.proh_w': 'smlp.mix_h',
     'token_mix.1.fuse': 'smlp.fuse',
     'channel_mix.1': 'norm3',
-    'channel_mix.2.net.0': 'ffn.layers.0.0',
-    'channel_mix.2.net.3': 'ffn.layers.1',
+    'channel_mix.2.net.0': 'ffn.fc1',
+    'channel_mix.2.net.3': 'ffn.fc2',
 }
 BLOCK_RE = re.compile(r'^(token_mix|channel_mix)\.(\d+)\.(.+)\.([^.]+)$')
 STEM_RE = re.compile(r'^to_patch_embedding\.(\d+)\.0\.weight$')

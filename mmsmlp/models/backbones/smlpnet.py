@@ -8,13 +8,13 @@ import torch.nn.functional as F
 import torch.utils.checkpoint as cp
 from mmcv.cnn import build_norm_layer
 from mmcv.cnn.bricks import DropPath
-from mmcv.cnn.bricks.transformer import FFN
 from mmengine.model import BaseModule, ModuleList, Sequential
 from mmengine.utils import to_2tuple
 from mmpretrain.models.backbones.base_backbone import BaseBackbone
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from ..utils.channel_mlp import ChannelMLP, LayerNormKeepDtype
 from ..utils.sparse_mlp import SparseMLP
 
 
@@ -50,12 +50,8 @@ class SMLPBlock(BaseModule):
         self.norm2 = build_norm_layer(norm_cfg, channels)[1]
         self.smlp = SparseMLP(channels, resolution)
         self.act = nn.GELU()
-        self.norm3 = nn.LayerNorm(channels)
-        self.ffn = FFN(
-            embed_dims=channels,
-            feedforward_channels=int(channels * mlp_ratio),
-            act_cfg=dict(type='GELU'),
-            add_identity=False)
+        self.norm3 = LayerNormKeepDtype(channels)
+        self.ffn = ChannelMLP(channels, int(channels * mlp_ratio))
         self.drop_path = DropPath(
             drop_path_rate) if drop_path_rate > 0. else nn.Identity()
 

@@ -67,14 +67,12 @@ class SparseMLP(BaseModule):
         # Both mixes are plain (batched) matmuls on the contiguous NHWC
         # tensor, their biases added by the same kernel (baddbmm).
         x_h = torch.baddbmm(
-            bh.view(1, H, 1).to(x.dtype), wh.to(x.dtype).expand(B, H, H),
-            x.reshape(B, H, W * C))
+            bh.view(1, H, 1), wh.expand(B, H, H), x.reshape(B, H, W * C))
         x_w = torch.baddbmm(
-            bw.view(1, W, 1).to(x.dtype), ww.to(x.dtype).expand(B * H, W, W),
-            x.reshape(B * H, W, C))
+            bw.view(1, W, 1), ww.expand(B * H, W, W), x.reshape(B * H, W, C))
         # The fuse over the concatenation [x, x_w, x_h] (the official order)
         # as three accumulated matmuls: the concatenation is never built.
-        f_id, f_w, f_h = self.fuse.weight.to(x.dtype).split(C, dim=1)
+        f_id, f_w, f_h = self.fuse.weight.split(C, dim=1)
         out = torch.mm(x.reshape(-1, C), f_id.t())
         out = torch.addmm(out, x_w.view(-1, C), f_w.t())
         out = torch.addmm(out, x_h.view(-1, C), f_h.t())

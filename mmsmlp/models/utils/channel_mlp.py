@@ -1,0 +1,71 @@
+# Copyright (c) mmsmlp contributors. All rights reserved.
+"""The channel mixer of sMLPNet (LayerNorm -> Linear -> GELU -> Linear),
+organised to save activation memory and casts under autocast."""
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+class LayerNormKeepDtype(nn.LayerNorm):
+    """LayerNorm whose output keeps the input's dtype under autocast.
+
+    Autocast runs LayerNorm in fp32 and writes an fp32 output that the next
+    Linear casts back to bf16/fp16: two extra passes over the activation.
+    The kernel accumulates its statistics in fp32 for low-precision inputs
+    anyway, so here it reads and writes the input's dtype. Identical to
+    ``nn.LayerNorm`` outside autocast.
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        with torch.autocast(x.device.type, enabled=False):
+            return F.layer_norm(x, self.normalized_shape,
+                                self.weight.to(x.dtype),
+                                self.bias.to(x.dtype), self.eps)
+
+
+class _GELULinear(torch.autograd.Function):
+    """``linear(gelu(h), weight, bias)`` that keeps only ``h`` for backward
+    and recomputes ``gelu(h)`` there (one cheap elementwise pass), instead
+    of keeping both ``h`` and ``gelu(h)``: the hidden activation is the
+    largest tensor of the block (3x the channels)."""
+
+    @staticmethod
+    def forward(ctx, h, weight, bias):
+        ctx.save_for_backward(h, weight)
+        ctx.bias_dtype = bias.dtype
+        return F.linear(F.gelu(h), weight.to(h.dtype), bias.to(h.dtype))
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        h, weight = ctx.saved_tensors
+        g = F.gelu(h)
+        grad_out = grad_out.to(h.dtype)
+        grad_g = grad_out @ weight.to(h.dtype)
+        grad_h = torch.ops.aten.gelu_backward(grad_g, h)
+        grad_2d = grad_out.reshape(-1, grad_out.shape[-1])
+        grad_weight = (grad_2d.t() @ g.reshape(-1, g.shape[-1])).to(
+            weight.dtype)
+        grad_bias = grad_2d.sum(0, dtype=torch.float32).to(ctx.bias_dtype)
+        return grad_h, grad_weight, grad_bias
+
+
+class ChannelMLP(nn.Module):
+    """``fc2(gelu(fc1(x)))`` over the last (channel) dimension.
+
+    Args:
+        channels (int): Input and output channels.
+        hidden_channels (int): Hidden channels.
+    """
+
+    def __init__(self, channels: int, hidden_channels: int):
+        super().__init__()
+        self.fc1 = nn.Linear(channels, hidden_channels)
+        self.fc2 = nn.Linear(hidden_channels, channels)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = self.fc1(x)
+        if (self.training and torch.is_grad_enabled()
+                and not torch.compiler.is_compiling()):
+            # torch.compile chooses what to recompute by itself.
+            return _GELULinear.apply(h, self.fc2.weight, self.fc2.bias)
+        return self.fc2(F.gelu(h))

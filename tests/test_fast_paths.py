@@ -1,0 +1,87 @@
+# Copyright (c) mmsmlp contributors. All rights reserved.
+"""The speed-oriented formulation equals the plain one, in training too."""
+import os.path as osp
+import runpy
+
+import torch
+import torch.nn.functional as F
+from mmpretrain.registry import MODELS
+
+from mmsmlp.models.utils.channel_mlp import ChannelMLP, LayerNormKeepDtype
+from mmsmlp.testing import OfficialSMLPNet
+from .conftest import REPO_ROOT
+from .test_converter import randomize
+
+converter = runpy.run_path(
+    osp.join(REPO_ROOT, 'tools', 'model_converters', 'spach2mmsmlp.py'))
+
+
+def test_channel_mlp_recompute_matches_autograd():
+    torch.manual_seed(0)
+    mlp = ChannelMLP(8, 24).train()
+    x = torch.randn(2, 5, 7, 8, requires_grad=True)
+    out = mlp(x)
+    plain = mlp.fc2(F.gelu(mlp.fc1(x)))
+    torch.testing.assert_close(out, plain)
+    grad = torch.randn_like(out)
+    got = torch.autograd.grad(out, [x, *mlp.parameters()], grad)
+    want = torch.autograd.grad(plain, [x, *mlp.parameters()], grad)
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w)
+
+
+def test_channel_mlp_under_autocast():
+    mlp = ChannelMLP(8, 24).train()
+    x = torch.randn(4, 8, requires_grad=True)
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        out = mlp(x)
+    assert out.dtype == torch.bfloat16
+    out.float().sum().backward()
+    assert mlp.fc2.weight.grad.dtype == torch.float32
+    assert mlp.fc2.bias.grad.dtype == torch.float32
+    torch.testing.assert_close(mlp.fc2.bias.grad, torch.full((8, ), 4.))
+
+
+def test_layer_norm_keeps_dtype():
+    norm = LayerNormKeepDtype(8)
+    torch.nn.init.normal_(norm.weight)
+    x = torch.randn(3, 8)
+    torch.testing.assert_close(
+        norm(x), F.layer_norm(x, (8, ), norm.weight, norm.bias))
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        assert norm(x.bfloat16()).dtype == torch.bfloat16
+
+
+def test_training_step_matches_official_formulation():
+    """Train mode (batch statistics), loss and every gradient."""
+    official = randomize(
+        OfficialSMLPNet(dim=8, depths=[1, 2, 1, 1], num_classes=5,
+                        image_size=64), seed=3).train()
+    state_dict = converter['convert'](official.state_dict())
+    model = MODELS.build(
+        dict(
+            type='ImageClassifier',
+            backbone=dict(
+                type='SMLPNet',
+                arch=dict(embed_dims=8, depths=[1, 2, 1, 1], mlp_ratio=3),
+                img_size=64),
+            neck=dict(type='GlobalAveragePooling'),
+            head=dict(type='LinearClsHead', num_classes=5,
+                      in_channels=64))).train()
+    model.load_state_dict(state_dict)
+    x = torch.randn(4, 3, 64, 64)
+    y = torch.tensor([0, 1, 2, 3])
+    loss_official = F.cross_entropy(official(x), y)
+    loss = F.cross_entropy(model(x, mode='tensor'), y)
+    torch.testing.assert_close(loss, loss_official)
+    loss_official.backward()
+    loss.backward()
+    ours = dict(model.named_parameters())
+    official_params = dict(official.named_parameters())
+    mapped = converter['convert'](
+        {k: p.grad for k, p in official_params.items()})
+    assert len(mapped) == len(ours)
+    for name, grad in mapped.items():
+        torch.testing.assert_close(
+            ours[name].grad, grad.view_as(ours[name]), atol=1e-5, rtol=1e-4,
+            msg=name)

@@ -1,0 +1,55 @@
+# Copyright (c) mmsmlp contributors. All rights reserved.
+"""Which CUDA kernels take the time of a training step (or inference).
+
+    python tools/analysis_tools/profile_step.py smlpnet-t [--infer] [--rows 20]
+
+Same models and settings as ``benchmark.py`` (bf16 autocast, channels_last).
+"""
+import argparse
+
+import mmsmlp  # noqa: F401,I001  isort:skip
+import torch
+import torch.nn.functional as F
+from torch.profiler import ProfilerActivity, profile
+
+from benchmark import build  # noqa: I100 (tools/analysis_tools/benchmark.py)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('model', help='a model name of benchmark.py')
+    parser.add_argument('--infer', action='store_true')
+    parser.add_argument('--batch', type=int, default=128)
+    parser.add_argument('--rows', type=int, default=20)
+    args = parser.parse_args()
+    model = build(args.model).cuda().to(memory_format=torch.channels_last)
+    x = torch.randn(args.batch, 3, 224, 224, device='cuda').to(
+        memory_format=torch.channels_last)
+    y = torch.randint(0, 1000, (args.batch, ), device='cuda')
+    optimizer = torch.optim.AdamW(model.parameters())
+    model.train(not args.infer)
+
+    def step():
+        with torch.autocast('cuda', dtype=torch.bfloat16):
+            if args.infer:
+                with torch.no_grad():
+                    return model(x)
+            loss = F.cross_entropy(model(x).float(), y)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    torch.backends.cudnn.benchmark = True
+    for _ in range(5):
+        step()
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(5):
+            step()
+        torch.cuda.synchronize()
+    print(prof.key_averages().table(
+        sort_by='cuda_time_total', row_limit=args.rows, max_name_column_width=70))
+
+
+if __name__ == '__main__':
+    main()
