@@ -1,7 +1,8 @@
 # Mask R-CNN + FPN with an sMLPNet-T backbone on COCO, 3x schedule (36
 # epochs, steps at 27 and 33) with multi-scale training and random crops,
 # 8 GPUs x 2 images: mmdet's Swin-T Mask R-CNN ms-crop-3x recipe with the
-# backbone replaced (model and optimizer as mask-rcnn_smlpnet-t_fpn_1x_coco.py).
+# backbone replaced (model and optimizer as in
+# mask-rcnn_smlpnet-t_fpn_1x_coco.py).
 _base_ = 'mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_ms-crop-3x_coco.py'
 custom_imports = dict(imports=['mmsmlp'], allow_failed_imports=False)
 default_scope = 'mmdet'

@@ -5,7 +5,7 @@
 #   tools/analysis_tools/cls_speed.sh [CONFIG] [GPUS]
 # Environment: ITERS (default 300), DATA (default /tmp/synthetic_imagenet_256),
 # PER_CLASS (train images per class, default 600), AMP_DTYPE (bfloat16|float16|none),
-# WORKERS (default 8).
+# WORKERS (default 8), EXTRA_ARGS (more train.py options, e.g. --auto-scale-lr).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 CONFIG=${1:-$ROOT/configs/smlpnet/smlpnet-t_8xb128_in1k.py}
@@ -35,9 +35,11 @@ if [[ "${AMP_DTYPE:-bfloat16}" != none ]]; then  # none: fp32 (e.g. on a CPU)
   OPTIONS+=(optim_wrapper.type=AmpOptimWrapper optim_wrapper.dtype="${AMP_DTYPE:-bfloat16}")
 fi
 if [[ "$GPUS" == 1 ]]; then
-  python "$ROOT/tools/train.py" "$CONFIG" --work-dir "$WORK_DIR" --cfg-options "${OPTIONS[@]}"
+  # shellcheck disable=SC2086
+  python "$ROOT/tools/train.py" "$CONFIG" --work-dir "$WORK_DIR" ${EXTRA_ARGS:-} --cfg-options "${OPTIONS[@]}"
 else
-  "$ROOT/tools/dist_train.sh" "$CONFIG" "$GPUS" --work-dir "$WORK_DIR" --cfg-options "${OPTIONS[@]}"
+  # shellcheck disable=SC2086
+  "$ROOT/tools/dist_train.sh" "$CONFIG" "$GPUS" --work-dir "$WORK_DIR" ${EXTRA_ARGS:-} --cfg-options "${OPTIONS[@]}"
 fi
 python - "$WORK_DIR" <<'PY'
 import glob, json, sys
