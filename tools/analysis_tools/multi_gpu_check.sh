@@ -33,9 +33,12 @@ echo "== Mask R-CNN sMLPNet-T, $GPUS GPUs, fp16 AMP, 1333x800"
 python "$ROOT/tools/dataset_converters/make_synthetic_coco.py" "$OUT/coco" --size 1333x800 --num-train 64 --num-val 8 > /dev/null
 "$ROOT/tools/dist_train.sh" "$ROOT/configs/mask_rcnn/mask-rcnn_smlpnet-t_fpn_1x_coco.py" "$GPUS" --amp \
   --work-dir "$OUT/det_${GPUS}gpu" --cfg-options model.backbone.init_cfg=None \
-  train_dataloader.dataset.data_root="$OUT/coco/" train_cfg._delete_=True train_cfg.type=IterBasedTrainLoop \
+  train_dataloader.dataset.data_root="$OUT/coco/" val_dataloader.dataset.data_root="$OUT/coco/" \
+  test_dataloader.dataset.data_root="$OUT/coco/" \
+  val_evaluator.ann_file="$OUT/coco/annotations/instances_val2017.json" \
+  test_evaluator.ann_file="$OUT/coco/annotations/instances_val2017.json" train_cfg._delete_=True train_cfg.type=IterBasedTrainLoop \
   train_cfg.max_iters=30 train_cfg.val_interval=1000 default_hooks.checkpoint=None \
   default_hooks.logger.interval=10 train_dataloader.num_workers=4 > "$OUT/det.log" 2>&1 \
   || { tail -30 "$OUT/det.log"; exit 1; }
-grep -E "Iter\(train\) \[30/30\]|Scaling the original LR" "$OUT/det.log" | cut -c1-200
+grep -E "train\).*\[30/|Scaling the original LR" "$OUT/det.log" | cut -c1-200
 echo "   log files: $(find "$OUT/det_${GPUS}gpu" -name '*.log' | wc -l)"
