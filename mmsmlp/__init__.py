@@ -22,5 +22,6 @@ from . import compat  # noqa: E402
 compat.apply()
 
 from .models import *  # noqa: E402,F401,F403
+from . import datasets, engine  # noqa: E402,F401  (hooks, transforms)
 
 __all__ = ['__version__']

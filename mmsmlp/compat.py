@@ -1,15 +1,24 @@
 # Copyright (c) mmsmlp contributors. All rights reserved.
-"""Keeps the pinned OpenMMLab stack working on current torch and numpy.
+"""Keeps the pinned OpenMMLab stack working on current torch and numpy, and
+closes two of its fault-tolerance gaps (atomic local writes, an error on
+checkpoint shape mismatches).
 
 Applied once, on ``import mmsmlp`` (which every tool and config of this
-project does first). Each fix is tested in ``tests/test_compat.py``.
+project does first). Each fix is tested in ``tests/test_compat.py``, the
+fault-tolerance ones in ``tests/test_fault_tolerance.py``.
 """
 import math
+import os
+import os.path as osp
+import re
+import uuid
 
 import mmcv
 import mmcv.image.photometric
 import numpy as np
 import torch
+from mmengine.fileio.backends import LocalBackend
+from mmengine.runner import checkpoint as mmengine_checkpoint
 from mmengine.runner.checkpoint import CheckpointLoader
 from mmengine.utils import digit_version
 
@@ -66,6 +75,119 @@ def _wrap_adjust_hue(adjust_hue):
     return adjust_hue_numpy2
 
 
+def fsync_file(path: str) -> None:
+    """Flush a written file's data to disk."""
+    with open(path, 'rb+') as f:
+        os.fsync(f.fileno())
+
+
+def _atomic_local_write(write):
+    """Make ``LocalBackend.put``/``put_text`` atomic: mmengine writes the
+    final path in place, so a kill mid-write (e.g. while saving a checkpoint)
+    leaves a truncated file. Here mmengine's own method writes a temporary
+    file in the same folder, which is fsynced and then renamed over the final
+    path (``os.replace``: atomic). A kill leaves at most a hidden
+    ``.<name>.<pid>.<random>.tmp`` file next to it, never a partial
+    ``<name>``."""
+
+    def atomic_write(self, obj, filepath, *args, **kwargs):
+        filepath = str(filepath)
+        folder, name = osp.split(filepath)
+        tmp = osp.join(folder,
+                       f'.{name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp')
+        try:
+            write(self, obj, tmp, *args, **kwargs)
+            fsync_file(tmp)
+            os.replace(tmp, filepath)
+        except BaseException:
+            if osp.exists(tmp):
+                os.remove(tmp)
+            raise
+
+    atomic_write.__wrapped__ = write
+    atomic_write.__doc__ = write.__doc__
+    return atomic_write
+
+
+_SIZE_MISMATCH = re.compile(
+    r'size mismatch for (?P<key>\S+): copying a param with shape '
+    r'torch\.Size\(\[(?P<ckpt>[^\]]*)\]\) from checkpoint, the shape in '
+    r'current model is torch\.Size\(\[(?P<model>[^\]]*)\]\)')
+
+
+def _shape_mismatches(error_msgs) -> list:
+    """``key: checkpoint (a, b) vs model (c, d)`` for each size mismatch that
+    PyTorch's ``Module._load_from_state_dict`` reported."""
+    found = []
+    for msg in error_msgs:
+        match = _SIZE_MISMATCH.match(msg)
+        if match:
+            found.append(f'{match["key"]}: checkpoint ({match["ckpt"]}) vs '
+                         f'model ({match["model"]})')
+        elif msg.startswith('size mismatch'):
+            found.append(msg)
+    return found
+
+
+def _raise_on_shape_mismatch(load_state_dict):
+    """mmengine's ``load_state_dict`` (behind ``load_from``, resuming,
+    ``load_checkpoint`` and ``init_cfg=dict(type='Pretrained')``) only warns
+    when checkpoint tensors have other shapes than the model's, and loads
+    the rest: a silently half-loaded model. Here every size mismatch is
+    raised together, with both shapes. Missing and unexpected keys still
+    only warn (detection and segmentation load classification checkpoints
+    without their head).
+
+    The mismatches are PyTorch's own, read from the error list that
+    ``_load_from_state_dict`` fills, so they are found after what modules do
+    while loading (``SparseMLP`` resamples its weights to its size: not an
+    error)."""
+
+    def load_state_dict_checked(module, state_dict, strict=False,
+                                logger=None):
+        error_lists = []
+
+        def grab_error_list(*args):
+            error_lists.append(args[-1])  # the `error_msgs` list
+
+        handles = [
+            m.register_load_state_dict_pre_hook(grab_error_list)
+            for m in module.modules()
+        ]
+        try:
+            load_state_dict(module, state_dict, strict, logger)
+        finally:
+            for handle in handles:
+                handle.remove()
+        mismatches = _shape_mismatches(error_lists[0]) if error_lists else []
+        if mismatches:
+            raise RuntimeError(
+                'The checkpoint does not fit the model: '
+                f'{len(mismatches)} tensors have mismatched shapes:\n  ' +
+                '\n  '.join(mismatches))
+
+    load_state_dict_checked.__wrapped__ = load_state_dict
+    load_state_dict_checked.__doc__ = load_state_dict.__doc__
+    return load_state_dict_checked
+
+
+def _also_remove_checked_loading(remove_transform):
+    """mmpretrain's inferencers load images themselves and drop the config's
+    ``LoadImageFromFile`` step by its name; make them drop mmsmlp's
+    ``CheckedLoadImageFromFile`` (the first step of our pipelines) too."""
+
+    def remove_transform_also_checked(pipeline, target, inplace=False):
+        pipeline = remove_transform(pipeline, target, inplace)
+        if target == 'LoadImageFromFile':
+            pipeline = remove_transform(
+                pipeline, 'CheckedLoadImageFromFile', inplace=True)
+        return pipeline
+
+    remove_transform_also_checked.__wrapped__ = remove_transform
+    remove_transform_also_checked.__doc__ = remove_transform.__doc__
+    return remove_transform_also_checked
+
+
 def apply():
     _skip_multimodal_models_on_new_transformers()
     if digit_version(torch.__version__) >= digit_version('2.6.0'):
@@ -77,3 +199,14 @@ def apply():
         patched = _wrap_adjust_hue(mmcv.adjust_hue)
         mmcv.adjust_hue = mmcv.image.adjust_hue = patched
         mmcv.image.photometric.adjust_hue = patched
+    for method in ('put', 'put_text'):
+        if not hasattr(getattr(LocalBackend, method), '__wrapped__'):
+            setattr(LocalBackend, method,
+                    _atomic_local_write(getattr(LocalBackend, method)))
+    import mmpretrain.datasets  # after the transformers fix above
+    if not hasattr(mmpretrain.datasets.remove_transform, '__wrapped__'):
+        mmpretrain.datasets.remove_transform = _also_remove_checked_loading(
+            mmpretrain.datasets.remove_transform)
+    if not hasattr(mmengine_checkpoint.load_state_dict, '__wrapped__'):
+        mmengine_checkpoint.load_state_dict = _raise_on_shape_mismatch(
+            mmengine_checkpoint.load_state_dict)

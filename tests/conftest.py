@@ -16,3 +16,12 @@ def imagenet_root(tmp_path_factory):
     root = str(tmp_path_factory.mktemp('synthetic_imagenet'))
     make_imagenet(root, train_per_class=8, val_per_class=4, size=80)
     return root
+
+
+@pytest.fixture(autouse=True)
+def mmpretrain_default_scope():
+    """Each test starts in mmpretrain's scope, whatever scope (mmdet, mmseg)
+    the previous test or config left current; tests of other codebases set
+    theirs."""
+    from mmengine.registry import init_default_scope
+    init_default_scope('mmpretrain')

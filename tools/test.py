@@ -11,6 +11,8 @@ from mmengine.config import Config, DictAction
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
+from mmsmlp.utils import check_data_paths
+
 
 def parse_args():
     parser = argparse.ArgumentParser(description='Test (evaluate) a model')
@@ -86,6 +88,7 @@ def merge_args(cfg, args):
 def main():
     args = parse_args()
     cfg = merge_args(Config.fromfile(args.config), args)
+    check_data_paths(cfg, ('test_dataloader', ))  # before any dataset exists
     runner = (RUNNERS.build(cfg)
               if 'runner_type' in cfg else Runner.from_cfg(cfg))
     if args.out:

@@ -11,6 +11,8 @@ from mmengine.config import Config, DictAction
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
+from mmsmlp.utils import check_data_paths
+
 
 def parse_args():
     parser = argparse.ArgumentParser(description='Train a model')
@@ -87,6 +89,8 @@ def merge_args(cfg, args):
 def main():
     args = parse_args()
     cfg = merge_args(Config.fromfile(args.config), args)
+    # before any dataset or data-loader worker exists
+    check_data_paths(cfg, ('train_dataloader', 'val_dataloader'))
     runner = (RUNNERS.build(cfg)
               if 'runner_type' in cfg else Runner.from_cfg(cfg))
     runner.train()

@@ -33,15 +33,17 @@ data_preprocessor = dict(
     std=[58.395, 57.12, 57.375],
     to_rgb=True)
 
+# CheckedLoadImageFromFile: a corrupt or truncated image raises an error
+# naming it (`skip_broken=True` skips it instead, with a count in the log).
 train_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='CheckedLoadImageFromFile'),
     dict(type='RandomResizedCrop', scale=64, crop_ratio_range=(0.6, 1.0),
          backend='pillow', interpolation='bicubic'),
     dict(type='RandomFlip', prob=0.5, direction='horizontal'),
     dict(type='PackInputs'),
 ]
 test_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='CheckedLoadImageFromFile'),
     dict(type='ResizeEdge', scale=73, edge='short', backend='pillow',
          interpolation='bicubic'),
     dict(type='CenterCrop', crop_size=64),
@@ -89,4 +91,12 @@ default_hooks = dict(
     logger=dict(type='LoggerHook', interval=10),
     checkpoint=dict(type='CheckpointHook', interval=4, max_keep_ckpts=2,
                     save_best='auto'))
+custom_hooks = [
+    # each epoch's randomness depends on (seed, epoch) only: a resumed run
+    # equals an unbroken one
+    dict(type='EpochSeedHook'),
+    # stop at the first NaN/Inf loss (skip such steps instead with
+    # optim_wrapper.type='SkipNonFiniteOptimWrapper')
+    dict(type='FiniteLossHook'),
+]
 randomness = dict(seed=0)

@@ -1,0 +1,6 @@
+# Copyright (c) mmsmlp contributors. All rights reserved.
+from .checkpoint_hook import CheckpointHook
+from .epoch_seed_hook import EpochSeedHook
+from .finite_loss_hook import FiniteLossHook
+
+__all__ = ['CheckpointHook', 'EpochSeedHook', 'FiniteLossHook']
