@@ -42,3 +42,8 @@ optim_wrapper = dict(
         norm_decay_mult=0.,
         bias_decay_mult=0.,
         custom_keys={'norm': dict(decay_mult=0.)}))
+
+# Re-seed every epoch (an interrupted run resumed with --resume repeats the
+# unbroken run's randomness) and stop on a non-finite loss, naming the
+# iteration (docs/get_started.md, "Fault tolerance").
+custom_hooks = [dict(type='EpochSeedHook'), dict(type='FiniteLossHook')]
