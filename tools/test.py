@@ -78,6 +78,14 @@ def merge_args(cfg, args):
         # The hooks of mmpretrain and of mmdet/mmseg name the switch apart.
         if cfg.get('default_scope') == 'mmpretrain':
             hooks.visualization.pop('draw')
+        elif cfg.get('default_scope') == 'mmseg':
+            # mmseg's SegVisualizationHook takes no output folder: it draws
+            # every `interval` images through the visualizer's backends, into
+            # visualizer.save_dir.
+            hooks.visualization.pop('enable')
+            hooks.visualization.interval = 1
+            cfg.visualizer.save_dir = osp.join(
+                cfg.work_dir, hooks.visualization.pop('out_dir'))
         else:
             hooks.visualization.pop('enable')
             hooks.visualization.test_out_dir = hooks.visualization.pop(

@@ -42,3 +42,7 @@ model = dict(
 optim_wrapper = dict(
     paramwise_cfg=dict(
         custom_keys=dict(_delete_=True, norm=dict(decay_mult=0.))))
+
+# Stop on a non-finite loss, naming the iteration, and re-seed at the start
+# of the run (docs/get_started.md, "Fault tolerance").
+custom_hooks = [dict(type='EpochSeedHook'), dict(type='FiniteLossHook')]
