@@ -1,5 +1,9 @@
 # Copyright (c) mmsmlp contributors. All rights reserved.
+import glob
+import json
 import os.path as osp
+import subprocess
+import sys
 
 import pytest
 
@@ -8,6 +12,24 @@ from mmsmlp.datasets import make_imagenet
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 SHARED_REFERENCE = osp.join(osp.dirname(REPO_ROOT), 'shared', 'reference')
+
+
+def run_tool(tool, *args):
+    """Run ``tools/<tool>`` in a subprocess; return its output."""
+    result = subprocess.run(
+        [sys.executable, osp.join(REPO_ROOT, 'tools', tool), *args],
+        capture_output=True, text=True, cwd=REPO_ROOT)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[
+        -3000:]
+    return result.stdout + result.stderr
+
+
+def read_scalars(work_dir):
+    """The records of the latest run's ``vis_data/scalars.json``."""
+    path = sorted(glob.glob(osp.join(work_dir, '*', 'vis_data',
+                                     'scalars.json')))[-1]
+    with open(path) as f:
+        return [json.loads(line) for line in f]
 
 
 @pytest.fixture(scope='session')

@@ -8,7 +8,6 @@ import importlib.util
 import json
 import os.path as osp
 import re
-import subprocess
 import sys
 from contextlib import contextmanager
 
@@ -25,7 +24,7 @@ from mmsmlp.datasets.synthetic_coco import (COCO_CATEGORY_IDS,
                                             SHAPE_CATEGORIES, make_coco)
 from mmsmlp.models import SMLPNet
 
-from .conftest import REPO_ROOT
+from .conftest import REPO_ROOT, read_scalars, run_tool
 
 DET_DIR = osp.join(REPO_ROOT, 'configs', 'mask_rcnn')
 T_1X = osp.join(DET_DIR, 'mask-rcnn_smlpnet-t_fpn_1x_coco.py')
@@ -41,22 +40,6 @@ DET_CONFIGS = {
 IMG_W, IMG_H = 320, 256
 # A small sMLPNet for the runs through the tools (CPU time).
 TINY_ARCH = dict(embed_dims=16, depths=[1, 1, 1, 1], mlp_ratio=2)
-
-
-def run_tool(tool, *args):
-    result = subprocess.run(
-        [sys.executable, osp.join(REPO_ROOT, 'tools', tool), *args],
-        capture_output=True, text=True, cwd=REPO_ROOT)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[
-        -3000:]
-    return result.stdout + result.stderr
-
-
-def load_scalars(work_dir):
-    path = sorted(glob.glob(osp.join(work_dir, '*', 'vis_data',
-                                     'scalars.json')))[-1]
-    with open(path) as f:
-        return [json.loads(line) for line in f]
 
 
 @pytest.fixture(scope='module')
@@ -303,7 +286,7 @@ def test_train_tool(trained):
     work_dir, log, ckpt = trained
     assert f'load backbone. in model from: {ckpt}' in log
     assert osp.isfile(osp.join(work_dir, 'epoch_1.pth'))
-    logs = load_scalars(work_dir)
+    logs = read_scalars(work_dir)
     train = [s for s in logs if 'loss_mask' in s]
     assert [s['iter'] for s in train] == [1, 2, 3]  # 6 images, 2 per batch
     assert all(np.isfinite(s['loss']) for s in train)

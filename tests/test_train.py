@@ -1,27 +1,14 @@
 # Copyright (c) mmsmlp contributors. All rights reserved.
 """Training, evaluation and resuming through tools/train.py and
 tools/test.py (mmengine's Runner) on generated ImageNet-format data."""
-import glob
-import json
 import os.path as osp
-import subprocess
-import sys
 
 import torch
 
-from .conftest import REPO_ROOT
+from .conftest import REPO_ROOT, read_scalars, run_tool
 
 QUICKSTART = osp.join(REPO_ROOT, 'configs', 'quickstart',
                       'smlpnet-mini_1xb32_synthetic-in1k-format.py')
-
-
-def run_tool(tool, *args):
-    result = subprocess.run(
-        [sys.executable, osp.join(REPO_ROOT, 'tools', tool), *args],
-        capture_output=True, text=True, cwd=REPO_ROOT)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[
-        -3000:]
-    return result.stdout + result.stderr
 
 
 def quick_options(data_root, epochs):
@@ -39,19 +26,12 @@ def quick_options(data_root, epochs):
     ]
 
 
-def scalars(work_dir):
-    path = sorted(glob.glob(osp.join(work_dir, '*', 'vis_data',
-                                     'scalars.json')))[-1]
-    with open(path) as f:
-        return [json.loads(line) for line in f]
-
-
 def test_train_evaluate_resume_test(imagenet_root, tmp_path):
     work_dir = str(tmp_path / 'work')
     run_tool('train.py', QUICKSTART, '--work-dir', work_dir,
              *quick_options(imagenet_root, 2))
     assert osp.isfile(osp.join(work_dir, 'epoch_2.pth'))
-    assert any('accuracy/top1' in s for s in scalars(work_dir))
+    assert any('accuracy/top1' in s for s in read_scalars(work_dir))
 
     # Resume the run for a third epoch from the Runner's own checkpoint
     # (mmengine 0.10.7 cannot, on torch >= 2.6, without mmsmlp's fix).
