@@ -85,3 +85,10 @@ def test_training_step_matches_official_formulation():
         torch.testing.assert_close(
             ours[name].grad, grad.view_as(ours[name]), atol=1e-5, rtol=1e-4,
             msg=name)
+    # BatchNorm running statistics move as the official modules move them.
+    ours_state = model.state_dict()
+    buffers = {k: v for k, v in converter['convert'](
+        official.state_dict()).items() if 'running' in k or 'batches' in k}
+    assert len(buffers) == 3 * 2 * (1 + 2 + 1 + 1) + 3  # 2 BNs/block + norm3
+    for name, value in buffers.items():
+        torch.testing.assert_close(ours_state[name], value, msg=name)

@@ -104,3 +104,49 @@ def test_load_time_resampling_logs_and_matches():
     x = torch.randn(1, 3, 320, 256)
     with torch.no_grad():
         torch.testing.assert_close(at320(x)[0], at224(x)[0])
+
+
+@pytest.mark.parametrize('size', [(7, 7), (5, 9)])
+def test_custom_op_gradients_match_explicit_formula(size):
+    torch.manual_seed(0)
+    module = SparseMLP(channels=6, resolution=(7, 7)).double()
+    for p in module.parameters():
+        torch.nn.init.normal_(p)
+    x = torch.randn(2, *size, 6, dtype=torch.float64, requires_grad=True)
+    out, want = module(x), reference_smlp(module, x)
+    grad = torch.randn_like(out)
+    got_grads = torch.autograd.grad(out, [x, *module.parameters()], grad)
+    want_grads = torch.autograd.grad(want, [x, *module.parameters()], grad)
+    for got, expected in zip(got_grads, want_grads):
+        torch.testing.assert_close(got, expected)
+
+
+def test_custom_op_registration():
+    """Fake (meta) kernel, autograd and schema agree with the real kernel:
+    what torch.compile and torch.export rely on."""
+    torch.manual_seed(0)
+    x = torch.randn(2, 4, 5, 3, requires_grad=True)
+    params = [torch.randn(4, 4), torch.randn(4), torch.randn(5, 5),
+              torch.randn(5), torch.randn(3, 9)]
+    torch.library.opcheck(torch.ops.mmsmlp.sparse_mlp.default,
+                          (x, *[p.requires_grad_() for p in params]))
+
+
+def test_custom_op_under_autocast_and_compile():
+    module = SparseMLP(channels=4, resolution=(5, 5))
+    x = torch.randn(2, 5, 5, 4)
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        out = module(x)
+    assert out.dtype == torch.bfloat16
+    out.float().sum().backward()
+    assert all(p.grad.dtype == torch.float32 for p in module.parameters())
+    compiled = torch.compile(module, fullgraph=True, backend='aot_eager')
+    torch.testing.assert_close(compiled(x), module(x))
+
+
+def test_flop_counter_sees_the_custom_op():
+    from mmengine.analysis import FlopAnalyzer
+    module = SparseMLP(channels=4, resolution=(5, 6))
+    flops = FlopAnalyzer(module, torch.randn(2, 5, 6, 4))
+    assert flops.total() == 2 * 5 * 6 * 4 * (5 + 6 + 3 * 4)
+    assert not flops.unsupported_ops()

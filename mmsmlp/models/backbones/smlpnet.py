@@ -15,6 +15,7 @@ from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..utils.channel_mlp import ChannelMLP, LayerNormKeepDtype
+from ..utils.norm_act import batch_norm_gelu, conv_batch_norm_gelu
 from ..utils.sparse_mlp import SparseMLP
 
 
@@ -49,7 +50,6 @@ class SMLPBlock(BaseModule):
             channels, channels, 3, padding=1, groups=channels, bias=False)
         self.norm2 = build_norm_layer(norm_cfg, channels)[1]
         self.smlp = SparseMLP(channels, resolution)
-        self.act = nn.GELU()
         self.norm3 = LayerNormKeepDtype(channels)
         self.ffn = ChannelMLP(channels, int(channels * mlp_ratio))
         self.drop_path = DropPath(
@@ -58,10 +58,9 @@ class SMLPBlock(BaseModule):
     def token_mix(self, x: Tensor) -> Tensor:
         # BN and the depth-wise conv run on an NCHW view of the channels-last
         # tensor (PyTorch's channels_last memory format): no copies.
-        y = x.permute(0, 3, 1, 2)
-        y = self.dwconv(self.act(self.norm1(y)))
-        y = self.act(self.norm2(y)).permute(0, 2, 3, 1)
-        return self.smlp(y)
+        y = batch_norm_gelu(self.norm1, x.permute(0, 3, 1, 2))
+        y = conv_batch_norm_gelu(self.dwconv, self.norm2, y)
+        return self.smlp(y.permute(0, 2, 3, 1))
 
     def forward(self, x: Tensor) -> Tensor:
 

@@ -1,0 +1,72 @@
+# Copyright (c) mmsmlp contributors. All rights reserved.
+"""The token mixer's BatchNorm steps, organised for speed and memory:
+BN -> GELU keeping only its input for backward, and a depth-wise conv
+followed by a BN in eval mode run as one conv with folded weights."""
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+
+class _BatchNormGELU(torch.autograd.Function):
+    """``gelu(batch_norm(x))`` with batch statistics that keeps ``x`` and the
+    per-channel statistics for backward, not the normalised tensor (one
+    activation fewer per use); backward recomputes it in one pass."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, running_mean, running_var, momentum,
+                eps):
+        y, mean, invstd = torch.native_batch_norm(
+            x, weight, bias, running_mean, running_var, True, momentum, eps)
+        ctx.save_for_backward(x, weight, bias, mean, invstd, running_mean,
+                              running_var)
+        ctx.eps = eps
+        return F.gelu(y)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, weight, bias, mean, invstd, running_mean, running_var = \
+            ctx.saved_tensors
+        shape = (1, -1) + (1, ) * (x.dim() - 2)
+        scale = invstd * weight
+        shift = bias - mean * scale
+        y = torch.addcmul(
+            shift.to(x.dtype).view(shape), x, scale.to(x.dtype).view(shape))
+        grad_y = torch.ops.aten.gelu_backward(grad.to(x.dtype), y)
+        grad_x, grad_weight, grad_bias = torch.ops.aten.native_batch_norm_backward(
+            grad_y, x, weight, running_mean, running_var, mean, invstd, True,
+            ctx.eps, [True, True, True])
+        return grad_x, grad_weight, grad_bias, None, None, None, None
+
+
+def batch_norm_gelu(norm: nn.Module, x: Tensor) -> Tensor:
+    """``gelu(norm(x))``; memory-saving when ``norm`` is a plain BatchNorm
+    normalising with batch statistics under autograd, eager."""
+    if (type(norm) in (nn.BatchNorm1d, nn.BatchNorm2d) and norm.training
+            and norm.affine and norm.track_running_stats
+            and norm.momentum is not None and torch.is_grad_enabled()
+            and not torch.compiler.is_compiling()):
+        norm.num_batches_tracked.add_(1)  # as nn.BatchNorm does
+        return _BatchNormGELU.apply(x, norm.weight, norm.bias,
+                                    norm.running_mean, norm.running_var,
+                                    norm.momentum, norm.eps)
+    # torch.compile fuses the plain form by itself.
+    return F.gelu(norm(x))
+
+
+def conv_batch_norm_gelu(conv: nn.Conv2d, norm: nn.Module,
+                         x: Tensor) -> Tensor:
+    """``gelu(norm(conv(x)))`` for a bias-free conv. When the BatchNorm uses
+    its running statistics (eval mode, or frozen with ``norm_eval``) it is
+    an affine map per output channel: folded into the conv's weight and
+    bias, one pass over the activation is saved. Differentiable, so
+    frozen-norm training still reaches the conv and the norm's affine
+    parameters."""
+    if (isinstance(norm, _BatchNorm) and not norm.training
+            and norm.track_running_stats and norm.affine
+            and conv.bias is None):
+        scale = norm.weight * torch.rsqrt(norm.running_var + norm.eps)
+        shift = norm.bias - norm.running_mean * scale
+        return F.gelu(conv._conv_forward(
+            x, conv.weight * scale.view(-1, 1, 1, 1), shift))
+    return batch_norm_gelu(norm, conv(x))

@@ -1,0 +1,78 @@
+# Copyright (c) mmsmlp contributors. All rights reserved.
+"""The token mixer's BatchNorm fast paths equal the plain modules."""
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mmsmlp.models.utils.norm_act import batch_norm_gelu, conv_batch_norm_gelu
+
+
+def randomized_bn(channels, seed=0):
+    torch.manual_seed(seed)
+    bn = nn.BatchNorm2d(channels)
+    with torch.no_grad():
+        bn.weight.normal_()
+        bn.bias.normal_()
+        bn.running_mean.normal_()
+        bn.running_var.uniform_(0.5, 2.)
+    return bn
+
+
+@pytest.mark.parametrize('channels_last', [False, True])
+def test_batch_norm_gelu_matches_modules_in_training(channels_last):
+    bn, plain = randomized_bn(5), randomized_bn(5)
+    x = torch.randn(4, 5, 6, 7)
+    if channels_last:
+        x = x.to(memory_format=torch.channels_last)
+    x1, x2 = x.clone().requires_grad_(), x.clone().requires_grad_()
+    out, want = batch_norm_gelu(bn, x1), F.gelu(plain(x2))
+    torch.testing.assert_close(out, want)
+    grad = torch.randn_like(out)
+    got = torch.autograd.grad(out, [x1, bn.weight, bn.bias], grad)
+    expected = torch.autograd.grad(want, [x2, plain.weight, plain.bias], grad)
+    for g, e in zip(got, expected):
+        torch.testing.assert_close(g, e)
+    # Running statistics move as nn.BatchNorm2d moves them.
+    for name, buffer in plain.named_buffers():
+        torch.testing.assert_close(getattr(bn, name), buffer, msg=name)
+
+
+def test_batch_norm_gelu_in_eval_and_without_grad():
+    bn = randomized_bn(3)
+    x = torch.randn(2, 3, 4, 4)
+    with torch.no_grad():
+        torch.testing.assert_close(batch_norm_gelu(bn, x), F.gelu(bn(x)))
+    bn.eval()
+    torch.testing.assert_close(batch_norm_gelu(bn, x), F.gelu(bn(x)))
+
+
+def test_folded_conv_batch_norm_in_eval():
+    bn = randomized_bn(6).eval()
+    conv = nn.Conv2d(6, 6, 3, padding=1, groups=6, bias=False)
+    x = torch.randn(2, 6, 9, 5)
+    torch.testing.assert_close(
+        conv_batch_norm_gelu(conv, bn, x), F.gelu(bn(conv(x))))
+
+
+def test_folded_conv_batch_norm_trains_frozen_norm():
+    """norm_eval: statistics frozen, conv weight and norm affine learn."""
+    bn = randomized_bn(6).eval()
+    conv = nn.Conv2d(6, 6, 3, padding=1, groups=6, bias=False)
+    x = torch.randn(2, 6, 9, 5)
+    params = [conv.weight, bn.weight, bn.bias]
+    out = conv_batch_norm_gelu(conv, bn, x)
+    want = F.gelu(bn(conv(x)))
+    grad = torch.randn_like(out)
+    for g, e in zip(torch.autograd.grad(out, params, grad),
+                    torch.autograd.grad(want, params, grad)):
+        torch.testing.assert_close(g, e)
+
+
+def test_conv_batch_norm_in_training_uses_batch_statistics():
+    bn, plain = randomized_bn(4), randomized_bn(4)
+    conv = nn.Conv2d(4, 4, 3, padding=1, groups=4, bias=False)
+    x = torch.randn(3, 4, 5, 5)
+    torch.testing.assert_close(
+        conv_batch_norm_gelu(conv, bn, x), F.gelu(plain(conv(x))))
+    torch.testing.assert_close(bn.running_mean, plain.running_mean)
