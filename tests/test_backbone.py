@@ -74,7 +74,7 @@ def test_params_and_flops(arch, params, gflops):
     model.eval()
     info = get_model_complexity_info(
         model, input_shape=(3, 224, 224), show_table=False, show_arch=False)
-    assert abs(info['flops'] / 1e9 - gflops) / gflops < 0.03
+    assert abs(info['flops'] / 1e9 - gflops) / gflops < 0.01
 
 
 def test_frozen_stages():

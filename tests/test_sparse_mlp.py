@@ -107,7 +107,7 @@ def test_load_time_resampling_logs_and_matches():
 
 
 @pytest.mark.parametrize('size', [(7, 7), (5, 9)])
-def test_custom_op_gradients_match_explicit_formula(size):
+def test_backward_matches_explicit_formula(size):
     torch.manual_seed(0)
     module = SparseMLP(channels=6, resolution=(7, 7)).double()
     for p in module.parameters():
@@ -121,32 +121,22 @@ def test_custom_op_gradients_match_explicit_formula(size):
         torch.testing.assert_close(got, expected)
 
 
-def test_custom_op_registration():
-    """Fake (meta) kernel, autograd and schema agree with the real kernel:
-    what torch.compile and torch.export rely on."""
-    torch.manual_seed(0)
-    x = torch.randn(2, 4, 5, 3, requires_grad=True)
-    params = [torch.randn(4, 4), torch.randn(4), torch.randn(5, 5),
-              torch.randn(5), torch.randn(3, 9)]
-    torch.library.opcheck(torch.ops.mmsmlp.sparse_mlp.default,
-                          (x, *[p.requires_grad_() for p in params]))
-
-
-def test_custom_op_under_autocast_and_compile():
+def test_autograd_function_under_autocast_and_compile():
     module = SparseMLP(channels=4, resolution=(5, 5))
-    x = torch.randn(2, 5, 5, 4)
+    x = torch.randn(2, 5, 5, 4, requires_grad=True)
     with torch.autocast('cpu', dtype=torch.bfloat16):
         out = module(x)
     assert out.dtype == torch.bfloat16
     out.float().sum().backward()
+    assert x.grad.dtype == torch.float32
     assert all(p.grad.dtype == torch.float32 for p in module.parameters())
     compiled = torch.compile(module, fullgraph=True, backend='aot_eager')
     torch.testing.assert_close(compiled(x), module(x))
 
 
-def test_flop_counter_sees_the_custom_op():
+def test_flop_counter():
     from mmengine.analysis import FlopAnalyzer
-    module = SparseMLP(channels=4, resolution=(5, 6))
+    module = SparseMLP(channels=4, resolution=(5, 6)).eval()
     flops = FlopAnalyzer(module, torch.randn(2, 5, 6, 4))
     assert flops.total() == 2 * 5 * 6 * 4 * (5 + 6 + 3 * 4)
-    assert not flops.unsupported_ops()
+    assert 'aten::baddbmm' not in flops.unsupported_ops()

@@ -118,8 +118,6 @@ def bench(name, args):
     result['train'] = args.batch_train / timed(train, args.iters,
                                                args.warmup)
     result['mem'] = torch.cuda.max_memory_allocated() / 2**30
-    del model, fn, optimizer, x, y
-    torch.cuda.empty_cache()
     return result
 
 
@@ -151,6 +149,7 @@ def main():
     results = {}
     for name in args.models:
         results[name] = bench(name, args)
+        torch.cuda.empty_cache()
         r = results[name]
         print(f'  measured {name}: {r["infer"]:.0f} / {r["train"]:.0f} '
               f'img/s, {r["mem"]:.1f} GiB', flush=True)

@@ -1,11 +1,15 @@
 # Copyright (c) mmsmlp contributors. All rights reserved.
 """Which CUDA kernels take the time of a training step (or inference).
 
-    python tools/analysis_tools/profile_step.py smlpnet-t [--infer] [--rows 20]
+    python tools/analysis_tools/profile_step.py smlpnet-t [--infer] \
+        [--compile] [--rows 20]
 
 Same models and settings as ``benchmark.py`` (bf16 autocast, channels_last).
+Prints the wall time of a step and the summed time of its kernels: when the
+wall time is larger, the host (Python, autograd, kernel launches) bounds it.
 """
 import argparse
+import time
 
 import mmsmlp  # noqa: F401,I001  isort:skip
 import torch
@@ -19,6 +23,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('model', help='a model name of benchmark.py')
     parser.add_argument('--infer', action='store_true')
+    parser.add_argument('--compile', action='store_true')
     parser.add_argument('--batch', type=int, default=128)
     parser.add_argument('--rows', type=int, default=20)
     args = parser.parse_args()
@@ -28,13 +33,14 @@ def main():
     y = torch.randint(0, 1000, (args.batch, ), device='cuda')
     optimizer = torch.optim.AdamW(model.parameters())
     model.train(not args.infer)
+    fn = torch.compile(model) if args.compile else model
 
     def step():
         with torch.autocast('cuda', dtype=torch.bfloat16):
             if args.infer:
                 with torch.no_grad():
-                    return model(x)
-            loss = F.cross_entropy(model(x).float(), y)
+                    return fn(x)
+            loss = F.cross_entropy(fn(x).float(), y)
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -43,12 +49,21 @@ def main():
     for _ in range(5):
         step()
     torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(10):
+        step()
+    torch.cuda.synchronize()
+    wall = (time.perf_counter() - start) / 10 * 1e3
     with profile(activities=[ProfilerActivity.CUDA]) as prof:
         for _ in range(5):
             step()
         torch.cuda.synchronize()
-    print(prof.key_averages().table(
-        sort_by='cuda_time_total', row_limit=args.rows, max_name_column_width=70))
+    events = prof.key_averages()
+    kernels = sum(e.self_device_time_total for e in events) / 5 / 1e3
+    print(f'{args.model}, batch {args.batch}: {wall:.1f} ms per step (wall), '
+          f'{kernels:.1f} ms of kernels per step')
+    print(events.table(sort_by='self_device_time_total', row_limit=args.rows,
+                       max_name_column_width=70))
 
 
 if __name__ == '__main__':

@@ -33,10 +33,10 @@ class _BatchNormGELU(torch.autograd.Function):
         y = torch.addcmul(
             shift.to(x.dtype).view(shape), x, scale.to(x.dtype).view(shape))
         grad_y = torch.ops.aten.gelu_backward(grad.to(x.dtype), y)
-        grad_x, grad_weight, grad_bias = torch.ops.aten.native_batch_norm_backward(
+        grads = torch.ops.aten.native_batch_norm_backward(
             grad_y, x, weight, running_mean, running_var, mean, invstd, True,
             ctx.eps, [True, True, True])
-        return grad_x, grad_weight, grad_bias, None, None, None, None
+        return (*grads, None, None, None, None)
 
 
 def batch_norm_gelu(norm: nn.Module, x: Tensor) -> Tensor:

@@ -1,13 +1,9 @@
 # Copyright (c) mmsmlp contributors. All rights reserved.
 """The sparse MLP (sMLP) token mixer of sMLPNet."""
-import math
 from typing import Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
-from mmengine.analysis.complexity_analysis import (
-    _DEFAULT_SUPPORTED_ACT_OPS, _DEFAULT_SUPPORTED_FLOP_OPS)
-from mmengine.analysis.jit_handles import get_shape
 from mmengine.logging import MMLogger
 from mmengine.model import BaseModule
 from torch import Tensor, nn
@@ -36,110 +32,64 @@ def resample_axial_mixing(weight: Tensor, bias: Tensor,
     return weight, bias
 
 
-def _axial_mixes(x: Tensor, w_h: Tensor, b_h: Tensor, w_w: Tensor,
-                 b_w: Tensor) -> Tuple[Tensor, Tensor]:
-    """``x_h`` (mixed along the height) and ``x_w`` (along the width) of a
-    contiguous ``(B, H, W, C)`` tensor, each one batched matmul with the
-    bias added by the same kernel. The shared weight is an expanded view:
-    cuBLAS reads it once per batch, nothing is copied."""
+def sparse_mlp(x: Tensor, w_h: Tensor, b_h: Tensor, w_w: Tensor, b_w: Tensor,
+               fuse: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+    """The sMLP of a contiguous ``(B, H, W, C)`` tensor, and its two mixes.
+
+    ``x_h`` (mixed along the height) and ``x_w`` (along the width) are each
+    one batched matmul with the bias added by the same kernel; the shared
+    weight is an expanded view, read once per batch, never copied. The fuse
+    over the concatenation ``[x, x_w, x_h]`` (the official order) is three
+    accumulated matmuls: the concatenation is never built.
+    """
     B, H, W, C = x.shape
     x_h = torch.baddbmm(
         b_h.view(1, H, 1), w_h.expand(B, H, H), x.view(B, H, W * C))
     x_w = torch.baddbmm(
         b_w.view(1, W, 1), w_w.expand(B * H, W, W), x.view(B * H, W, C))
-    return x_h.view(B, H, W, C), x_w.view(B, H, W, C)
-
-
-# The sMLP runs as one custom operator with a hand-written backward: one
-# autograd node per block instead of a dozen, the three gradients reaching
-# ``x`` accumulated in one buffer, ``x_h``/``x_w`` recomputed in backward
-# instead of stored (two activations fewer per block), and opaque to
-# torch.compile, whose inductor would otherwise copy the expanded weights.
-@torch.library.custom_op('mmsmlp::sparse_mlp', mutates_args=())
-def sparse_mlp(x: Tensor, w_h: Tensor, b_h: Tensor, w_w: Tensor, b_w: Tensor,
-               fuse: Tensor) -> Tensor:
-    """``fuse([x, x_w, x_h])`` (the official concatenation order) as three
-    accumulated matmuls; the concatenation is never built."""
-    B, H, W, C = x.shape
-    x_h, x_w = _axial_mixes(x, w_h, b_h, w_w, b_w)
     f_id, f_w, f_h = fuse.split(C, dim=1)
     out = torch.mm(x.view(-1, C), f_id.t())
     out = torch.addmm(out, x_w.view(-1, C), f_w.t())
     out = torch.addmm(out, x_h.view(-1, C), f_h.t())
-    return out.view(B, H, W, -1)
+    return out.view(B, H, W, C), x_h.view(B, H, W, C), x_w.view(B, H, W, C)
 
 
-@sparse_mlp.register_fake
-def _(x, w_h, b_h, w_w, b_w, fuse):
-    return x.new_empty(x.shape)
+class _SparseMLPFunction(torch.autograd.Function):
+    """:func:`sparse_mlp` with a hand-written backward: one autograd node
+    per block instead of a dozen (eager training is bound by the host), and
+    the three gradients reaching ``x`` accumulated in one buffer in place."""
 
+    @staticmethod
+    def forward(ctx, x, w_h, b_h, w_w, b_w, fuse):
+        out, x_h, x_w = sparse_mlp(x, w_h, b_h, w_w, b_w, fuse)
+        ctx.save_for_backward(x, x_h, x_w, w_h, w_w, fuse)
+        return out
 
-@torch.library.custom_op('mmsmlp::sparse_mlp_backward', mutates_args=())
-def sparse_mlp_backward(grad: Tensor, x: Tensor, w_h: Tensor, b_h: Tensor,
-                        w_w: Tensor, b_w: Tensor, fuse: Tensor
-                        ) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor,
-                                   Tensor]:
-    B, H, W, C = x.shape
-    x_h, x_w = _axial_mixes(x, w_h, b_h, w_w, b_w)
-    g = grad.reshape(-1, C)
-    f_id, f_w, f_h = fuse.split(C, dim=1)
-    grad_fuse = torch.cat([
-        torch.mm(g.t(), t.view(-1, C)) for t in (x, x_w, x_h)], dim=1)
-    g_w = torch.mm(g, f_w).view(B * H, W, C)  # gradient reaching x_w
-    g_h = torch.mm(g, f_h).view(B, H, W * C)  # gradient reaching x_h
-    # dx = g f_id + w_w^T g_w (per row) + w_h^T g_h (per column), accumulated
-    # in place.
-    grad_x = torch.mm(g, f_id)
-    grad_x.view(B * H, W, C).baddbmm_(w_w.t().expand(B * H, W, W), g_w)
-    grad_x.view(B, H, W * C).baddbmm_(w_h.t().expand(B, H, H), g_h)
-    # Weight gradients: one small matrix per batch entry, summed in at least
-    # fp32.
-    acc = torch.promote_types(x.dtype, torch.float32)
-    grad_w_w = torch.bmm(g_w, x.view(B * H, W, C).transpose(1, 2)).sum(
-        0, dtype=acc)
-    grad_w_h = torch.bmm(g_h, x.view(B, H, W * C).transpose(1, 2)).sum(
-        0, dtype=acc)
-    grad_b_w = g_w.sum((0, 2), dtype=acc)
-    grad_b_h = g_h.sum((0, 2), dtype=acc)
-    return (grad_x.view(B, H, W, C), grad_w_h.to(w_h.dtype),
-            grad_b_h.to(b_h.dtype), grad_w_w.to(w_w.dtype),
-            grad_b_w.to(b_w.dtype), grad_fuse)
-
-
-@sparse_mlp_backward.register_fake
-def _(grad, x, w_h, b_h, w_w, b_w, fuse):
-    return (x.new_empty(x.shape), torch.empty_like(w_h),
-            torch.empty_like(b_h), torch.empty_like(w_w),
-            torch.empty_like(b_w), torch.empty_like(fuse))
-
-
-def _setup_context(ctx, inputs, output):
-    ctx.save_for_backward(*inputs)
-
-
-def _backward(ctx, grad):
-    return torch.ops.mmsmlp.sparse_mlp_backward(
-        grad.contiguous(), *ctx.saved_tensors)
-
-
-sparse_mlp.register_autograd(_backward, setup_context=_setup_context)
-
-
-def _sparse_mlp_flops(inputs, outputs) -> int:
-    """Multiply-adds of the op, for mmengine's FLOP counter (which counts
-    one FLOP per multiply-add, as for its matmuls)."""
-    B, H, W, C = get_shape(inputs[0])
-    return B * H * W * C * (H + W + 3 * C)
-
-
-def _sparse_mlp_activations(inputs, outputs) -> int:
-    return 3 * math.prod(get_shape(outputs[0]))  # x_h, x_w and the output
-
-
-# mmengine's FLOP and activation counters trace through torch.jit and see
-# the op as one node: tell them what it costs.
-_DEFAULT_SUPPORTED_FLOP_OPS['mmsmlp::sparse_mlp'] = _sparse_mlp_flops
-_DEFAULT_SUPPORTED_ACT_OPS['mmsmlp::sparse_mlp'] = _sparse_mlp_activations
+    @staticmethod
+    def backward(ctx, grad):
+        x, x_h, x_w, w_h, w_w, fuse = ctx.saved_tensors
+        B, H, W, C = x.shape
+        g = grad.reshape(-1, C)
+        f_id, f_w, f_h = fuse.split(C, dim=1)
+        grad_fuse = torch.cat([
+            torch.mm(g.t(), t.view(-1, C)) for t in (x, x_w, x_h)], dim=1)
+        g_w = torch.mm(g, f_w).view(B * H, W, C)  # gradient reaching x_w
+        g_h = torch.mm(g, f_h).view(B, H, W * C)  # gradient reaching x_h
+        # dx = g f_id + w_w^T g_w (along rows) + w_h^T g_h (along columns)
+        grad_x = torch.mm(g, f_id)
+        grad_x.view(B * H, W, C).baddbmm_(w_w.t().expand(B * H, W, W), g_w)
+        grad_x.view(B, H, W * C).baddbmm_(w_h.t().expand(B, H, H), g_h)
+        # Weight gradients: one small matrix per batch entry, summed in at
+        # least fp32.
+        acc = torch.promote_types(x.dtype, torch.float32)
+        grad_w_w = torch.bmm(g_w, x.view(B * H, W, C).transpose(1, 2)).sum(
+            0, dtype=acc)
+        grad_w_h = torch.bmm(g_h, x.view(B, H, W * C).transpose(1, 2)).sum(
+            0, dtype=acc)
+        return (grad_x.view(B, H, W, C), grad_w_h.to(w_h.dtype),
+                g_h.sum((0, 2), dtype=acc).to(w_h.dtype),
+                grad_w_w.to(w_w.dtype),
+                g_w.sum((0, 2), dtype=acc).to(w_w.dtype), grad_fuse)
 
 
 class SparseMLP(BaseModule):
@@ -176,14 +126,20 @@ class SparseMLP(BaseModule):
                                          H),
                   *resample_axial_mixing(self.mix_w.weight, self.mix_w.bias,
                                          W), self.fuse.weight)
-        # Autocast does not reach into the custom op: cast here (the weights
-        # are small), so the op sees one dtype.
+        x = x.contiguous()
+        if (not self.training or not torch.is_grad_enabled()
+                or torch.compiler.is_compiling() or torch.jit.is_tracing()):
+            # Inference, torch.compile (which derives its own backward) and
+            # tracing (mmengine's FLOP counter) take the plain ops.
+            return sparse_mlp(x, *params)[0]
+        # Cast as autocast would, outside the function: its backward then
+        # sees one dtype and autograd casts the weight gradients back.
         device = x.device.type
         if torch.is_autocast_enabled(device):
             dtype = torch.get_autocast_dtype(device)
             x, params = x.to(dtype), [p.to(dtype) for p in params]
         with torch.autocast(device, enabled=False):
-            return sparse_mlp(x.contiguous(), *params)
+            return _SparseMLPFunction.apply(x, *params)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # Weights trained at another input size are resampled to this
