@@ -17,9 +17,6 @@ import mmcv
 import mmcv.image.photometric
 import numpy as np
 import torch
-from mmengine.analysis.complexity_analysis import (
-    _DEFAULT_SUPPORTED_ACT_OPS, _DEFAULT_SUPPORTED_FLOP_OPS)
-from mmengine.analysis.jit_handles import bmm_flop_jit, generic_activation_jit
 from mmengine.fileio.backends import LocalBackend
 from mmengine.runner import checkpoint as mmengine_checkpoint
 from mmengine.runner.checkpoint import CheckpointLoader
@@ -191,13 +188,6 @@ def _also_remove_checked_loading(remove_transform):
     return remove_transform_also_checked
 
 
-def _baddbmm_flops(inputs, outputs):
-    """mmengine's FLOP counter has no handle for ``aten::baddbmm`` (a bmm
-    plus an added tensor, which sMLP's axial mixes are) and would count it
-    as zero: count its bmm, as it counts ``aten::addmm``'s mm."""
-    return bmm_flop_jit(inputs[1:3], outputs)
-
-
 def apply():
     _skip_multimodal_models_on_new_transformers()
     if digit_version(torch.__version__) >= digit_version('2.6.0'):
@@ -217,9 +207,6 @@ def apply():
     if not hasattr(mmpretrain.datasets.remove_transform, '__wrapped__'):
         mmpretrain.datasets.remove_transform = _also_remove_checked_loading(
             mmpretrain.datasets.remove_transform)
-    _DEFAULT_SUPPORTED_FLOP_OPS.setdefault('aten::baddbmm', _baddbmm_flops)
-    _DEFAULT_SUPPORTED_ACT_OPS.setdefault('aten::baddbmm',
-                                          generic_activation_jit())
     if not hasattr(mmengine_checkpoint.load_state_dict, '__wrapped__'):
         mmengine_checkpoint.load_state_dict = _raise_on_shape_mismatch(
             mmengine_checkpoint.load_state_dict)

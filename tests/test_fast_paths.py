@@ -49,7 +49,13 @@ def test_layer_norm_keeps_dtype():
     torch.testing.assert_close(
         norm(x), F.layer_norm(x, (8, ), norm.weight, norm.bias))
     with torch.autocast('cpu', dtype=torch.bfloat16):
-        assert norm(x.bfloat16()).dtype == torch.bfloat16
+        out = norm(x.bfloat16())
+    assert out.dtype == torch.bfloat16
+    torch.testing.assert_close(
+        out.float(), F.layer_norm(x, (8, ), norm.weight, norm.bias),
+        atol=0.05, rtol=0.02)
+    out.float().sum().backward()  # fp32 parameters get fp32 gradients
+    assert norm.weight.grad.dtype == norm.bias.grad.dtype == torch.float32
 
 
 def test_training_step_matches_official_formulation():

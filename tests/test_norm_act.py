@@ -1,11 +1,18 @@
 # Copyright (c) mmsmlp contributors. All rights reserved.
-"""The token mixer's BatchNorm fast paths equal the plain modules."""
+"""The token mixer's BatchNorm fast paths equal the plain modules.
+
+The fast paths take channels-last ``(B, H, W, C)`` tensors; the modules
+they are checked against take ``(B, C, H, W)``."""
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from mmsmlp.models.utils.norm_act import batch_norm_gelu, conv_batch_norm_gelu
+
+
+def nhwc(x):
+    return x.permute(0, 2, 3, 1)
 
 
 def randomized_bn(channels, seed=0):
@@ -19,14 +26,14 @@ def randomized_bn(channels, seed=0):
     return bn
 
 
-@pytest.mark.parametrize('channels_last', [False, True])
-def test_batch_norm_gelu_matches_modules_in_training(channels_last):
+@pytest.mark.parametrize('contiguous', [False, True])
+def test_batch_norm_gelu_matches_modules_in_training(contiguous):
     bn, plain = randomized_bn(5), randomized_bn(5)
     x = torch.randn(4, 5, 6, 7)
-    if channels_last:
-        x = x.to(memory_format=torch.channels_last)
     x1, x2 = x.clone().requires_grad_(), x.clone().requires_grad_()
-    out, want = batch_norm_gelu(bn, x1), F.gelu(plain(x2))
+    # A permuted view (strided) and a contiguous channels-last tensor.
+    inp = nhwc(x1).contiguous() if contiguous else nhwc(x1)
+    out, want = batch_norm_gelu(bn, inp), nhwc(F.gelu(plain(x2)))
     torch.testing.assert_close(out, want)
     grad = torch.randn_like(out)
     got = torch.autograd.grad(out, [x1, bn.weight, bn.bias], grad)
@@ -38,13 +45,23 @@ def test_batch_norm_gelu_matches_modules_in_training(channels_last):
         torch.testing.assert_close(getattr(bn, name), buffer, msg=name)
 
 
+def test_batch_norm_gelu_with_other_norms():
+    """A norm that is not a BatchNorm sees the (B, C, H, W) layout."""
+    gn = nn.GroupNorm(2, 4)
+    x = torch.randn(2, 4, 3, 5)
+    torch.testing.assert_close(
+        batch_norm_gelu(gn, nhwc(x)), nhwc(F.gelu(gn(x))))
+
+
 def test_batch_norm_gelu_in_eval_and_without_grad():
     bn = randomized_bn(3)
     x = torch.randn(2, 3, 4, 4)
     with torch.no_grad():
-        torch.testing.assert_close(batch_norm_gelu(bn, x), F.gelu(bn(x)))
+        torch.testing.assert_close(
+            batch_norm_gelu(bn, nhwc(x)), nhwc(F.gelu(bn(x))))
     bn.eval()
-    torch.testing.assert_close(batch_norm_gelu(bn, x), F.gelu(bn(x)))
+    torch.testing.assert_close(
+        batch_norm_gelu(bn, nhwc(x)), nhwc(F.gelu(bn(x))))
 
 
 def test_folded_conv_batch_norm_in_eval():
@@ -52,7 +69,7 @@ def test_folded_conv_batch_norm_in_eval():
     conv = nn.Conv2d(6, 6, 3, padding=1, groups=6, bias=False)
     x = torch.randn(2, 6, 9, 5)
     torch.testing.assert_close(
-        conv_batch_norm_gelu(conv, bn, x), F.gelu(bn(conv(x))))
+        conv_batch_norm_gelu(conv, bn, nhwc(x)), nhwc(F.gelu(bn(conv(x)))))
 
 
 def test_folded_conv_batch_norm_trains_frozen_norm():
@@ -61,8 +78,8 @@ def test_folded_conv_batch_norm_trains_frozen_norm():
     conv = nn.Conv2d(6, 6, 3, padding=1, groups=6, bias=False)
     x = torch.randn(2, 6, 9, 5)
     params = [conv.weight, bn.weight, bn.bias]
-    out = conv_batch_norm_gelu(conv, bn, x)
-    want = F.gelu(bn(conv(x)))
+    out = conv_batch_norm_gelu(conv, bn, nhwc(x))
+    want = nhwc(F.gelu(bn(conv(x))))
     grad = torch.randn_like(out)
     for g, e in zip(torch.autograd.grad(out, params, grad),
                     torch.autograd.grad(want, params, grad)):
@@ -74,5 +91,6 @@ def test_conv_batch_norm_in_training_uses_batch_statistics():
     conv = nn.Conv2d(4, 4, 3, padding=1, groups=4, bias=False)
     x = torch.randn(3, 4, 5, 5)
     torch.testing.assert_close(
-        conv_batch_norm_gelu(conv, bn, x), F.gelu(plain(conv(x))))
+        conv_batch_norm_gelu(conv, bn, nhwc(x)),
+        nhwc(F.gelu(plain(conv(x)))))
     torch.testing.assert_close(bn.running_mean, plain.running_mean)

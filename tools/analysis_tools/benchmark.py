@@ -64,16 +64,21 @@ def build(name: str) -> torch.nn.Module:
                    f'{list(SMLPNETS) + list(REFERENCES) + list(PEERS)}')
 
 
-def timed(fn, iters: int, warmup: int) -> float:
-    """Seconds per call, after warm-up, with CUDA synchronisation."""
+def timed(fn, iters: int, warmup: int, rounds: int) -> float:
+    """Seconds per call, after warm-up, with CUDA synchronisation: the best
+    of ``rounds`` rounds of ``iters`` calls (host-bound steps vary from one
+    round to the next with the machine's other load)."""
     for _ in range(warmup):
         fn()
-    torch.cuda.synchronize()
-    start = time.perf_counter()
-    for _ in range(iters):
-        fn()
-    torch.cuda.synchronize()
-    return (time.perf_counter() - start) / iters
+    best = float('inf')
+    for _ in range(rounds):
+        torch.cuda.synchronize()
+        start = time.perf_counter()
+        for _ in range(iters):
+            fn()
+        torch.cuda.synchronize()
+        best = min(best, (time.perf_counter() - start) / iters)
+    return best
 
 
 def bench(name, args):
@@ -97,7 +102,7 @@ def bench(name, args):
             fn(x)
 
     result['infer'] = args.batch_infer / timed(infer, args.iters,
-                                               args.warmup)
+                                               args.warmup, args.rounds)
 
     # training step
     model.train()
@@ -116,7 +121,7 @@ def bench(name, args):
     train()  # allocate the optimizer state before measuring memory
     torch.cuda.reset_peak_memory_stats()
     result['train'] = args.batch_train / timed(train, args.iters,
-                                               args.warmup)
+                                               args.warmup, args.rounds)
     result['mem'] = torch.cuda.max_memory_allocated() / 2**30
     return result
 
@@ -134,6 +139,8 @@ def main():
     parser.add_argument('--batch-train', type=int, default=128)
     parser.add_argument('--iters', type=int, default=20)
     parser.add_argument('--warmup', type=int, default=5)
+    parser.add_argument('--rounds', type=int, default=3,
+                        help='timed rounds of --iters; the best is reported')
     args = parser.parse_args()
     if not torch.cuda.is_available():
         raise SystemExit('benchmark.py measures on a CUDA GPU; none found')

@@ -56,11 +56,11 @@ class SMLPBlock(BaseModule):
             drop_path_rate) if drop_path_rate > 0. else nn.Identity()
 
     def token_mix(self, x: Tensor) -> Tensor:
-        # BN and the depth-wise conv run on an NCHW view of the channels-last
-        # tensor (PyTorch's channels_last memory format): no copies.
-        y = batch_norm_gelu(self.norm1, x.permute(0, 3, 1, 2))
+        # All on the channels-last (B, H, W, C) memory: the depth-wise conv
+        # takes its (B, C, H, W) view (PyTorch's channels_last format).
+        y = batch_norm_gelu(self.norm1, x)
         y = conv_batch_norm_gelu(self.dwconv, self.norm2, y)
-        return self.smlp(y.permute(0, 2, 3, 1))
+        return self.smlp(y)
 
     def forward(self, x: Tensor) -> Tensor:
 

@@ -40,33 +40,43 @@ class _BatchNormGELU(torch.autograd.Function):
 
 
 def batch_norm_gelu(norm: nn.Module, x: Tensor) -> Tensor:
-    """``gelu(norm(x))``; memory-saving when ``norm`` is a plain BatchNorm
-    normalising with batch statistics under autograd, eager."""
-    if (type(norm) in (nn.BatchNorm1d, nn.BatchNorm2d) and norm.training
-            and norm.affine and norm.track_running_stats
-            and norm.momentum is not None and torch.is_grad_enabled()
+    """``gelu(norm(x))`` over the last dim of a channels-last ``(..., C)``
+    tensor. A BatchNorm sees it as ``(N, C, 1, 1)``: the same statistics as
+    over ``(B, C, H, W)``, in the layout the memory already has, so neither
+    eager kernels nor torch.compile's see a permuted tensor. Memory-saving
+    when ``norm`` is a plain BatchNorm using batch statistics under
+    autograd, eager."""
+    if not isinstance(norm, _BatchNorm):  # e.g. GroupNorm: needs (B, C, H, W)
+        return F.gelu(norm(x.movedim(-1, 1))).movedim(1, -1)
+    y = x.reshape(-1, x.shape[-1], 1, 1)
+    if (type(norm) is nn.BatchNorm2d and norm.training and norm.affine
+            and norm.track_running_stats and norm.momentum is not None
+            and torch.is_grad_enabled()
             and not torch.compiler.is_compiling()):
         norm.num_batches_tracked.add_(1)  # as nn.BatchNorm does
-        return _BatchNormGELU.apply(x, norm.weight, norm.bias,
-                                    norm.running_mean, norm.running_var,
-                                    norm.momentum, norm.eps)
-    # torch.compile fuses the plain form by itself.
-    return F.gelu(norm(x))
+        y = _BatchNormGELU.apply(y, norm.weight, norm.bias, norm.running_mean,
+                                 norm.running_var, norm.momentum, norm.eps)
+    else:
+        y = F.gelu(norm(y))  # torch.compile fuses this form by itself
+    return y.view(x.shape)
 
 
 def conv_batch_norm_gelu(conv: nn.Conv2d, norm: nn.Module,
                          x: Tensor) -> Tensor:
-    """``gelu(norm(conv(x)))`` for a bias-free conv. When the BatchNorm uses
-    its running statistics (eval mode, or frozen with ``norm_eval``) it is
-    an affine map per output channel: folded into the conv's weight and
-    bias, one pass over the activation is saved. Differentiable, so
-    frozen-norm training still reaches the conv and the norm's affine
-    parameters."""
+    """``gelu(norm(conv(x)))`` for a bias-free conv, on a channels-last
+    ``(B, H, W, C)`` tensor (the conv sees its ``(B, C, H, W)`` view). When
+    the BatchNorm uses its running statistics (eval mode, or frozen with
+    ``norm_eval``) it is an affine map per output channel: folded into the
+    conv's weight and bias, one pass over the activation is saved.
+    Differentiable, so frozen-norm training still reaches the conv and the
+    norm's affine parameters."""
+    x = x.permute(0, 3, 1, 2)
     if (isinstance(norm, _BatchNorm) and not norm.training
             and norm.track_running_stats and norm.affine
             and conv.bias is None):
         scale = norm.weight * torch.rsqrt(norm.running_var + norm.eps)
         shift = norm.bias - norm.running_mean * scale
         return F.gelu(conv._conv_forward(
-            x, conv.weight * scale.view(-1, 1, 1, 1), shift))
-    return batch_norm_gelu(norm, conv(x))
+            x, conv.weight * scale.view(-1, 1, 1, 1),
+            shift)).permute(0, 2, 3, 1)
+    return batch_norm_gelu(norm, conv(x).permute(0, 2, 3, 1))

@@ -32,26 +32,40 @@ def resample_axial_mixing(weight: Tensor, bias: Tensor,
     return weight, bias
 
 
+def bias_table(b_h: Tensor, b_w: Tensor, fuse: Tensor) -> Tensor:
+    """What the axial mixes' biases add to the sMLP output, ``(H, W, C)``.
+
+    ``b_h`` varies along the height only, ``b_w`` along the width only, and
+    both are constant over channels, so their part of the fuse is
+    ``b_h[h] * f_h.sum(1)[c] + b_w[w] * f_w.sum(1)[c]``: a small table, added
+    to the output once instead of to each full-size mixed copy.
+    """
+    C = fuse.shape[0]
+    _, f_w, f_h = fuse.split(C, dim=1)
+    return (b_h.view(-1, 1, 1) * f_h.sum(1) +
+            b_w.view(1, -1, 1) * f_w.sum(1))
+
+
 def sparse_mlp(x: Tensor, w_h: Tensor, b_h: Tensor, w_w: Tensor, b_w: Tensor,
                fuse: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
-    """The sMLP of a contiguous ``(B, H, W, C)`` tensor, and its two mixes.
+    """The sMLP of a contiguous ``(B, H, W, C)`` tensor, and its two mixes
+    (without their biases).
 
     ``x_h`` (mixed along the height) and ``x_w`` (along the width) are each
-    one batched matmul with the bias added by the same kernel; the shared
-    weight is an expanded view, read once per batch, never copied. The fuse
-    over the concatenation ``[x, x_w, x_h]`` (the official order) is three
-    accumulated matmuls: the concatenation is never built.
+    one batched matmul; the shared weight is an expanded view, read once per
+    batch, never copied. The fuse over the concatenation ``[x, x_w, x_h]``
+    (the official order) is three accumulated matmuls: the concatenation is
+    never built. The biases come in as :func:`bias_table`.
     """
     B, H, W, C = x.shape
-    x_h = torch.baddbmm(
-        b_h.view(1, H, 1), w_h.expand(B, H, H), x.view(B, H, W * C))
-    x_w = torch.baddbmm(
-        b_w.view(1, W, 1), w_w.expand(B * H, W, W), x.view(B * H, W, C))
+    x_h = torch.bmm(w_h.expand(B, H, H), x.view(B, H, W * C))
+    x_w = torch.bmm(w_w.expand(B * H, W, W), x.view(B * H, W, C))
     f_id, f_w, f_h = fuse.split(C, dim=1)
     out = torch.mm(x.view(-1, C), f_id.t())
     out = torch.addmm(out, x_w.view(-1, C), f_w.t())
     out = torch.addmm(out, x_h.view(-1, C), f_h.t())
-    return out.view(B, H, W, C), x_h.view(B, H, W, C), x_w.view(B, H, W, C)
+    out = out.view(B, H, W, C).add_(bias_table(b_h, b_w, fuse))
+    return out, x_h.view(B, H, W, C), x_w.view(B, H, W, C)
 
 
 class _SparseMLPFunction(torch.autograd.Function):
@@ -62,34 +76,41 @@ class _SparseMLPFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, w_h, b_h, w_w, b_w, fuse):
         out, x_h, x_w = sparse_mlp(x, w_h, b_h, w_w, b_w, fuse)
-        ctx.save_for_backward(x, x_h, x_w, w_h, w_w, fuse)
+        ctx.save_for_backward(x, x_h, x_w, w_h, b_h, w_w, b_w, fuse)
         return out
 
     @staticmethod
     def backward(ctx, grad):
-        x, x_h, x_w, w_h, w_w, fuse = ctx.saved_tensors
+        x, x_h, x_w, w_h, b_h, w_w, b_w, fuse = ctx.saved_tensors
         B, H, W, C = x.shape
+        acc = torch.promote_types(x.dtype, torch.float32)  # sums in >= fp32
         g = grad.reshape(-1, C)
         f_id, f_w, f_h = fuse.split(C, dim=1)
-        grad_fuse = torch.cat([
-            torch.mm(g.t(), t.view(-1, C)) for t in (x, x_w, x_h)], dim=1)
         g_w = torch.mm(g, f_w).view(B * H, W, C)  # gradient reaching x_w
         g_h = torch.mm(g, f_h).view(B, H, W * C)  # gradient reaching x_h
         # dx = g f_id + w_w^T g_w (along rows) + w_h^T g_h (along columns)
         grad_x = torch.mm(g, f_id)
         grad_x.view(B * H, W, C).baddbmm_(w_w.t().expand(B * H, W, W), g_w)
         grad_x.view(B, H, W * C).baddbmm_(w_h.t().expand(B, H, H), g_h)
-        # Weight gradients: one small matrix per batch entry, summed in at
-        # least fp32.
-        acc = torch.promote_types(x.dtype, torch.float32)
+        # Mixing weights: one small matrix per batch entry, then summed.
         grad_w_w = torch.bmm(g_w, x.view(B * H, W, C).transpose(1, 2)).sum(
             0, dtype=acc)
         grad_w_h = torch.bmm(g_h, x.view(B, H, W * C).transpose(1, 2)).sum(
             0, dtype=acc)
+        # The bias table's gradients, from the output gradient summed over
+        # the batch (one reduction instead of one per mixed copy).
+        g_hw = grad.sum(0, dtype=acc)  # (H, W, C)
+        g_hc, g_wc = g_hw.sum(1), g_hw.sum(0)  # (H, C), (W, C)
+        grad_b_h = g_hc @ f_h.sum(1, dtype=acc)
+        grad_b_w = g_wc @ f_w.sum(1, dtype=acc)
+        grad_fuse = torch.cat([
+            torch.mm(g.t(), t.view(-1, C)) for t in (x, x_w, x_h)], dim=1)
+        grad_fuse = grad_fuse.to(acc)
+        grad_fuse[:, C:2 * C] += (b_w.to(acc) @ g_wc)[:, None]
+        grad_fuse[:, 2 * C:] += (b_h.to(acc) @ g_hc)[:, None]
         return (grad_x.view(B, H, W, C), grad_w_h.to(w_h.dtype),
-                g_h.sum((0, 2), dtype=acc).to(w_h.dtype),
-                grad_w_w.to(w_w.dtype),
-                g_w.sum((0, 2), dtype=acc).to(w_w.dtype), grad_fuse)
+                grad_b_h.to(b_h.dtype), grad_w_w.to(w_w.dtype),
+                grad_b_w.to(b_w.dtype), grad_fuse.to(fuse.dtype))
 
 
 class SparseMLP(BaseModule):
