@@ -12,15 +12,15 @@ class LayerNormKeepDtype(nn.LayerNorm):
     Autocast runs LayerNorm in fp32 and writes an fp32 output that the next
     Linear casts back to bf16/fp16: two extra passes over the activation.
     The kernel accumulates its statistics in fp32 for low-precision inputs
-    anyway, so here it reads and writes the input's dtype, with the fp32
-    weight and bias as they are (PyTorch's mixed-dtype LayerNorm, no cast
-    kernels). Identical to ``nn.LayerNorm`` outside autocast.
+    anyway, so here it reads and writes the input's dtype. Identical to
+    ``nn.LayerNorm`` outside autocast.
     """
 
     def forward(self, x: Tensor) -> Tensor:
         with torch.autocast(x.device.type, enabled=False):
-            return F.layer_norm(x, self.normalized_shape, self.weight,
-                                self.bias, self.eps)
+            return F.layer_norm(x, self.normalized_shape,
+                                self.weight.to(x.dtype),
+                                self.bias.to(x.dtype), self.eps)
 
 
 class _GELULinear(torch.autograd.Function):
