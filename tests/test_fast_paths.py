@@ -3,10 +3,13 @@
 import os.path as osp
 import runpy
 
+import pytest
+
 import torch
 import torch.nn.functional as F
 from mmpretrain.registry import MODELS
 
+from mmsmlp.models import SMLPNet
 from mmsmlp.models.utils.channel_mlp import ChannelMLP, LayerNormKeepDtype
 from mmsmlp.testing import OfficialSMLPNet
 from .conftest import REPO_ROOT
@@ -98,3 +101,50 @@ def test_training_step_matches_official_formulation():
     assert len(buffers) == 3 * 2 * (1 + 2 + 1 + 1) + 3  # 2 BNs/block + norm3
     for name, value in buffers.items():
         torch.testing.assert_close(ours_state[name], value, msg=name)
+
+
+@pytest.mark.parametrize('training', [True, False])
+def test_backbone_compiles_as_one_graph(training):
+    """torch.compile sees the whole backbone without a graph break (in
+    training: batch statistics, drop path; in eval: folded BatchNorms) and
+    gives the eager outputs and gradients."""
+    torch.manual_seed(0)
+    model = SMLPNet(arch=dict(embed_dims=8, depths=[1, 2, 1, 1],
+                              mlp_ratio=3), img_size=64,
+                    out_indices=(0, 1, 2, 3), drop_path_rate=0.)
+    model.train(training)
+    compiled = torch.compile(model, fullgraph=True, backend='aot_eager')
+    x = torch.randn(2, 3, 64, 64, requires_grad=True)
+    results = []
+    for fn in (compiled, model):
+        outs = fn(x)
+        results.append(
+            (outs, torch.autograd.grad(sum(o.sum() for o in outs), x)[0]))
+    (got, got_grad), (want, want_grad) = results
+    for g, w in zip(got, want):
+        torch.testing.assert_close(g, w)
+    torch.testing.assert_close(got_grad, want_grad)
+
+
+def test_two_forwards_one_backward():
+    """The BatchNorm fast path keeps no running statistic for backward, so
+    a backbone applied twice (e.g. to two views) before one backward works
+    and gives the sum of the two forward-backward passes' gradients."""
+    torch.manual_seed(0)
+    model = SMLPNet(arch=dict(embed_dims=8, depths=[1, 1, 1, 1],
+                              mlp_ratio=3), img_size=32).train()
+    a, b = torch.randn(2, 3, 32, 32), torch.randn(2, 3, 32, 32)
+    params = list(model.parameters())
+
+    def loss_a():
+        return model(a)[0].square().sum()
+
+    def loss_b():
+        return model(b)[0].sum()
+
+    joint = torch.autograd.grad(loss_a() + loss_b(), params)
+    separate = [ga + gb for ga, gb in zip(
+        torch.autograd.grad(loss_a(), params),
+        torch.autograd.grad(loss_b(), params))]
+    for j, s in zip(joint, separate):
+        torch.testing.assert_close(j, s)

@@ -18,15 +18,15 @@ class _BatchNormGELU(torch.autograd.Function):
                 eps):
         y, mean, invstd = torch.native_batch_norm(
             x, weight, bias, running_mean, running_var, True, momentum, eps)
-        ctx.save_for_backward(x, weight, bias, mean, invstd, running_mean,
-                              running_var)
+        # Not the running statistics: backward does not need them, and the
+        # next forward updates them in place (two forwards, one backward).
+        ctx.save_for_backward(x, weight, bias, mean, invstd)
         ctx.eps = eps
         return F.gelu(y)
 
     @staticmethod
     def backward(ctx, grad):
-        x, weight, bias, mean, invstd, running_mean, running_var = \
-            ctx.saved_tensors
+        x, weight, bias, mean, invstd = ctx.saved_tensors
         shape = (1, -1) + (1, ) * (x.dim() - 2)
         scale = invstd * weight
         shift = bias - mean * scale
@@ -34,7 +34,7 @@ class _BatchNormGELU(torch.autograd.Function):
             shift.to(x.dtype).view(shape), x, scale.to(x.dtype).view(shape))
         grad_y = torch.ops.aten.gelu_backward(grad.to(x.dtype), y)
         grads = torch.ops.aten.native_batch_norm_backward(
-            grad_y, x, weight, running_mean, running_var, mean, invstd, True,
+            grad_y, x, weight, None, None, mean, invstd, True,
             ctx.eps, [True, True, True])
         return (*grads, None, None, None, None)
 
