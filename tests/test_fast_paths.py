@@ -127,9 +127,9 @@ def test_backbone_compiles_as_one_graph(training):
 
 
 def test_two_forwards_one_backward():
-    """The BatchNorm fast path keeps no running statistic for backward, so
-    a backbone applied twice (e.g. to two views) before one backward works
-    and gives the sum of the two forward-backward passes' gradients."""
+    """A backbone applied twice (e.g. to two views) before one backward,
+    its running statistics updated in place in between, gives the sum of
+    the two forward-backward passes' gradients."""
     torch.manual_seed(0)
     model = SMLPNet(arch=dict(embed_dims=8, depths=[1, 1, 1, 1],
                               mlp_ratio=3), img_size=32).train()
