@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 import mmsmlp  # noqa: F401  (registers SMLPNet, applies compatibility fixes)
 from mmsmlp.datasets import make_imagenet
@@ -22,6 +23,17 @@ def run_tool(tool, *args):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[
         -3000:]
     return result.stdout + result.stderr
+
+
+def assert_same_gradients(out, want, inputs, want_inputs=None):
+    """The gradients of ``out`` wrt ``inputs`` equal those of ``want`` wrt
+    ``want_inputs`` (default: the same inputs), for one random output
+    gradient."""
+    grad = torch.randn_like(out)
+    got = torch.autograd.grad(out, inputs, grad)
+    expected = torch.autograd.grad(want, want_inputs or inputs, grad)
+    for g, e in zip(got, expected):
+        torch.testing.assert_close(g, e)
 
 
 def read_scalars(work_dir):

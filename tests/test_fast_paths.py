@@ -12,7 +12,7 @@ from mmpretrain.registry import MODELS
 from mmsmlp.models import SMLPNet
 from mmsmlp.models.utils.channel_mlp import ChannelMLP, LayerNormKeepDtype
 from mmsmlp.testing import OfficialSMLPNet
-from .conftest import REPO_ROOT
+from .conftest import REPO_ROOT, assert_same_gradients
 from .test_converter import randomize
 
 converter = runpy.run_path(
@@ -26,11 +26,7 @@ def test_channel_mlp_recompute_matches_autograd():
     out = mlp(x)
     plain = mlp.fc2(F.gelu(mlp.fc1(x)))
     torch.testing.assert_close(out, plain)
-    grad = torch.randn_like(out)
-    got = torch.autograd.grad(out, [x, *mlp.parameters()], grad)
-    want = torch.autograd.grad(plain, [x, *mlp.parameters()], grad)
-    for g, w in zip(got, want):
-        torch.testing.assert_close(g, w)
+    assert_same_gradients(out, plain, [x, *mlp.parameters()])
 
 
 def test_channel_mlp_under_autocast():

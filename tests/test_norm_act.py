@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mmsmlp.models.utils.norm_act import batch_norm_gelu, conv_batch_norm_gelu
+from .conftest import assert_same_gradients
 
 
 def nhwc(x):
@@ -35,11 +36,8 @@ def test_batch_norm_gelu_matches_modules_in_training(contiguous):
     inp = nhwc(x1).contiguous() if contiguous else nhwc(x1)
     out, want = batch_norm_gelu(bn, inp), nhwc(F.gelu(plain(x2)))
     torch.testing.assert_close(out, want)
-    grad = torch.randn_like(out)
-    got = torch.autograd.grad(out, [x1, bn.weight, bn.bias], grad)
-    expected = torch.autograd.grad(want, [x2, plain.weight, plain.bias], grad)
-    for g, e in zip(got, expected):
-        torch.testing.assert_close(g, e)
+    assert_same_gradients(out, want, [x1, bn.weight, bn.bias],
+                          [x2, plain.weight, plain.bias])
     # Running statistics move as nn.BatchNorm2d moves them.
     for name, buffer in plain.named_buffers():
         torch.testing.assert_close(getattr(bn, name), buffer, msg=name)
@@ -78,12 +76,8 @@ def test_folded_conv_batch_norm_trains_frozen_norm():
     conv = nn.Conv2d(6, 6, 3, padding=1, groups=6, bias=False)
     x = torch.randn(2, 6, 9, 5)
     params = [conv.weight, bn.weight, bn.bias]
-    out = conv_batch_norm_gelu(conv, bn, nhwc(x))
-    want = nhwc(F.gelu(bn(conv(x))))
-    grad = torch.randn_like(out)
-    for g, e in zip(torch.autograd.grad(out, params, grad),
-                    torch.autograd.grad(want, params, grad)):
-        torch.testing.assert_close(g, e)
+    assert_same_gradients(conv_batch_norm_gelu(conv, bn, nhwc(x)),
+                          nhwc(F.gelu(bn(conv(x)))), params)
 
 
 def test_conv_batch_norm_in_training_uses_batch_statistics():

@@ -6,6 +6,7 @@ import torch
 from mmengine.logging import MMLogger
 
 from mmsmlp.models import SMLPNet, SparseMLP, resample_axial_mixing
+from .conftest import assert_same_gradients
 
 
 def reference_smlp(module, x):
@@ -113,12 +114,8 @@ def test_backward_matches_explicit_formula(size):
     for p in module.parameters():
         torch.nn.init.normal_(p)
     x = torch.randn(2, *size, 6, dtype=torch.float64, requires_grad=True)
-    out, want = module(x), reference_smlp(module, x)
-    grad = torch.randn_like(out)
-    got_grads = torch.autograd.grad(out, [x, *module.parameters()], grad)
-    want_grads = torch.autograd.grad(want, [x, *module.parameters()], grad)
-    for got, expected in zip(got_grads, want_grads):
-        torch.testing.assert_close(got, expected)
+    assert_same_gradients(module(x), reference_smlp(module, x),
+                          [x, *module.parameters()])
 
 
 def test_autograd_function_under_autocast_and_compile():
