@@ -1,0 +1,45 @@
+# The sMLPNet-T parts of the Mask R-CNN configs (1x and ms-crop-3x), as
+# variables under their own names: those configs also inherit an mmdet base
+# that defines `model` and `optim_wrapper`, and mmengine refuses a key that
+# two bases both define.
+
+smlpnet_backbone = dict(
+    _delete_=True,
+    type='SMLPNet',
+    arch='tiny',
+    img_size=224,  # the sparse-MLP weights' size: that of the checkpoint
+    out_indices=(0, 1, 2, 3),
+    drop_path_rate=0.2,
+    # BatchNorm: the ImageNet statistics stay frozen, the affine terms train
+    # (as mmdet does for ResNet): 2 images per GPU give noisy batch
+    # statistics, and SyncBN would cost 2 all-reduces per block.
+    norm_cfg=dict(type='BN', requires_grad=True),
+    norm_eval=True,
+    with_cp=False,
+    # The ImageNet-1k checkpoint of configs/smlpnet (tools/train.py) or the
+    # official weights converted by tools/model_converters/spach2mmsmlp.py.
+    init_cfg=dict(
+        type='Pretrained',
+        checkpoint='checkpoints/smlpnet-t_8xb128_in1k.pth',
+        prefix='backbone.'))
+
+# No weight decay on norms (BatchNorm, LayerNorm) and biases.
+smlpnet_optim_wrapper = dict(
+    type='OptimWrapper',
+    optimizer=dict(
+        _delete_=True,
+        type='AdamW',
+        lr=0.0001,
+        betas=(0.9, 0.999),
+        weight_decay=0.05),
+    paramwise_cfg=dict(
+        _delete_=True,
+        norm_decay_mult=0.,
+        bias_decay_mult=0.,
+        custom_keys={'norm': dict(decay_mult=0.)}))
+
+# Re-seed every epoch (an interrupted run resumed with --resume repeats the
+# unbroken run's randomness) and stop on a non-finite loss, naming the
+# iteration (docs/get_started.md, "Fault tolerance").
+smlpnet_custom_hooks = [
+    dict(type='EpochSeedHook'), dict(type='FiniteLossHook')]
