@@ -4,7 +4,6 @@ import os.path as osp
 import runpy
 
 import pytest
-
 import torch
 import torch.nn.functional as F
 from mmpretrain.registry import MODELS
@@ -102,8 +101,8 @@ def test_training_step_matches_official_formulation():
 @pytest.mark.parametrize('training', [True, False])
 def test_backbone_compiles_as_one_graph(training):
     """torch.compile sees the whole backbone without a graph break (in
-    training: batch statistics, drop path; in eval: folded BatchNorms) and
-    gives the eager outputs and gradients."""
+    training: batch statistics; in eval: folded BatchNorms) and gives the
+    eager outputs and gradients."""
     torch.manual_seed(0)
     model = SMLPNet(arch=dict(embed_dims=8, depths=[1, 2, 1, 1],
                               mlp_ratio=3), img_size=64,

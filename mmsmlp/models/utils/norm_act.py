@@ -18,8 +18,7 @@ class _BatchNormGELU(torch.autograd.Function):
                 eps):
         y, mean, invstd = torch.native_batch_norm(
             x, weight, bias, running_mean, running_var, True, momentum, eps)
-        # Not the running statistics: backward does not need them, and the
-        # next forward updates them in place (two forwards, one backward).
+        # Not the running statistics: backward uses the batch statistics.
         ctx.save_for_backward(x, weight, bias, mean, invstd)
         ctx.eps = eps
         return F.gelu(y)
