@@ -18,6 +18,7 @@ import mmcv.image.photometric
 import numpy as np
 import torch
 from mmengine.fileio.backends import LocalBackend
+from mmengine.runner import Runner
 from mmengine.runner import checkpoint as mmengine_checkpoint
 from mmengine.runner.checkpoint import CheckpointLoader
 from mmengine.utils import digit_version
@@ -188,6 +189,40 @@ def _also_remove_checked_loading(remove_transform):
     return remove_transform_also_checked
 
 
+def _compile_model_forward(runner, target: str) -> None:
+    """What ``compile`` in a config does (replaces ``Runner._maybe_compile``).
+
+    mmengine 0.10.7 compiles the model's whole ``train_step``, which pulls
+    mmengine's AMP and optimizer code into TorchDynamo: on torch 2.11 with
+    ``AmpOptimWrapper`` it fails inside ``mmengine.runner.amp.autocast``
+    (``InternalTorchDynamoError`` tracing ``packaging.version``), and the
+    learning rate, a Python float changed every iteration by the schedulers,
+    would be baked into the optimizer graph. Here the model's ``forward``
+    (network and loss) is compiled instead, once, after ``before_run`` (so
+    EMA's copy of the model is the plain one), and ``train_step`` runs as
+    usual around it. ``compile=True`` uses torch.compile's defaults; a dict
+    is passed to it, e.g. ``dict(mode='reduce-overhead')`` (CUDA graphs).
+    """
+    from mmengine.model import is_model_wrapper
+    compile_cfg = runner.cfg.get('compile', None)
+    if compile_cfg is None or compile_cfg is False:
+        return
+    if compile_cfg is True:
+        compile_cfg = dict()
+    if not isinstance(compile_cfg, dict):
+        raise TypeError('`compile` in the config must be a bool or a dict of '
+                        f'torch.compile arguments, got {compile_cfg!r}')
+    model = runner.model.module if is_model_wrapper(
+        runner.model) else runner.model
+    if getattr(model, '_forward_compiled', False):
+        return
+    model.forward = torch.compile(model.forward, **compile_cfg)
+    model._forward_compiled = True
+    runner.logger.info(
+        f'Compiled {type(model).__name__}.forward with torch.compile('
+        f'{compile_cfg}) for {target}; the first iterations are slow.')
+
+
 def apply():
     _skip_multimodal_models_on_new_transformers()
     if digit_version(torch.__version__) >= digit_version('2.6.0'):
@@ -207,6 +242,7 @@ def apply():
     if not hasattr(mmpretrain.datasets.remove_transform, '__wrapped__'):
         mmpretrain.datasets.remove_transform = _also_remove_checked_loading(
             mmpretrain.datasets.remove_transform)
+    Runner._maybe_compile = _compile_model_forward
     if not hasattr(mmengine_checkpoint.load_state_dict, '__wrapped__'):
         mmengine_checkpoint.load_state_dict = _raise_on_shape_mismatch(
             mmengine_checkpoint.load_state_dict)

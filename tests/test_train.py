@@ -1,6 +1,7 @@
 # Copyright (c) mmsmlp contributors. All rights reserved.
 """Training, evaluation and resuming through tools/train.py and
 tools/test.py (mmengine's Runner) on generated ImageNet-format data."""
+import math
 import os.path as osp
 
 import torch
@@ -46,3 +47,17 @@ def test_train_evaluate_resume_test(imagenet_root, tmp_path):
                    osp.join(work_dir, 'epoch_3.pth'), '--work-dir',
                    str(tmp_path / 'test'), *quick_options(imagenet_root, 3))
     assert 'accuracy/top1' in log
+
+
+def test_compile_switch_compiles_the_forward(imagenet_root, tmp_path):
+    """`compile` in a config compiles the model's forward (not mmengine's
+    whole train_step, see mmsmlp/compat.py), with the dict's arguments, and
+    training goes on through it."""
+    work_dir = str(tmp_path / 'work')
+    log = run_tool('train.py', QUICKSTART, '--work-dir', work_dir,
+                   *quick_options(imagenet_root, 2), 'compile.backend=eager')
+    assert ("Compiled ImageClassifier.forward with torch.compile("
+            "{'backend': 'eager'}) for train_step") in log
+    assert osp.isfile(osp.join(work_dir, 'epoch_2.pth'))
+    losses = [s['loss'] for s in read_scalars(work_dir) if 'loss' in s]
+    assert losses and all(math.isfinite(v) for v in losses)

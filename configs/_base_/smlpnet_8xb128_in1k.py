@@ -106,5 +106,8 @@ custom_hooks = [
     dict(type='FiniteLossHook'),
 ]
 
-# Set to True to run the model through torch.compile.
-compile = False
+# torch.compile is off unless asked for: `--cfg-options compile=True`
+# (torch.compile's defaults) or `compile.mode=reduce-overhead` (CUDA graphs,
+# the fastest training step measured, docs/benchmarks.md); in a config file,
+# `compile = dict(mode='reduce-overhead')`. mmsmlp compiles the model's
+# forward (see mmsmlp/compat.py), not mmengine's whole train_step.

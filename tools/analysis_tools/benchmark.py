@@ -3,6 +3,7 @@
 
     python tools/analysis_tools/benchmark.py                     # eager
     python tools/analysis_tools/benchmark.py --compile           # torch.compile
+    python tools/analysis_tools/benchmark.py --compile --compile-mode reduce-overhead
     python tools/analysis_tools/benchmark.py --models smlpnet-t reference-t convnext-t
 
 For each model: inference images/s (eval, no grad) and training images/s (a
@@ -87,7 +88,8 @@ def bench(name, args):
     memory_format = (torch.channels_last
                      if args.channels_last else torch.contiguous_format)
     model = build(name).cuda().to(memory_format=memory_format)
-    fn = torch.compile(model) if args.compile else model
+    fn = torch.compile(model, mode=args.compile_mode) if args.compile \
+        else model
     autocast = torch.autocast('cuda', dtype=dtype,
                               enabled=dtype != torch.float32)
     result = {}
@@ -97,7 +99,12 @@ def bench(name, args):
     x = torch.randn(args.batch_infer, 3, args.size, args.size,
                     device='cuda').to(memory_format=memory_format)
 
+    def new_step():
+        if args.compile_mode == 'reduce-overhead':  # CUDA graph replays
+            torch.compiler.cudagraph_mark_step_begin()
+
     def infer():
+        new_step()
         with torch.no_grad(), autocast:
             fn(x)
 
@@ -112,6 +119,7 @@ def bench(name, args):
     y = torch.randint(0, 1000, (args.batch_train, ), device='cuda')
 
     def train():
+        new_step()
         with autocast:
             loss = F.cross_entropy(fn(x).float(), y)
         loss.backward()
@@ -130,6 +138,10 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--models', nargs='+', default=DEFAULT_MODELS)
     parser.add_argument('--compile', action='store_true')
+    parser.add_argument(
+        '--compile-mode', choices=['default', 'reduce-overhead',
+                                   'max-autotune-no-cudagraphs'],
+        help="torch.compile's mode (reduce-overhead: CUDA graphs)")
     parser.add_argument('--dtype', choices=['bf16', 'fp16', 'fp32'],
                         default='bf16', help='autocast dtype')
     parser.add_argument('--no-channels-last', dest='channels_last',
@@ -148,7 +160,9 @@ def main():
     torch.backends.cudnn.benchmark = True
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
-    mode = 'compiled' if args.compile else 'eager'
+    mode = 'eager'
+    if args.compile:
+        mode = f'compiled ({args.compile_mode or "default"})'
     print(f'{torch.cuda.get_device_name()}, torch {torch.__version__}, '
           f'{args.dtype} autocast, {mode}, channels_last='
           f'{args.channels_last}, {args.size}x{args.size}, inference batch '

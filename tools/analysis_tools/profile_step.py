@@ -6,7 +6,8 @@
 
 Same models and settings as ``benchmark.py`` (bf16 autocast, channels_last).
 Prints the wall time of a step and the summed time of its kernels: when the
-wall time is larger, the host (Python, autograd, kernel launches) bounds it.
+wall time is larger, the host (Python, autograd, kernel launches) bounds it;
+``--host`` then lists the host-side ops that take its time.
 """
 import argparse
 import time
@@ -26,6 +27,8 @@ def main():
     parser.add_argument('--compile', action='store_true')
     parser.add_argument('--batch', type=int, default=128)
     parser.add_argument('--rows', type=int, default=20)
+    parser.add_argument('--host', action='store_true',
+                        help='also the host-side ops taking the most time')
     args = parser.parse_args()
     model = build(args.model).cuda().to(memory_format=torch.channels_last)
     x = torch.randn(args.batch, 3, 224, 224, device='cuda').to(
@@ -54,7 +57,10 @@ def main():
         step()
     torch.cuda.synchronize()
     wall = (time.perf_counter() - start) / 10 * 1e3
-    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+    activities = [ProfilerActivity.CUDA]
+    if args.host:
+        activities.append(ProfilerActivity.CPU)
+    with profile(activities=activities) as prof:
         for _ in range(5):
             step()
         torch.cuda.synchronize()
@@ -64,6 +70,12 @@ def main():
           f'{kernels:.1f} ms of kernels per step')
     print(events.table(sort_by='self_device_time_total', row_limit=args.rows,
                        max_name_column_width=70))
+    if args.host:
+        host = sum(e.self_cpu_time_total for e in events) / 5 / 1e3
+        print(f'host: {host:.1f} ms of profiled CPU time per step (the '
+              'profiler adds its own)')
+        print(events.table(sort_by='self_cpu_time_total',
+                           row_limit=args.rows, max_name_column_width=70))
 
 
 if __name__ == '__main__':
