@@ -65,13 +65,18 @@ def main():
             step()
         torch.cuda.synchronize()
     events = prof.key_averages()
-    kernels = sum(e.self_device_time_total for e in events) / 5 / 1e3
+    # With host events profiled too, an op's row also carries its kernels'
+    # time: count the kernels' own rows only.
+    kernels = sum(e.self_device_time_total for e in events
+                  if not args.host
+                  or e.device_type == torch.autograd.DeviceType.CUDA) / 5 / 1e3
     print(f'{args.model}, batch {args.batch}: {wall:.1f} ms per step (wall), '
           f'{kernels:.1f} ms of kernels per step')
     print(events.table(sort_by='self_device_time_total', row_limit=args.rows,
                        max_name_column_width=70))
     if args.host:
-        host = sum(e.self_cpu_time_total for e in events) / 5 / 1e3
+        host = sum(e.self_cpu_time_total for e in events
+                   if e.device_type == torch.autograd.DeviceType.CPU) / 5 / 1e3
         print(f'host: {host:.1f} ms of profiled CPU time per step (the '
               'profiler adds its own)')
         print(events.table(sort_by='self_cpu_time_total',
