@@ -105,3 +105,35 @@ def test_second_install_does_not_rebuild_mmcv():
     assert 'mmcv 2.1.0 with compiled ops already installed: not rebuilding' \
         in result.stdout
     assert 'building mmcv' not in result.stdout
+
+
+def test_compile_switch_values():
+    """`compile` unset or False leaves the model alone, True or a dict
+    compiles its forward once (a second train() does not wrap it again),
+    anything else is an error that names the key."""
+    import logging
+    from types import SimpleNamespace
+
+    from mmengine.runner import Runner
+
+    import mmsmlp  # noqa: F401  (applies the replacement)
+
+    def runner(compile_cfg):
+        cfg = {} if compile_cfg == 'unset' else dict(compile=compile_cfg)
+        return SimpleNamespace(cfg=cfg, model=torch.nn.Linear(2, 2),
+                               logger=logging.getLogger('test'))
+
+    for value in ('unset', None, False):
+        r = runner(value)
+        Runner._maybe_compile(r, 'train_step')
+        assert 'forward' not in vars(r.model)
+    r = runner(dict(backend='eager'))
+    Runner._maybe_compile(r, 'train_step')
+    assert 'forward' in vars(r.model)  # the compiled one, on the instance
+    compiled = r.model.forward
+    Runner._maybe_compile(r, 'train_step')
+    assert r.model.forward is compiled
+    x = torch.randn(3, 2)
+    torch.testing.assert_close(compiled(x), torch.nn.Linear.forward(r.model, x))
+    with pytest.raises(TypeError, match='`compile`'):
+        Runner._maybe_compile(runner('yes'), 'train_step')
