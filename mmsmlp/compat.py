@@ -18,6 +18,7 @@ import mmcv.image.photometric
 import numpy as np
 import torch
 from mmengine.fileio.backends import LocalBackend
+from mmengine.model import is_model_wrapper
 from mmengine.runner import Runner
 from mmengine.runner import checkpoint as mmengine_checkpoint
 from mmengine.runner.checkpoint import CheckpointLoader
@@ -203,7 +204,6 @@ def _compile_model_forward(runner, target: str) -> None:
     usual around it. ``compile=True`` uses torch.compile's defaults; a dict
     is passed to it, e.g. ``dict(mode='reduce-overhead')`` (CUDA graphs).
     """
-    from mmengine.model import is_model_wrapper
     compile_cfg = runner.cfg.get('compile', None)
     if compile_cfg is None or compile_cfg is False:
         return
