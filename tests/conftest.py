@@ -1,12 +1,18 @@
 # Copyright (c) mmsmlp contributors. All rights reserved.
 import glob
 import json
+import os
 import os.path as osp
 import subprocess
 import sys
 
 import pytest
 import torch
+
+# Without a GPU, mmsmlp's Triton kernels are tested under Triton's
+# interpreter, which must be chosen before the kernels are defined.
+if not torch.cuda.is_available():
+    os.environ.setdefault('TRITON_INTERPRET', '1')
 
 import mmsmlp  # noqa: F401  (registers SMLPNet, applies compatibility fixes)
 from mmsmlp.datasets import make_imagenet

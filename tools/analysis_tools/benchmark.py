@@ -5,6 +5,13 @@
     python tools/analysis_tools/benchmark.py --compile           # torch.compile
     python tools/analysis_tools/benchmark.py --compile --compile-mode reduce-overhead
     python tools/analysis_tools/benchmark.py --models smlpnet-t reference-t convnext-t
+    python tools/analysis_tools/benchmark.py --models smlpnet-t smlpnet-t-notriton smlpnet-t-tritontrain
+
+``-notriton`` after an sMLPNet's name measures it without mmsmlp's Triton
+kernels (PyTorch's LayerNorm and BatchNorm ops, as on a CPU; as
+``MMSMLP_TRITON=0``), ``-tritontrain`` with them in training too (as
+``MMSMLP_TRITON=train``); without a suffix, as the environment says
+(default: in inference only).
 
 For each model: inference images/s (eval, no grad) and training images/s (a
 step of forward, cross-entropy, backward and AdamW) with the same input size,
@@ -23,6 +30,7 @@ from mmpretrain import get_model
 from mmpretrain.registry import MODELS
 
 from mmsmlp.models import SMLPNet
+from mmsmlp.models.utils import triton_utils
 from mmsmlp.testing import OfficialSMLPNet
 
 PEERS = {
@@ -33,6 +41,9 @@ PEERS = {
 }
 SMLPNETS = {'smlpnet-t': 'tiny', 'smlpnet-s': 'small', 'smlpnet-b': 'base'}
 REFERENCES = {'reference-t': dict(dim=80, depths=[2, 8, 14, 2])}
+# Name suffix -> (triton_utils.ENABLED, triton_utils.TRAINING).
+TRITON_VARIANTS = {'-notriton': (False, False), '-tritontrain': (True, True)}
+ENV_SWITCHES = (triton_utils.ENABLED, triton_utils.TRAINING)
 DEFAULT_MODELS = ['smlpnet-t', 'smlpnet-s', 'smlpnet-b', 'reference-t',
                   'swin-t', 'convnext-t', 'resnet-50', 'mixer-b16']
 
@@ -48,7 +59,16 @@ class Logits(torch.nn.Module):
         return self.classifier(x, mode='tensor')
 
 
+def triton_variant(name: str):
+    """The model's name without a Triton suffix, and the Triton switches."""
+    for suffix, switches in TRITON_VARIANTS.items():
+        if name.endswith(suffix):
+            return name.removesuffix(suffix), switches
+    return name, ENV_SWITCHES
+
+
 def build(name: str) -> torch.nn.Module:
+    name, _ = triton_variant(name)
     if name in SMLPNETS:
         arch = SMLPNETS[name]
         return Logits(MODELS.build(dict(
@@ -88,6 +108,7 @@ def bench(name, args):
     memory_format = (torch.channels_last
                      if args.channels_last else torch.contiguous_format)
     model = build(name).cuda().to(memory_format=memory_format)
+    triton_utils.ENABLED, triton_utils.TRAINING = triton_variant(name)[1]
     fn = torch.compile(model, mode=args.compile_mode) if args.compile \
         else model
     autocast = torch.autocast('cuda', dtype=dtype,

@@ -5,6 +5,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .layer_norm import layer_norm
+
 
 class LayerNormKeepDtype(nn.LayerNorm):
     """LayerNorm whose output keeps the input's dtype under autocast.
@@ -12,15 +14,13 @@ class LayerNormKeepDtype(nn.LayerNorm):
     Autocast runs LayerNorm in fp32 and writes an fp32 output that the next
     Linear casts back to bf16/fp16: two extra passes over the activation.
     The kernel accumulates its statistics in fp32 for low-precision inputs
-    anyway, so here it reads and writes the input's dtype. Identical to
-    ``nn.LayerNorm`` outside autocast.
+    anyway, so here it reads and writes the input's dtype (with a Triton
+    kernel on CUDA, see :mod:`.layer_norm`). Identical to ``nn.LayerNorm``
+    outside autocast.
     """
 
     def forward(self, x: Tensor) -> Tensor:
-        with torch.autocast(x.device.type, enabled=False):
-            return F.layer_norm(x, self.normalized_shape,
-                                self.weight.to(x.dtype),
-                                self.bias.to(x.dtype), self.eps)
+        return layer_norm(x, self.weight, self.bias, self.eps)
 
 
 class _GELULinear(torch.autograd.Function):

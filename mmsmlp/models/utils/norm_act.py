@@ -1,11 +1,146 @@
 # Copyright (c) mmsmlp contributors. All rights reserved.
 """The token mixer's BatchNorm steps, organised for speed and memory:
-BN -> GELU keeping only its input for backward, and a depth-wise conv
-followed by a BN in eval mode run as one conv with folded weights."""
+BN -> GELU keeping only its input for backward (with Triton kernels on
+CUDA: normalise, scale and GELU in one pass, and a backward of two passes),
+and a depth-wise conv followed by a BN in eval mode run as one conv with
+folded weights."""
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
+
+from .triton_utils import max_programs, row_tile, tl, triton, use_triton
+
+if triton is not None:
+
+    @triton.jit
+    def _gelu_and_grad(y):
+        # Exact (erf) GELU, as F.gelu, and its derivative.
+        cdf = 0.5 * (1. + tl.math.erf(y * 0.7071067811865476))
+        pdf = tl.exp(-0.5 * y * y) * 0.3989422804014327
+        return y * cdf, cdf + y * pdf
+
+    @triton.jit
+    def _bn_gelu_fwd(X, Y, Mean, Var, W, B, M, C, eps,
+                     BLOCK_M: tl.constexpr, BLOCK_C: tl.constexpr):
+        # y = gelu((x - mean) / sqrt(var + eps) * w + b) on (M, C) rows.
+        rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
+        cols = tl.arange(0, BLOCK_C)
+        col_ok = cols < C
+        mask = (rows < M)[:, None] & col_ok[None, :]
+        offs = rows[:, None] * C + cols[None, :]
+        scale = tl.load(W + cols, mask=col_ok, other=0.) / tl.sqrt(
+            tl.load(Var + cols, mask=col_ok, other=1.) + eps)
+        shift = tl.load(B + cols, mask=col_ok, other=0.) - tl.load(
+            Mean + cols, mask=col_ok, other=0.) * scale
+        x = tl.load(X + offs, mask=mask, other=0.).to(tl.float32)
+        y, _ = _gelu_and_grad(x * scale[None, :] + shift[None, :])
+        tl.store(Y + offs, y.to(Y.dtype.element_ty), mask=mask)
+
+    @triton.jit
+    def _bn_gelu_bwd_reduce(X, DY, Mean, Var, W, B, Sums, M, C, eps,
+                            BLOCK_M: tl.constexpr, BLOCK_C: tl.constexpr):
+        # Per-program partial sums over rows of g = dy * gelu'(y) and of
+        # g * xhat (the bias and weight gradients): rows pid of the two
+        # halves of Sums.
+        pid = tl.program_id(0)
+        num_programs = tl.num_programs(0)
+        cols = tl.arange(0, BLOCK_C)
+        col_ok = cols < C
+        mean = tl.load(Mean + cols, mask=col_ok, other=0.)
+        rstd = 1. / tl.sqrt(tl.load(Var + cols, mask=col_ok, other=1.) + eps)
+        w = tl.load(W + cols, mask=col_ok, other=0.)
+        b = tl.load(B + cols, mask=col_ok, other=0.)
+        # Summed over the rows once, after the loop (as in the LayerNorm's).
+        sum_g = tl.zeros((BLOCK_M, BLOCK_C), dtype=tl.float32)
+        sum_gx = tl.zeros((BLOCK_M, BLOCK_C), dtype=tl.float32)
+        for tile in range(pid, tl.cdiv(M, BLOCK_M), num_programs):
+            rows = tile * BLOCK_M + tl.arange(0, BLOCK_M)
+            mask = (rows < M)[:, None] & col_ok[None, :]
+            offs = rows[:, None] * C + cols[None, :]
+            xhat = (tl.load(X + offs, mask=mask, other=0.).to(tl.float32) -
+                    mean[None, :]) * rstd[None, :]
+            _, dgelu = _gelu_and_grad(xhat * w[None, :] + b[None, :])
+            g = tl.load(DY + offs, mask=mask, other=0.).to(tl.float32) * dgelu
+            g = tl.where(mask, g, 0.)
+            sum_g += g
+            sum_gx += g * xhat
+        tl.store(Sums + pid * C + cols, tl.sum(sum_g, axis=0), mask=col_ok)
+        tl.store(Sums + (num_programs + pid) * C + cols,
+                 tl.sum(sum_gx, axis=0), mask=col_ok)
+
+    @triton.jit
+    def _bn_gelu_bwd_dx(X, DY, DX, Mean, Var, W, B, Sums, M, C, eps,
+                        BLOCK_M: tl.constexpr, BLOCK_C: tl.constexpr):
+        # dx = w * rstd * (g - mean(g) - xhat * mean(g * xhat)).
+        rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
+        cols = tl.arange(0, BLOCK_C)
+        col_ok = cols < C
+        mask = (rows < M)[:, None] & col_ok[None, :]
+        offs = rows[:, None] * C + cols[None, :]
+        mean = tl.load(Mean + cols, mask=col_ok, other=0.)
+        rstd = 1. / tl.sqrt(tl.load(Var + cols, mask=col_ok, other=1.) + eps)
+        w = tl.load(W + cols, mask=col_ok, other=0.)
+        b = tl.load(B + cols, mask=col_ok, other=0.)
+        mean_g = tl.load(Sums + cols, mask=col_ok, other=0.) / M
+        mean_gx = tl.load(Sums + C + cols, mask=col_ok, other=0.) / M
+        xhat = (tl.load(X + offs, mask=mask, other=0.).to(tl.float32) -
+                mean[None, :]) * rstd[None, :]
+        _, dgelu = _gelu_and_grad(xhat * w[None, :] + b[None, :])
+        g = tl.load(DY + offs, mask=mask, other=0.).to(tl.float32) * dgelu
+        dx = (w * rstd)[None, :] * (g - mean_g[None, :] -
+                                    xhat * mean_gx[None, :])
+        tl.store(DX + offs, dx.to(DX.dtype.element_ty), mask=mask)
+
+
+def _bn_gelu_apply(x2d: Tensor, mean: Tensor, var: Tensor, weight: Tensor,
+                   bias: Tensor, eps: float) -> Tensor:
+    M, C = x2d.shape
+    y = torch.empty_like(x2d)
+    block_m, block_c, warps = row_tile(C)
+    _bn_gelu_fwd[(triton.cdiv(M, block_m), )](
+        x2d, y, mean, var, weight, bias, M, C, eps,
+        BLOCK_M=block_m, BLOCK_C=block_c, num_warps=warps)
+    return y
+
+
+class _TritonBatchNormGELU(torch.autograd.Function):
+    """``gelu(batch_norm(x))`` with batch statistics on ``(M, C)`` rows, in
+    Triton: one op for the statistics and the running-statistics update
+    (``torch.batch_norm_update_stats``), one kernel for normalise + affine +
+    GELU; backward recomputes the normalised tensor from ``x`` (the only
+    activation kept) in a reduction kernel and an elementwise one."""
+
+    @staticmethod
+    def forward(ctx, x2d, weight, bias, running_mean, running_var, momentum,
+                eps):
+        mean, var = torch.batch_norm_update_stats(x2d, running_mean,
+                                                  running_var, momentum)
+        ctx.save_for_backward(x2d, weight, bias, mean, var)
+        ctx.eps = eps
+        return _bn_gelu_apply(x2d, mean, var, weight, bias, eps)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x2d, weight, bias, mean, var = ctx.saved_tensors
+        M, C = x2d.shape
+        if grad.dtype != x2d.dtype:
+            grad = grad.to(x2d.dtype)
+        grad = grad.contiguous()
+        block_m, block_c, warps = row_tile(C)
+        programs = min(triton.cdiv(M, block_m), max_programs(x2d.device))
+        sums = torch.empty(2, programs, C, device=x2d.device,
+                           dtype=torch.float32)
+        _bn_gelu_bwd_reduce[(programs, )](
+            x2d, grad, mean, var, weight, bias, sums, M, C, ctx.eps,
+            BLOCK_M=block_m, BLOCK_C=block_c, num_warps=warps)
+        sums = sums.sum(1)  # (2, C): sum of g, sum of g * xhat
+        dx = torch.empty_like(x2d)
+        _bn_gelu_bwd_dx[(triton.cdiv(M, block_m), )](
+            x2d, grad, dx, mean, var, weight, bias, sums, M, C, ctx.eps,
+            BLOCK_M=block_m, BLOCK_C=block_c, num_warps=warps)
+        grad_bias, grad_weight = sums.to(weight.dtype)
+        return dx, grad_weight, grad_bias, None, None, None, None
 
 
 class _BatchNormGELU(torch.autograd.Function):
@@ -42,21 +177,36 @@ def batch_norm_gelu(norm: nn.Module, x: Tensor) -> Tensor:
     """``gelu(norm(x))`` over the last dim of a channels-last ``(..., C)``
     tensor. A BatchNorm sees it as ``(N, C, 1, 1)``: the same statistics as
     over ``(B, C, H, W)``, in the layout the memory already has, so neither
-    eager kernels nor torch.compile's see a permuted tensor. Memory-saving
-    when ``norm`` is a plain BatchNorm using batch statistics under
-    autograd, eager."""
+    eager kernels nor torch.compile's see a permuted tensor.
+
+    A plain BatchNorm takes a fused path: in training under autograd (batch
+    statistics), one that keeps only ``x`` for backward; in inference
+    without autograd, on CUDA, one Triton pass. Which paths use the Triton
+    kernels: see :mod:`.triton_utils`."""
     if not isinstance(norm, _BatchNorm):  # e.g. GroupNorm: needs (B, C, H, W)
         return F.gelu(norm(x.movedim(-1, 1))).movedim(1, -1)
-    y = x.reshape(-1, x.shape[-1], 1, 1)
-    if (type(norm) is nn.BatchNorm2d and norm.training and norm.affine
-            and norm.track_running_stats and norm.momentum is not None
-            and torch.is_grad_enabled()
-            and not torch.compiler.is_compiling()):
+    C = x.shape[-1]
+    plain = (type(norm) is nn.BatchNorm2d and norm.affine
+             and norm.track_running_stats)
+    fused = (plain and not torch.compiler.is_compiling()
+             and not torch.jit.is_tracing())
+    if (fused and norm.training and norm.momentum is not None
+            and torch.is_grad_enabled()):
         norm.num_batches_tracked.add_(1)  # as nn.BatchNorm does
-        y = _BatchNormGELU.apply(y, norm.weight, norm.bias, norm.running_mean,
-                                 norm.running_var, norm.momentum, norm.eps)
+        args = (norm.weight, norm.bias, norm.running_mean, norm.running_var,
+                norm.momentum, norm.eps)
+        if use_triton(x, backward=True):
+            y = _TritonBatchNormGELU.apply(x.reshape(-1, C).contiguous(),
+                                           *args)
+        else:
+            y = _BatchNormGELU.apply(x.reshape(-1, C, 1, 1), *args)
+    elif (fused and not norm.training and not torch.is_grad_enabled()
+          and use_triton(x, backward=False)):
+        y = _bn_gelu_apply(x.reshape(-1, C).contiguous(), norm.running_mean,
+                           norm.running_var, norm.weight, norm.bias, norm.eps)
     else:
-        y = F.gelu(norm(y))  # torch.compile fuses this form by itself
+        # torch.compile fuses this form by itself.
+        y = F.gelu(norm(x.reshape(-1, C, 1, 1)))
     return y.view(x.shape)
 
 

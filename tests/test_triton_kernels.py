@@ -1,0 +1,189 @@
+# Copyright (c) mmsmlp contributors. All rights reserved.
+"""The Triton kernels (LayerNorm, BatchNorm + GELU) equal PyTorch's ops.
+
+Without a GPU they run on CPU tensors under Triton's interpreter (conftest
+sets ``TRITON_INTERPRET=1`` then); with one, on CUDA as compiled kernels."""
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mmsmlp.models.backbones.smlpnet import SMLPBlock
+from mmsmlp.models.utils import triton_utils
+from mmsmlp.models.utils import layer_norm as layer_norm_module
+from mmsmlp.models.utils import norm_act as norm_act_module
+from mmsmlp.models.utils.layer_norm import layer_norm
+from mmsmlp.models.utils.norm_act import batch_norm_gelu
+from .conftest import assert_same_gradients
+
+DEVICE = 'cuda' if torch.cuda.is_available() else 'cpu'
+
+
+@pytest.fixture
+def kernels(monkeypatch):
+    """The Triton kernels, forward and backward, run for tensors of
+    DEVICE."""
+    monkeypatch.setattr(triton_utils, 'ENABLED', True)
+    monkeypatch.setattr(triton_utils, 'TRAINING', True)
+    monkeypatch.setattr(triton_utils, 'ON_CPU', DEVICE == 'cpu')
+    x = torch.empty(1, device=DEVICE)
+    assert triton_utils.use_triton(x, backward=True)
+    return DEVICE
+
+
+def test_when_kernels_run(monkeypatch):
+    x = torch.empty(1)
+    assert not triton_utils.use_triton(x, backward=False)  # a CPU tensor
+    monkeypatch.setattr(triton_utils, 'ON_CPU', True)
+    # Default (MMSMLP_TRITON=1): inference only.
+    assert triton_utils.use_triton(x, backward=False)
+    assert not triton_utils.use_triton(x, backward=True)
+    monkeypatch.setattr(triton_utils, 'TRAINING', True)  # MMSMLP_TRITON=train
+    assert triton_utils.use_triton(x, backward=True)
+    monkeypatch.setattr(triton_utils, 'ENABLED', False)  # MMSMLP_TRITON=0
+    assert not triton_utils.use_triton(x, backward=False)
+    assert not triton_utils.use_triton(x, backward=True)
+
+
+def test_environment_switch():
+    assert triton_utils.parse_mode('0') == (False, False)
+    assert triton_utils.parse_mode('1') == (True, False)
+    assert triton_utils.parse_mode('train') == (True, True)
+    with pytest.raises(ValueError, match="MMSMLP_TRITON must be 0, 1 or "
+                       "train, got 'yes'"):
+        triton_utils.parse_mode('yes')
+    out = subprocess.run(
+        [sys.executable, '-c', 'from mmsmlp.models.utils import triton_utils'
+         ' as t; print(t.ENABLED, t.TRAINING)'],
+        env={**os.environ, 'MMSMLP_TRITON': 'train'}, capture_output=True,
+        text=True, check=True).stdout
+    assert out.split() == ['True', 'True']
+
+
+def test_inference_kernels_by_default(monkeypatch):
+    """Default mode: an eval-mode block without autograd launches the
+    kernels (its output differs from PyTorch's by rounding only); training
+    launches none."""
+    monkeypatch.setattr(triton_utils, 'ON_CPU', DEVICE == 'cpu')
+    launched = []
+    for module, name in ((layer_norm_module, '_layer_norm_fwd'),
+                         (norm_act_module, '_bn_gelu_fwd')):
+        kernel = getattr(module, name)
+        monkeypatch.setattr(module, name, _Recorder(kernel, name, launched))
+    block = SMLPBlock(16, (6, 6)).to(DEVICE)
+    x = torch.randn(2, 6, 6, 16, device=DEVICE)
+    block(x.requires_grad_()).sum().backward()
+    assert launched == []
+    block.eval()
+    with torch.no_grad():
+        out = block(x)
+        assert sorted(set(launched)) == ['_bn_gelu_fwd', '_layer_norm_fwd']
+        monkeypatch.setattr(triton_utils, 'ENABLED', False)
+        torch.testing.assert_close(out, block(x))
+
+
+class _Recorder:
+    """A Triton kernel that records its launches."""
+
+    def __init__(self, kernel, name, launched):
+        self.kernel, self.name, self.launched = kernel, name, launched
+
+    def __getitem__(self, grid):
+        self.launched.append(self.name)
+        return self.kernel[grid]
+
+
+# Row counts that do not fill the last tile; channel counts of sMLPNet's
+# stages and odd ones (masked columns).
+@pytest.mark.parametrize('shape', [(2, 7, 5, 80), (3, 11, 160), (37, 5)])
+def test_layer_norm_kernel_fp32(kernels, shape):
+    torch.manual_seed(0)
+    C = shape[-1]
+    x = torch.randn(shape, device=kernels).mul_(3).add_(1).requires_grad_()
+    w = torch.randn(C, device=kernels, requires_grad=True)
+    b = torch.randn(C, device=kernels, requires_grad=True)
+    out = layer_norm(x, w, b, 1e-6)
+    want = F.layer_norm(x, (C, ), w, b, 1e-6)
+    torch.testing.assert_close(out, want)
+    assert_same_gradients(out, want, [x, w, b])
+
+
+def test_layer_norm_kernel_bf16_keeps_dtype(kernels):
+    torch.manual_seed(0)
+    x = torch.randn(4, 9, 80, device=kernels).bfloat16().requires_grad_()
+    w = torch.randn(80, device=kernels, requires_grad=True)
+    b = torch.randn(80, device=kernels, requires_grad=True)
+    with torch.autocast(kernels, dtype=torch.bfloat16):
+        out = layer_norm(x, w, b, 1e-6)
+    assert out.dtype == torch.bfloat16
+    x32 = x.detach().float().requires_grad_()
+    want = F.layer_norm(x32, (80, ), w, b, 1e-6)
+    torch.testing.assert_close(out.float(), want, atol=0.05, rtol=0.02)
+    grad = torch.randn_like(want)
+    gx, gw, gb = torch.autograd.grad(out, [x, w, b], grad.bfloat16())
+    ex, ew, eb = torch.autograd.grad(want, [x32, w, b], grad)
+    assert gx.dtype == torch.bfloat16 and gw.dtype == torch.float32
+    torch.testing.assert_close(gx.float(), ex, atol=0.1, rtol=0.05)
+    torch.testing.assert_close(gw, ew, atol=0.2, rtol=0.02)
+    torch.testing.assert_close(gb, eb, atol=0.2, rtol=0.02)
+
+
+def randomized_bn(channels, device):
+    bn = nn.BatchNorm2d(channels).to(device)
+    with torch.no_grad():
+        bn.weight.normal_()
+        bn.bias.normal_()
+        bn.running_mean.normal_()
+        bn.running_var.uniform_(0.5, 2.)
+    return bn
+
+
+@pytest.mark.parametrize('channels', [80, 7])
+def test_batch_norm_gelu_kernel_in_training(kernels, channels):
+    torch.manual_seed(0)
+    bn = randomized_bn(channels, kernels)
+    plain = randomized_bn(channels, kernels)
+    plain.load_state_dict(bn.state_dict())
+    x = torch.randn(3, channels, 5, 7, device=kernels) * 2 + 0.5
+    x1, x2 = x.clone().requires_grad_(), x.clone().requires_grad_()
+    out = batch_norm_gelu(bn, x1.permute(0, 2, 3, 1))
+    want = F.gelu(plain(x2)).permute(0, 2, 3, 1)
+    torch.testing.assert_close(out, want)
+    assert_same_gradients(out, want, [x1, bn.weight, bn.bias],
+                          [x2, plain.weight, plain.bias])
+    for name, buffer in plain.named_buffers():
+        torch.testing.assert_close(getattr(bn, name), buffer, msg=name)
+
+
+def test_batch_norm_gelu_kernel_in_inference(kernels):
+    torch.manual_seed(0)
+    bn = randomized_bn(80, kernels).eval()
+    x = torch.randn(2, 80, 3, 5, device=kernels)
+    with torch.no_grad():
+        out = batch_norm_gelu(bn, x.permute(0, 2, 3, 1))
+        torch.testing.assert_close(out, F.gelu(bn(x)).permute(0, 2, 3, 1))
+        out16 = batch_norm_gelu(bn, x.bfloat16().permute(0, 2, 3, 1))
+    assert out16.dtype == torch.bfloat16
+    torch.testing.assert_close(out16.float(), out, atol=0.05, rtol=0.02)
+
+
+def test_block_with_kernels_equals_block_without(kernels, monkeypatch):
+    """A whole training step of a block, kernels on and off."""
+    torch.manual_seed(0)
+    fast = SMLPBlock(16, (6, 6)).to(kernels)
+    plain = SMLPBlock(16, (6, 6)).to(kernels)
+    plain.load_state_dict(fast.state_dict())
+    x = torch.randn(2, 6, 6, 16, device=kernels)
+    x1, x2 = x.clone().requires_grad_(), x.clone().requires_grad_()
+    out = fast(x1)
+    monkeypatch.setattr(triton_utils, 'ENABLED', False)
+    want = plain(x2)
+    torch.testing.assert_close(out, want)
+    assert_same_gradients(out, want, [x1, *fast.parameters()],
+                          [x2, *plain.parameters()])
+    for (name, got), expected in zip(fast.named_buffers(), plain.buffers()):
+        torch.testing.assert_close(got, expected, msg=name)
