@@ -1,5 +1,6 @@
 # Copyright (c) mmsmlp contributors. All rights reserved.
 """The speed-oriented formulation equals the plain one, in training too."""
+import importlib.util
 import os.path as osp
 import runpy
 
@@ -7,6 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from mmpretrain.registry import MODELS
+from torch import nn
 
 from mmsmlp.models import SMLPNet
 from mmsmlp.models.utils.channel_mlp import ChannelMLP, LayerNormKeepDtype
@@ -143,3 +145,21 @@ def test_two_forwards_one_backward():
         torch.autograd.grad(loss_b(), params))]
     for j, s in zip(joint, separate):
         torch.testing.assert_close(j, s)
+
+
+def test_op_count_tool_counts_one_step():
+    """tools/analysis_tools/op_count.py counts the ATen ops of one step:
+    a pooled linear classifier's forward has one matmul (addmm) and its
+    backward one (mm, the weight gradient: the input needs none); the
+    warm-up step is not counted."""
+    spec = importlib.util.spec_from_file_location(
+        'op_count',
+        osp.join(REPO_ROOT, 'tools', 'analysis_tools', 'op_count.py'))
+    op_count = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(op_count)
+    model = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                          nn.Linear(3, 1000))
+    fwd, bwd = op_count.count_step(model, size=8, batch=2)
+    assert fwd['addmm'] == 1 and fwd['mean'] == 1
+    assert bwd['mm'] == 1 and 'addmm' not in bwd
+    assert fwd == op_count.count_step(model, size=8, batch=2)[0]

@@ -31,20 +31,21 @@ class _GELULinear(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, h, weight, bias):
-        ctx.save_for_backward(h, weight)
-        ctx.bias_dtype = bias.dtype
-        return F.linear(F.gelu(h), weight.to(h.dtype), bias.to(h.dtype))
+        weight_h = weight.to(h.dtype)
+        ctx.save_for_backward(h, weight_h)
+        ctx.weight_dtype, ctx.bias_dtype = weight.dtype, bias.dtype
+        return F.linear(F.gelu(h), weight_h, bias.to(h.dtype))
 
     @staticmethod
     def backward(ctx, grad_out):
-        h, weight = ctx.saved_tensors
+        h, weight_h = ctx.saved_tensors
         g = F.gelu(h)
         grad_out = grad_out.to(h.dtype)
-        grad_g = grad_out @ weight.to(h.dtype)
+        grad_g = grad_out @ weight_h
         grad_h = torch.ops.aten.gelu_backward(grad_g, h)
         grad_2d = grad_out.reshape(-1, grad_out.shape[-1])
         grad_weight = (grad_2d.t() @ g.reshape(-1, g.shape[-1])).to(
-            weight.dtype)
+            ctx.weight_dtype)
         grad_bias = grad_2d.sum(0, dtype=torch.float32).to(ctx.bias_dtype)
         return grad_h, grad_weight, grad_bias
 

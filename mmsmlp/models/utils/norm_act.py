@@ -21,18 +21,27 @@ if triton is not None:
         return y * cdf, cdf + y * pdf
 
     @triton.jit
+    def _channel_params(Mean, Var, W, B, C, eps, BLOCK_C: tl.constexpr):
+        # Per channel, in fp32: mean, 1 / std, weight, bias.
+        cols = tl.arange(0, BLOCK_C)
+        ok = cols < C
+        mean = tl.load(Mean + cols, mask=ok, other=0.).to(tl.float32)
+        var = tl.load(Var + cols, mask=ok, other=1.).to(tl.float32)
+        w = tl.load(W + cols, mask=ok, other=0.).to(tl.float32)
+        b = tl.load(B + cols, mask=ok, other=0.).to(tl.float32)
+        return mean, 1. / tl.sqrt(var + eps), w, b
+
+    @triton.jit
     def _bn_gelu_fwd(X, Y, Mean, Var, W, B, M, C, eps,
                      BLOCK_M: tl.constexpr, BLOCK_C: tl.constexpr):
         # y = gelu((x - mean) / sqrt(var + eps) * w + b) on (M, C) rows.
         rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
         cols = tl.arange(0, BLOCK_C)
-        col_ok = cols < C
-        mask = (rows < M)[:, None] & col_ok[None, :]
+        mask = (rows < M)[:, None] & (cols < C)[None, :]
         offs = rows[:, None] * C + cols[None, :]
-        scale = tl.load(W + cols, mask=col_ok, other=0.) / tl.sqrt(
-            tl.load(Var + cols, mask=col_ok, other=1.) + eps)
-        shift = tl.load(B + cols, mask=col_ok, other=0.) - tl.load(
-            Mean + cols, mask=col_ok, other=0.) * scale
+        mean, rstd, w, b = _channel_params(Mean, Var, W, B, C, eps, BLOCK_C)
+        scale = w * rstd
+        shift = b - mean * scale
         x = tl.load(X + offs, mask=mask, other=0.).to(tl.float32)
         y, _ = _gelu_and_grad(x * scale[None, :] + shift[None, :])
         tl.store(Y + offs, y.to(Y.dtype.element_ty), mask=mask)
@@ -47,10 +56,7 @@ if triton is not None:
         num_programs = tl.num_programs(0)
         cols = tl.arange(0, BLOCK_C)
         col_ok = cols < C
-        mean = tl.load(Mean + cols, mask=col_ok, other=0.)
-        rstd = 1. / tl.sqrt(tl.load(Var + cols, mask=col_ok, other=1.) + eps)
-        w = tl.load(W + cols, mask=col_ok, other=0.)
-        b = tl.load(B + cols, mask=col_ok, other=0.)
+        mean, rstd, w, b = _channel_params(Mean, Var, W, B, C, eps, BLOCK_C)
         # Summed over the rows once, after the loop (as in the LayerNorm's).
         sum_g = tl.zeros((BLOCK_M, BLOCK_C), dtype=tl.float32)
         sum_gx = tl.zeros((BLOCK_M, BLOCK_C), dtype=tl.float32)
@@ -78,10 +84,7 @@ if triton is not None:
         col_ok = cols < C
         mask = (rows < M)[:, None] & col_ok[None, :]
         offs = rows[:, None] * C + cols[None, :]
-        mean = tl.load(Mean + cols, mask=col_ok, other=0.)
-        rstd = 1. / tl.sqrt(tl.load(Var + cols, mask=col_ok, other=1.) + eps)
-        w = tl.load(W + cols, mask=col_ok, other=0.)
-        b = tl.load(B + cols, mask=col_ok, other=0.)
+        mean, rstd, w, b = _channel_params(Mean, Var, W, B, C, eps, BLOCK_C)
         mean_g = tl.load(Sums + cols, mask=col_ok, other=0.) / M
         mean_gx = tl.load(Sums + C + cols, mask=col_ok, other=0.) / M
         xhat = (tl.load(X + offs, mask=mask, other=0.).to(tl.float32) -
@@ -161,11 +164,12 @@ class _BatchNormGELU(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         x, weight, bias, mean, invstd = ctx.saved_tensors
-        shape = (1, -1) + (1, ) * (x.dim() - 2)
-        scale = invstd * weight
-        shift = bias - mean * scale
-        y = torch.addcmul(
-            shift.to(x.dtype).view(shape), x, scale.to(x.dtype).view(shape))
+        # The normalised tensor again, as one eval-mode batch norm with the
+        # batch statistics (var + eps = 1 / invstd^2): few ops, as eager
+        # training is bound by the host issuing them.
+        var = invstd.pow(-2).sub_(ctx.eps)
+        y = torch.native_batch_norm(x, weight, bias, mean, var, False, 0.,
+                                    ctx.eps)[0]
         grad_y = torch.ops.aten.gelu_backward(grad.to(x.dtype), y)
         grads = torch.ops.aten.native_batch_norm_backward(
             grad_y, x, weight, None, None, mean, invstd, True,

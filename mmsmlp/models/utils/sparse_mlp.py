@@ -69,19 +69,34 @@ def sparse_mlp(x: Tensor, w_h: Tensor, b_h: Tensor, w_w: Tensor, b_w: Tensor,
 
 
 class _SparseMLPFunction(torch.autograd.Function):
-    """:func:`sparse_mlp` with a hand-written backward: one autograd node
-    per block instead of a dozen (eager training is bound by the host), and
-    the three gradients reaching ``x`` accumulated in one buffer in place."""
+    """The sMLP for eager training: one autograd node per block instead of
+    a dozen, with a hand-written backward (the three gradients reaching
+    ``x`` accumulated in one buffer in place).
+
+    An eager training step is bound by the host issuing ops, so this form
+    spends GPU passes to save ops: each mix adds its bias inside its batched
+    matmul (``baddbmm``), and the mixes are saved with their biases, so the
+    bias gradients are one reduction each and the fuse gradient needs no
+    bias correction (:func:`sparse_mlp`'s bias table, for inference and
+    torch.compile, saves the passes instead)."""
 
     @staticmethod
     def forward(ctx, x, w_h, b_h, w_w, b_w, fuse):
-        out, x_h, x_w = sparse_mlp(x, w_h, b_h, w_w, b_w, fuse)
-        ctx.save_for_backward(x, x_h, x_w, w_h, b_h, w_w, b_w, fuse)
-        return out
+        B, H, W, C = x.shape
+        x_h = torch.baddbmm(b_h.view(1, H, 1).expand(B, H, W * C),
+                            w_h.expand(B, H, H), x.view(B, H, W * C))
+        x_w = torch.baddbmm(b_w.view(1, W, 1).expand(B * H, W, C),
+                            w_w.expand(B * H, W, W), x.view(B * H, W, C))
+        f_id, f_w, f_h = fuse.split(C, dim=1)
+        out = torch.mm(x.view(-1, C), f_id.t())
+        out = torch.addmm(out, x_w.view(-1, C), f_w.t())
+        out = torch.addmm(out, x_h.view(-1, C), f_h.t())
+        ctx.save_for_backward(x, x_h, x_w, w_h, w_w, fuse)
+        return out.view(B, H, W, C)
 
     @staticmethod
     def backward(ctx, grad):
-        x, x_h, x_w, w_h, b_h, w_w, b_w, fuse = ctx.saved_tensors
+        x, x_h, x_w, w_h, w_w, fuse = ctx.saved_tensors
         B, H, W, C = x.shape
         acc = torch.promote_types(x.dtype, torch.float32)  # sums in >= fp32
         g = grad.reshape(-1, C)
@@ -97,20 +112,12 @@ class _SparseMLPFunction(torch.autograd.Function):
             0, dtype=acc)
         grad_w_h = torch.bmm(g_h, x.view(B, H, W * C).transpose(1, 2)).sum(
             0, dtype=acc)
-        # The bias table's gradients, from the output gradient summed over
-        # the batch (one reduction instead of one per mixed copy).
-        g_hw = grad.sum(0, dtype=acc)  # (H, W, C)
-        g_hc, g_wc = g_hw.sum(1), g_hw.sum(0)  # (H, C), (W, C)
-        grad_b_h = g_hc @ f_h.sum(1, dtype=acc)
-        grad_b_w = g_wc @ f_w.sum(1, dtype=acc)
         grad_fuse = torch.cat([
             torch.mm(g.t(), t.view(-1, C)) for t in (x, x_w, x_h)], dim=1)
-        grad_fuse = grad_fuse.to(acc)
-        grad_fuse[:, C:2 * C] += (b_w.to(acc) @ g_wc)[:, None]
-        grad_fuse[:, 2 * C:] += (b_h.to(acc) @ g_hc)[:, None]
         return (grad_x.view(B, H, W, C), grad_w_h.to(w_h.dtype),
-                grad_b_h.to(b_h.dtype), grad_w_w.to(w_w.dtype),
-                grad_b_w.to(b_w.dtype), grad_fuse.to(fuse.dtype))
+                g_h.sum((0, 2), dtype=acc).to(w_h.dtype),
+                grad_w_w.to(w_w.dtype),
+                g_w.sum((0, 2), dtype=acc).to(w_w.dtype), grad_fuse)
 
 
 class SparseMLP(BaseModule):

@@ -1,0 +1,80 @@
+# Copyright (c) mmsmlp contributors. All rights reserved.
+"""Count the ATen ops of one training step's forward and backward, on CPU.
+
+    python tools/analysis_tools/op_count.py smlpnet-t reference-t convnext-t
+
+An eager training step of sMLPNet is bound by the host issuing ops, not by
+the GPU's kernels (see docs/benchmarks.md), so the number of ops the host
+dispatches per step is a figure to compare. Models and names as in
+``benchmark.py``; bf16 autocast, batch 2, gradients cleared before the step
+(as in the benchmark), so no gradient accumulation is counted. Views count
+as ops: each is a dispatch. Counted on CPU, where mmsmlp's Triton kernels
+do not run and PyTorch's ops take their place.
+"""
+import argparse
+import collections
+import os.path as osp
+import sys
+
+import torch
+import torch.nn.functional as F
+from torch.utils._python_dispatch import TorchDispatchMode
+
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+from benchmark import build  # noqa: E402
+
+
+class OpCounter(TorchDispatchMode):
+    """Counts every ATen op dispatched while it is active, by name."""
+
+    def __init__(self):
+        super().__init__()
+        self.counts = collections.Counter()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.counts[func.overloadpacket.__name__] += 1
+        return func(*args, **(kwargs or {}))
+
+
+def count_step(model, size: int, batch: int):
+    """(forward counts, backward counts) of one training step."""
+    x = torch.randn(batch, 3, size, size)
+    y = torch.randint(0, 1000, (batch, ))
+
+    def forward():
+        with torch.autocast('cpu', dtype=torch.bfloat16):
+            return F.cross_entropy(model(x).float(), y)
+
+    forward().backward()  # first-call work (caches, lazy init) not counted
+    model.zero_grad(set_to_none=True)
+    with OpCounter() as fwd:
+        loss = forward()
+    with OpCounter() as bwd:
+        loss.backward()
+    return fwd.counts, bwd.counts
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    parser.add_argument('models', nargs='+')
+    parser.add_argument('--size', type=int, default=224)
+    parser.add_argument('--batch', type=int, default=2)
+    parser.add_argument('--top', type=int, default=8,
+                        help='most frequent ops printed per model')
+    args = parser.parse_args()
+    print('| model | forward ops | backward ops | total |')
+    print('|---|---|---|---|')
+    tops = {}
+    for name in args.models:
+        model = build(name).train()
+        fwd, bwd = count_step(model, args.size, args.batch)
+        total = sum(fwd.values()) + sum(bwd.values())
+        print(f'| {name} | {sum(fwd.values())} | {sum(bwd.values())} | '
+              f'{total} |', flush=True)
+        tops[name] = (fwd + bwd).most_common(args.top)
+    for name, top in tops.items():
+        print(f'{name}: ' + ', '.join(f'{op} {n}' for op, n in top))
+
+
+if __name__ == '__main__':
+    main()
