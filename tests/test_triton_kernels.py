@@ -6,6 +6,7 @@ sets ``TRITON_INTERPRET=1`` then); with one, on CUDA as compiled kernels."""
 import os
 import subprocess
 import sys
+import types
 
 import pytest
 import torch
@@ -47,6 +48,19 @@ def test_when_kernels_run(monkeypatch):
     monkeypatch.setattr(triton_utils, 'ENABLED', False)  # MMSMLP_TRITON=0
     assert not triton_utils.use_triton(x, backward=False)
     assert not triton_utils.use_triton(x, backward=True)
+
+
+def test_kernels_only_on_the_current_cuda_device(monkeypatch):
+    """Triton launches on the current device: a tensor on another CUDA
+    device takes PyTorch's ops (stand-ins for CUDA tensors here)."""
+    monkeypatch.setattr(triton_utils, 'ENABLED', True)
+    monkeypatch.setattr(torch.cuda, 'current_device', lambda: 0)
+
+    def cuda_tensor(index):
+        return types.SimpleNamespace(is_cuda=True, get_device=lambda: index)
+
+    assert triton_utils.use_triton(cuda_tensor(0), backward=False)
+    assert not triton_utils.use_triton(cuda_tensor(1), backward=False)
 
 
 def test_environment_switch():

@@ -48,9 +48,14 @@ ON_CPU = False
 
 def use_triton(x: Tensor, backward: bool) -> bool:
     """Whether the Triton kernels run for ``x``; ``backward``: whether the
-    op is recorded by autograd (training)."""
+    op is recorded by autograd (training).
+
+    Triton launches on the current CUDA device, so a tensor on another one
+    (a model on ``cuda:1`` in a process whose current device is 0) takes
+    PyTorch's ops."""
     return (ENABLED and (TRAINING or not backward) and triton is not None
-            and (x.is_cuda or ON_CPU)
+            and (ON_CPU or (x.is_cuda
+                            and x.get_device() == torch.cuda.current_device()))
             and not torch.compiler.is_compiling()
             and not torch.jit.is_tracing())
 
