@@ -23,31 +23,36 @@ class LayerNormKeepDtype(nn.LayerNorm):
         return layer_norm(x, self.weight, self.bias, self.eps)
 
 
-class _GELULinear(torch.autograd.Function):
-    """``linear(gelu(h), weight, bias)`` that keeps only ``h`` for backward
-    and recomputes ``gelu(h)`` there (one cheap elementwise pass), instead
-    of keeping both ``h`` and ``gelu(h)``: the hidden activation is the
-    largest tensor of the block (3x the channels)."""
+class _ChannelMLPFunction(torch.autograd.Function):
+    """``fc2(gelu(fc1(x)))`` for eager training, as one autograd node.
+
+    It keeps the input and the hidden pre-activation ``h`` for backward and
+    recomputes ``gelu(h)`` there (one cheap elementwise pass) instead of
+    keeping both ``h`` and ``gelu(h)``: the hidden activation is the largest
+    tensor of the block (3x the channels). Casts to the compute dtype happen
+    inside, and the gradients are cast back in backward: no autograd node
+    per cast or per Linear (eager training is bound by the host issuing
+    ops)."""
 
     @staticmethod
-    def forward(ctx, h, weight, bias):
-        weight_h = weight.to(h.dtype)
-        ctx.save_for_backward(h, weight_h)
-        ctx.weight_dtype, ctx.bias_dtype = weight.dtype, bias.dtype
-        return F.linear(F.gelu(h), weight_h, bias.to(h.dtype))
+    def forward(ctx, x, dtype, w1, b1, w2, b2):
+        ctx.shape, ctx.dtypes = x.shape, [t.dtype for t in (x, w1, b1, w2, b2)]
+        x2d = x.reshape(-1, x.shape[-1]).to(dtype)
+        w1, b1, w2, b2 = (t.to(dtype) for t in (w1, b1, w2, b2))
+        h = torch.addmm(b1, x2d, w1.t())
+        ctx.save_for_backward(x2d, h, w1, w2)
+        return torch.addmm(b2, F.gelu(h), w2.t()).view(*x.shape[:-1], -1)
 
     @staticmethod
-    def backward(ctx, grad_out):
-        h, weight_h = ctx.saved_tensors
-        g = F.gelu(h)
-        grad_out = grad_out.to(h.dtype)
-        grad_g = grad_out @ weight_h
-        grad_h = torch.ops.aten.gelu_backward(grad_g, h)
-        grad_2d = grad_out.reshape(-1, grad_out.shape[-1])
-        grad_weight = (grad_2d.t() @ g.reshape(-1, g.shape[-1])).to(
-            ctx.weight_dtype)
-        grad_bias = grad_2d.sum(0, dtype=torch.float32).to(ctx.bias_dtype)
-        return grad_h, grad_weight, grad_bias
+    def backward(ctx, grad):
+        x2d, h, w1, w2 = ctx.saved_tensors
+        acc = torch.promote_types(h.dtype, torch.float32)  # sums in >= fp32
+        grad = grad.reshape(-1, grad.shape[-1]).to(h.dtype)
+        grad_h = torch.ops.aten.gelu_backward(grad @ w2, h)
+        grads = (grad_h @ w1, grad_h.t() @ x2d, grad_h.sum(0, dtype=acc),
+                 grad.t() @ F.gelu(h), grad.sum(0, dtype=acc))
+        grad_x, *grads = [g.to(dtype) for g, dtype in zip(grads, ctx.dtypes)]
+        return grad_x.view(ctx.shape), None, *grads
 
 
 class ChannelMLP(nn.Module):
@@ -64,9 +69,16 @@ class ChannelMLP(nn.Module):
         self.fc2 = nn.Linear(hidden_channels, channels)
 
     def forward(self, x: Tensor) -> Tensor:
-        h = self.fc1(x)
         if (self.training and torch.is_grad_enabled()
-                and not torch.compiler.is_compiling()):
-            # torch.compile chooses what to recompute by itself.
-            return _GELULinear.apply(h, self.fc2.weight, self.fc2.bias)
-        return self.fc2(F.gelu(h))
+                and not torch.compiler.is_compiling()
+                and not torch.jit.is_tracing()):
+            # torch.compile chooses what to recompute by itself; mmengine's
+            # FLOP counter traces the Linear layers.
+            device = x.device.type
+            dtype = (torch.get_autocast_dtype(device)
+                     if torch.is_autocast_enabled(device) else x.dtype)
+            with torch.autocast(device, enabled=False):
+                return _ChannelMLPFunction.apply(
+                    x, dtype, self.fc1.weight, self.fc1.bias,
+                    self.fc2.weight, self.fc2.bias)
+        return self.fc2(F.gelu(self.fc1(x)))

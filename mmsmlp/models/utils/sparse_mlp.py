@@ -81,7 +81,12 @@ class _SparseMLPFunction(torch.autograd.Function):
     torch.compile, saves the passes instead)."""
 
     @staticmethod
-    def forward(ctx, x, w_h, b_h, w_w, b_w, fuse):
+    def forward(ctx, x, dtype, *params):
+        # Casts to the compute dtype happen in here, and the gradients are
+        # cast back in backward: no autograd node per cast.
+        ctx.dtypes = [t.dtype for t in (x, *params)]
+        x = x.to(dtype)
+        w_h, b_h, w_w, b_w, fuse = (p.to(dtype) for p in params)
         B, H, W, C = x.shape
         x_h = torch.baddbmm(b_h.view(1, H, 1).expand(B, H, W * C),
                             w_h.expand(B, H, H), x.view(B, H, W * C))
@@ -114,10 +119,10 @@ class _SparseMLPFunction(torch.autograd.Function):
             0, dtype=acc)
         grad_fuse = torch.cat([
             torch.mm(g.t(), t.view(-1, C)) for t in (x, x_w, x_h)], dim=1)
-        return (grad_x.view(B, H, W, C), grad_w_h.to(w_h.dtype),
-                g_h.sum((0, 2), dtype=acc).to(w_h.dtype),
-                grad_w_w.to(w_w.dtype),
-                g_w.sum((0, 2), dtype=acc).to(w_w.dtype), grad_fuse)
+        grads = (grad_x.view(B, H, W, C), grad_w_h, g_h.sum((0, 2), dtype=acc),
+                 grad_w_w, g_w.sum((0, 2), dtype=acc), grad_fuse)
+        grads = [g.to(dtype) for g, dtype in zip(grads, ctx.dtypes)]
+        return grads[0], None, *grads[1:]
 
 
 class SparseMLP(BaseModule):
@@ -160,14 +165,12 @@ class SparseMLP(BaseModule):
             # Inference, torch.compile (which derives its own backward) and
             # tracing (mmengine's FLOP counter) take the plain ops.
             return sparse_mlp(x, *params)[0]
-        # Cast as autocast would, outside the function: its backward then
-        # sees one dtype and autograd casts the weight gradients back.
+        # Computed in autocast's dtype (casts inside the function).
         device = x.device.type
-        if torch.is_autocast_enabled(device):
-            dtype = torch.get_autocast_dtype(device)
-            x, params = x.to(dtype), [p.to(dtype) for p in params]
+        dtype = (torch.get_autocast_dtype(device)
+                 if torch.is_autocast_enabled(device) else x.dtype)
         with torch.autocast(device, enabled=False):
-            return _SparseMLPFunction.apply(x, *params)
+            return _SparseMLPFunction.apply(x, dtype, *params)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # Weights trained at another input size are resampled to this
