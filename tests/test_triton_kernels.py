@@ -20,6 +20,7 @@ from mmsmlp.models.utils import norm_act as norm_act_module
 from mmsmlp.models.utils.layer_norm import layer_norm
 from mmsmlp.models.utils.norm_act import batch_norm_gelu
 from .conftest import assert_same_gradients
+from .test_norm_act import randomized_bn
 
 DEVICE = 'cuda' if torch.cuda.is_available() else 'cpu'
 
@@ -146,22 +147,10 @@ def test_layer_norm_kernel_bf16_keeps_dtype(kernels):
     torch.testing.assert_close(gb, eb, atol=0.2, rtol=0.02)
 
 
-def randomized_bn(channels, device):
-    bn = nn.BatchNorm2d(channels).to(device)
-    with torch.no_grad():
-        bn.weight.normal_()
-        bn.bias.normal_()
-        bn.running_mean.normal_()
-        bn.running_var.uniform_(0.5, 2.)
-    return bn
-
-
 @pytest.mark.parametrize('channels', [80, 7])
 def test_batch_norm_gelu_kernel_in_training(kernels, channels):
-    torch.manual_seed(0)
-    bn = randomized_bn(channels, kernels)
-    plain = randomized_bn(channels, kernels)
-    plain.load_state_dict(bn.state_dict())
+    bn = randomized_bn(channels).to(kernels)
+    plain = randomized_bn(channels).to(kernels)  # the same (seeded) values
     x = torch.randn(3, channels, 5, 7, device=kernels) * 2 + 0.5
     x1, x2 = x.clone().requires_grad_(), x.clone().requires_grad_()
     out = batch_norm_gelu(bn, x1.permute(0, 2, 3, 1))
@@ -174,8 +163,7 @@ def test_batch_norm_gelu_kernel_in_training(kernels, channels):
 
 
 def test_batch_norm_gelu_kernel_in_inference(kernels):
-    torch.manual_seed(0)
-    bn = randomized_bn(80, kernels).eval()
+    bn = randomized_bn(80).to(kernels).eval()
     x = torch.randn(2, 80, 3, 5, device=kernels)
     with torch.no_grad():
         out = batch_norm_gelu(bn, x.permute(0, 2, 3, 1))

@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .eager import compute_dtype, is_eager
 from .layer_norm import layer_norm
 
 
@@ -69,15 +70,11 @@ class ChannelMLP(nn.Module):
         self.fc2 = nn.Linear(hidden_channels, channels)
 
     def forward(self, x: Tensor) -> Tensor:
-        if (self.training and torch.is_grad_enabled()
-                and not torch.compiler.is_compiling()
-                and not torch.jit.is_tracing()):
+        if self.training and torch.is_grad_enabled() and is_eager():
             # torch.compile chooses what to recompute by itself; mmengine's
             # FLOP counter traces the Linear layers.
-            device = x.device.type
-            dtype = (torch.get_autocast_dtype(device)
-                     if torch.is_autocast_enabled(device) else x.dtype)
-            with torch.autocast(device, enabled=False):
+            dtype = compute_dtype(x)  # before autocast is turned off
+            with torch.autocast(x.device.type, enabled=False):
                 return _ChannelMLPFunction.apply(
                     x, dtype, self.fc1.weight, self.fc1.bias,
                     self.fc2.weight, self.fc2.bias)

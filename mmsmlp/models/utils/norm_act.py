@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from .eager import is_eager
 from .triton_utils import max_programs, row_tile, tl, triton, use_triton
 
 if triton is not None:
@@ -192,8 +193,7 @@ def batch_norm_gelu(norm: nn.Module, x: Tensor) -> Tensor:
     C = x.shape[-1]
     plain = (type(norm) is nn.BatchNorm2d and norm.affine
              and norm.track_running_stats)
-    fused = (plain and not torch.compiler.is_compiling()
-             and not torch.jit.is_tracing())
+    fused = plain and is_eager()
     if (fused and norm.training and norm.momentum is not None
             and torch.is_grad_enabled()):
         norm.num_batches_tracked.add_(1)  # as nn.BatchNorm does

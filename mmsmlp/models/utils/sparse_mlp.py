@@ -8,6 +8,8 @@ from mmengine.logging import MMLogger
 from mmengine.model import BaseModule
 from torch import Tensor, nn
 
+from .eager import compute_dtype, is_eager
+
 
 def resample_axial_mixing(weight: Tensor, bias: Tensor,
                           size: int) -> Tuple[Tensor, Tensor]:
@@ -46,26 +48,32 @@ def bias_table(b_h: Tensor, b_w: Tensor, fuse: Tensor) -> Tensor:
             b_w.view(1, -1, 1) * f_w.sum(1))
 
 
+def fuse_mixes(x: Tensor, x_w: Tensor, x_h: Tensor, fuse: Tensor) -> Tensor:
+    """The 1x1 fuse over the concatenation ``[x, x_w, x_h]`` (the official
+    order) as three accumulated matmuls: the concatenation is never built.
+    ``(B, H, W, C)`` tensors (any views of that memory)."""
+    C = x.shape[-1]
+    f_id, f_w, f_h = fuse.split(C, dim=1)
+    out = torch.mm(x.reshape(-1, C), f_id.t())
+    out = torch.addmm(out, x_w.reshape(-1, C), f_w.t())
+    out = torch.addmm(out, x_h.reshape(-1, C), f_h.t())
+    return out.view(x.shape)
+
+
 def sparse_mlp(x: Tensor, w_h: Tensor, b_h: Tensor, w_w: Tensor, b_w: Tensor,
-               fuse: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
-    """The sMLP of a contiguous ``(B, H, W, C)`` tensor, and its two mixes
-    (without their biases).
+               fuse: Tensor) -> Tensor:
+    """The sMLP of a contiguous ``(B, H, W, C)`` tensor.
 
     ``x_h`` (mixed along the height) and ``x_w`` (along the width) are each
     one batched matmul; the shared weight is an expanded view, read once per
-    batch, never copied. The fuse over the concatenation ``[x, x_w, x_h]``
-    (the official order) is three accumulated matmuls: the concatenation is
-    never built. The biases come in as :func:`bias_table`.
+    batch, never copied. They are fused by :func:`fuse_mixes`; the biases
+    come in as :func:`bias_table`.
     """
     B, H, W, C = x.shape
     x_h = torch.bmm(w_h.expand(B, H, H), x.view(B, H, W * C))
     x_w = torch.bmm(w_w.expand(B * H, W, W), x.view(B * H, W, C))
-    f_id, f_w, f_h = fuse.split(C, dim=1)
-    out = torch.mm(x.view(-1, C), f_id.t())
-    out = torch.addmm(out, x_w.view(-1, C), f_w.t())
-    out = torch.addmm(out, x_h.view(-1, C), f_h.t())
-    out = out.view(B, H, W, C).add_(bias_table(b_h, b_w, fuse))
-    return out, x_h.view(B, H, W, C), x_w.view(B, H, W, C)
+    return fuse_mixes(x, x_w.view(x.shape), x_h.view(x.shape),
+                      fuse).add_(bias_table(b_h, b_w, fuse))
 
 
 class _SparseMLPFunction(torch.autograd.Function):
@@ -92,12 +100,8 @@ class _SparseMLPFunction(torch.autograd.Function):
                             w_h.expand(B, H, H), x.view(B, H, W * C))
         x_w = torch.baddbmm(b_w.view(1, W, 1).expand(B * H, W, C),
                             w_w.expand(B * H, W, W), x.view(B * H, W, C))
-        f_id, f_w, f_h = fuse.split(C, dim=1)
-        out = torch.mm(x.view(-1, C), f_id.t())
-        out = torch.addmm(out, x_w.view(-1, C), f_w.t())
-        out = torch.addmm(out, x_h.view(-1, C), f_h.t())
         ctx.save_for_backward(x, x_h, x_w, w_h, w_w, fuse)
-        return out.view(B, H, W, C)
+        return fuse_mixes(x, x_w, x_h, fuse)
 
     @staticmethod
     def backward(ctx, grad):
@@ -160,16 +164,13 @@ class SparseMLP(BaseModule):
                   *resample_axial_mixing(self.mix_w.weight, self.mix_w.bias,
                                          W), self.fuse.weight)
         x = x.contiguous()
-        if (not self.training or not torch.is_grad_enabled()
-                or torch.compiler.is_compiling() or torch.jit.is_tracing()):
+        if not (self.training and torch.is_grad_enabled() and is_eager()):
             # Inference, torch.compile (which derives its own backward) and
             # tracing (mmengine's FLOP counter) take the plain ops.
-            return sparse_mlp(x, *params)[0]
+            return sparse_mlp(x, *params)
         # Computed in autocast's dtype (casts inside the function).
-        device = x.device.type
-        dtype = (torch.get_autocast_dtype(device)
-                 if torch.is_autocast_enabled(device) else x.dtype)
-        with torch.autocast(device, enabled=False):
+        dtype = compute_dtype(x)  # before autocast is turned off
+        with torch.autocast(x.device.type, enabled=False):
             return _SparseMLPFunction.apply(x, dtype, *params)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):

@@ -27,12 +27,13 @@ from typing import Tuple
 import torch
 from torch import Tensor
 
+from .eager import is_eager
+
 try:
     import triton
     import triton.language as tl
 except ImportError:  # CPU-only installs
     triton = tl = None
-
 
 
 def parse_mode(mode: str) -> Tuple[bool, bool]:
@@ -56,8 +57,7 @@ def use_triton(x: Tensor, backward: bool) -> bool:
     return (ENABLED and (TRAINING or not backward) and triton is not None
             and (ON_CPU or (x.is_cuda
                             and x.get_device() == torch.cuda.current_device()))
-            and not torch.compiler.is_compiling()
-            and not torch.jit.is_tracing())
+            and is_eager())
 
 
 # Both are cached: eager training is bound by the host's time per op.
