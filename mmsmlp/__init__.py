@@ -1,4 +1,9 @@
 # Copyright (c) mmsmlp contributors. All rights reserved.
+"""Importing mmsmlp registers its modules (SMLPNet, hooks, datasets,
+transforms) in the OpenMMLab registries, allow-lists the data types of
+mmengine's checkpoints for weights-only loading and registers mmpretrain's
+multimodal placeholders where transformers is too new (see
+:mod:`mmsmlp.compat`). It changes nothing else in other libraries."""
 import warnings
 
 # mmengine 0.10.7 imports pkg_resources (hence setuptools<82), which warns
@@ -11,15 +16,18 @@ from mmengine.utils import digit_version  # noqa: E402
 
 from .version import __version__  # noqa: E402
 
-MMCV_VERSION = '2.1.0'  # mmdet 3.3.0 and mmseg 1.2.2 refuse mmcv >= 2.2
-if digit_version(mmcv.__version__) != digit_version(MMCV_VERSION):
+# The range mmdet 3.3.0 and mmseg 1.2.2 accept (they refuse mmcv >= 2.2).
+MMCV_MIN, MMCV_MAX = '2.0.0rc4', '2.2.0'
+if not (digit_version(MMCV_MIN) <= digit_version(mmcv.__version__) <
+        digit_version(MMCV_MAX)):
     raise ImportError(
-        f'mmsmlp needs mmcv=={MMCV_VERSION} (found {mmcv.__version__}); '
-        'install it with `bash tools/install.sh`.')
+        f'mmsmlp needs {MMCV_MIN} <= mmcv < {MMCV_MAX} (found '
+        f'{mmcv.__version__}); install it with `bash tools/install.sh`.')
 
 from . import compat  # noqa: E402
 
-compat.apply()
+compat.skip_multimodal_models_on_new_transformers()
+compat.allow_mmengine_checkpoints()
 
 from .models import *  # noqa: E402,F401,F403
 from . import datasets, engine  # noqa: E402,F401  (hooks, transforms)

@@ -14,11 +14,12 @@ import torch
 if not torch.cuda.is_available():
     os.environ.setdefault('TRITON_INTERPRET', '1')
 
-import mmsmlp  # noqa: F401  (registers SMLPNet, applies compatibility fixes)
+import mmsmlp  # noqa: F401  (registers SMLPNet and mmsmlp's modules)
 from mmsmlp.datasets import make_imagenet
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-SHARED_REFERENCE = osp.join(osp.dirname(REPO_ROOT), 'shared', 'reference')
+# The official code's outputs (tests/data/README.md says how they were made).
+REFERENCE_DATA = osp.join(REPO_ROOT, 'tests', 'data')
 
 
 def run_tool(tool, *args):

@@ -1,6 +1,7 @@
 # Copyright (c) mmsmlp contributors. All rights reserved.
-"""Each known trap of the pinned stack, and that mmsmlp gets past it."""
-import importlib.metadata
+"""Each known trap of the pinned stack, that mmsmlp gets past it, and that
+importing mmsmlp changes nothing else in other libraries."""
+import os
 import os.path as osp
 import subprocess
 import sys
@@ -9,15 +10,21 @@ import mmcv
 import numpy as np
 import pytest
 import torch
-from mmengine.utils import digit_version
 
 from .conftest import REPO_ROOT
+
+
+def python(code, env=None):
+    """Run ``code`` in a fresh interpreter; (returncode, stdout, stderr)."""
+    result = subprocess.run([sys.executable, '-c', code],
+                            capture_output=True, text=True, cwd=REPO_ROOT,
+                            env={**os.environ, **(env or {})})
+    return result.returncode, result.stdout, result.stderr
 
 
 def test_mmcv_compiled_ops_run():
     # mmcv 2.1.0 built from source (C++20 with torch >= 2.14) with its ops
     from mmcv.ops import nms, roi_align
-    assert mmcv.__version__ == '2.1.0'
     boxes = torch.tensor([[0., 0., 10., 10.], [1., 1., 11., 11.],
                           [50., 50., 60., 60.]])
     _, keep = nms(boxes, torch.tensor([0.9, 0.8, 0.7]), iou_threshold=0.5)
@@ -28,78 +35,153 @@ def test_mmcv_compiled_ops_run():
     assert out.shape == (1, 1, 1, 1)
 
 
-def test_codebases_accept_pinned_mmcv():
-    # mmdet 3.3.0 and mmseg 1.2.2 assert mmcv < 2.2 on import
+def test_installed_versions_are_the_tested_ones():
+    # tools/install.sh installs requirements/tested.txt
     import mmdet
+    import mmengine
     import mmpretrain
     import mmseg
-    assert (mmdet.__version__, mmseg.__version__,
-            mmpretrain.__version__) == ('3.3.0', '1.2.2', '1.2.0')
+    with open(osp.join(REPO_ROOT, 'requirements', 'tested.txt')) as f:
+        pins = dict(
+            line.strip().split('==') for line in f
+            if '==' in line and not line.startswith('#'))
+    installed = {
+        'mmcv': mmcv.__version__, 'mmengine': mmengine.__version__,
+        'mmpretrain': mmpretrain.__version__, 'mmdet': mmdet.__version__,
+        'mmsegmentation': mmseg.__version__
+    }
+    assert installed == pins
 
 
-def test_mmpretrain_models_import_with_new_transformers():
-    transformers_version = importlib.metadata.version('transformers')
-    assert digit_version(transformers_version) >= digit_version('4.56.0'), (
-        'the test requirements install transformers >= 4.56 to check this')
-    # A fresh interpreter: `import mmsmlp` first, then mmpretrain's models.
-    code = ('import mmsmlp, mmpretrain.models; '
-            'from mmpretrain.registry import MODELS; '
-            'print(MODELS.get("SMLPNet").__name__, '
-            'MODELS.get("ConvNeXt").__name__)')
-    result = subprocess.run([sys.executable, '-c', code],
-                            capture_output=True, text=True, cwd=REPO_ROOT)
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.split() == ['SMLPNet', 'ConvNeXt']
+# What used to be patched at import time, by name: each must be the upstream
+# object after `import mmsmlp` exactly as before it.
+UPSTREAM_OBJECTS = """
+import mmcv, numpy as np
+import mmpretrain.datasets
+from mmengine.fileio.backends import LocalBackend
+from mmengine.registry import HOOKS
+from mmengine.runner import Runner, checkpoint
+def snapshot():
+    return dict(
+        checkpoint_hook=HOOKS.get('CheckpointHook'),
+        maybe_compile=Runner._maybe_compile,
+        put=LocalBackend.put, put_text=LocalBackend.put_text,
+        adjust_hue=mmcv.adjust_hue,
+        remove_transform=mmpretrain.datasets.remove_transform,
+        load_state_dict=checkpoint.load_state_dict,
+        local_loader=checkpoint.CheckpointLoader._schemes[''],
+        in1d=getattr(np, 'in1d', None))
+before = snapshot()
+import mmsmlp
+after = snapshot()
+changed = [k for k in before if before[k] is not after[k]]
+print('changed:', changed)
+print(after['checkpoint_hook'].__module__, after['local_loader'].__name__)
+"""
 
 
-def test_runner_checkpoint_loads_on_new_torch(tmp_path):
-    # What the Runner saves holds more than tensors: torch >= 2.6 refuses it
-    # by default; mmengine's loader (patched) must read it back.
-    from mmengine.runner.checkpoint import _load_checkpoint
+def test_import_changes_no_upstream_object():
+    code, out, err = python(UPSTREAM_OBJECTS)
+    assert code == 0, err[-3000:]
+    assert 'changed: []' in out
+    assert 'mmengine.hooks.checkpoint_hook load_from_local' in out
+
+
+def test_upstream_first_imports_and_tools(tmp_path):
+    """Upstream inferencers and models imported before mmsmlp (in the
+    README's environment), then mmsmlp: everything imports and SMLPNet is in
+    all three registries."""
+    code, out, err = python(
+        'from mmseg.apis import MMSegInferencer\n'
+        'from mmdet.apis import DetInferencer\n'
+        'from mmpretrain.apis import ImageClassificationInferencer\n'
+        'import mmpretrain.models, mmdet.models, mmseg.models\n'
+        'import mmsmlp\n'
+        'from mmpretrain.registry import MODELS as P\n'
+        'from mmdet.registry import MODELS as D\n'
+        'from mmseg.registry import MODELS as S\n'
+        'print([r.get("SMLPNet").__name__ for r in (P, D, S)])')
+    assert code == 0, err[-3000:]
+    assert "['SMLPNet', 'SMLPNet', 'SMLPNet']" in out
+    # mmseg's own print_config tool on one of our configs
+    import mmseg
+    tool = osp.join(osp.dirname(mmseg.__file__), '.mim', 'tools', 'misc',
+                    'print_config.py')
+    config = osp.join(REPO_ROOT, 'configs', 'upernet',
+                      'smlpnet-t_upernet_8xb2-160k_ade20k-512x512.py')
+    if osp.isfile(tool):  # shipped in mmseg's wheel
+        result = subprocess.run([sys.executable, tool, config],
+                                capture_output=True, text=True,
+                                cwd=str(tmp_path))
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert "type='SMLPNet'" in result.stdout
+
+
+def fake_new_transformers(folder):
+    """A ``transformers`` 4.56 stand-in that breaks mmpretrain 1.2.0's BLIP
+    import the way the real 4.56+ does: the helpers it imports are gone."""
+    pkg = folder / 'transformers'
+    pkg.mkdir()
+    (pkg / '__init__.py').write_text("__version__ = '4.56.0'\n")
+    (pkg / 'modeling_utils.py').write_text('PreTrainedModel = object\n')
+    info = folder / 'transformers-4.56.0.dist-info'
+    info.mkdir()
+    (info / 'METADATA').write_text(
+        'Metadata-Version: 2.1\nName: transformers\nVersion: 4.56.0\n')
+    return {'PYTHONPATH': f'{folder}{os.pathsep}{REPO_ROOT}'}
+
+
+def test_mmpretrain_models_import_with_new_transformers(tmp_path):
+    env = fake_new_transformers(tmp_path)
+    # The breakage: mmpretrain's models alone do not import.
+    code, _, err = python('import mmpretrain.models', env)
+    assert code != 0 and 'NoneType takes no arguments' in err, err[-2000:]
+    # `import mmsmlp` first (as configs do): they do, with placeholders for
+    # the multimodal models.
+    code, out, err = python(
+        'import mmsmlp, mmpretrain.models\n'
+        'from mmpretrain.registry import MODELS\n'
+        'print(MODELS.get("SMLPNet").__name__, '
+        'MODELS.get("ConvNeXt").__name__)', env)
+    assert code == 0, err[-2000:]
+    assert out.split() == ['SMLPNet', 'ConvNeXt']
+
+
+def runner_like_checkpoint(path):
+    """What mmengine's Runner saves beside tensors: its message hub's
+    HistoryBuffers (numpy arrays), numpy scalars and random state."""
+    from mmengine.logging import HistoryBuffer
+    buffer = HistoryBuffer()
+    buffer.update(np.float64(0.5))
+    torch.save(
+        {
+            'meta': {'seed': np.int64(3), 'np_random': np.random.get_state()},
+            'message_hub': {'log_scalars': {'train/loss': buffer}},
+            'state_dict': {'w': torch.ones(2)},
+        }, path)
+
+
+def test_runner_checkpoints_load_weights_only(tmp_path):
     path = str(tmp_path / 'ckpt.pth')
-    torch.save({'meta': {'np': np.float64(1.5)}, 'state_dict': {}}, path)
-    if digit_version(torch.__version__) >= digit_version('2.6.0'):
-        with pytest.raises(Exception):
-            torch.load(path)
-    assert _load_checkpoint(path)['meta']['np'] == 1.5
-    with pytest.raises(FileNotFoundError, match='missing.pth'):
-        _load_checkpoint(str(tmp_path / 'missing.pth'))
-
-
-def test_in1d_and_retrieval_metric():
-    from mmpretrain.evaluation import RetrievalRecall
-    assert np.in1d([1, 2, 3], [2]).tolist() == [False, True, False]
-    assert np.in1d([[1, 2], [3, 4]], [4]).tolist() == [False] * 3 + [True]
-    recall = RetrievalRecall.calculate(
-        torch.tensor([[0.9, 0.1, 0.0], [0.1, 0.2, 0.7]]),
-        [torch.tensor([0]), torch.tensor([1])],
-        topk=(1, 2),
-        target_indices=True)
-    assert [float(r) for r in recall] == [50.0, 100.0]
-
-
-@pytest.mark.parametrize('backend', ['cv2', 'pillow'])
-def test_adjust_hue_negative_factor(backend):
-    rng = np.random.default_rng(0)
-    img = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)
-    out = mmcv.adjust_hue(img, -0.2, backend=backend)
-    assert out.shape == img.shape and out.dtype == np.uint8
-    # a hue shift is cyclic: -0.2 then +0.2 comes back close to the input
-    back = mmcv.adjust_hue(out, 0.2, backend=backend)
-    assert np.abs(back.astype(int) - img).mean() < 12
-    assert np.abs(out.astype(int) - img).mean() > 12
-    # mmpretrain's ColorJitter draws negative hue factors half of the time
-    from mmpretrain.datasets.transforms import ColorJitter
-    jitter = ColorJitter(hue=0.4, backend=backend)
-    for _ in range(8):
-        assert jitter({'img': img.copy()})['img'].shape == img.shape
+    runner_like_checkpoint(path)
+    load = (f'import torch; ck = torch.load({path!r}, weights_only=True); '
+            "print(ck['message_hub']['log_scalars']['train/loss'].current())")
+    # torch >= 2.6 refuses them weights-only; after `import mmsmlp` (the
+    # allow-list of mmsmlp.compat.torch_checkpoint) they load
+    code, _, err = python(load)
+    assert code != 0 and 'Unsupported global' in err, err[-2000:]
+    code, out, err = python('import mmsmlp; ' + load)
+    assert code == 0, err[-2000:]
+    assert out.strip() == '0.5'
+    from mmengine.runner.checkpoint import _load_checkpoint
+    assert _load_checkpoint(path)['meta']['seed'] == 3
 
 
 def test_second_install_does_not_rebuild_mmcv():
     result = subprocess.run(
         ['bash', osp.join(REPO_ROOT, 'tools', 'install.sh')],
         capture_output=True, text=True,
-        env={**__import__('os').environ, 'PYTHON': sys.executable})
+        env={**os.environ, 'PYTHON': sys.executable})
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[
         -2000:]
     assert 'mmcv 2.1.0 with compiled ops already installed: not rebuilding' \
@@ -107,33 +189,28 @@ def test_second_install_does_not_rebuild_mmcv():
     assert 'building mmcv' not in result.stdout
 
 
-def test_compile_switch_values():
-    """`compile` unset or False leaves the model alone, True or a dict
-    compiles its forward once (a second train() does not wrap it again),
-    anything else is an error that names the key."""
-    import logging
-    from types import SimpleNamespace
+@pytest.mark.parametrize('value', [None, 'reduce-overhead'])
+def test_compile_flag_adds_the_hook(value):
+    """`tools/train.py --compile [MODE]` appends CompileForwardHook with the
+    mode to the config's hooks; without it nothing is compiled."""
+    import importlib.util
 
-    from mmengine.runner import Runner
-
-    import mmsmlp  # noqa: F401  (applies the replacement)
-
-    def runner(compile_cfg):
-        cfg = {} if compile_cfg == 'unset' else dict(compile=compile_cfg)
-        return SimpleNamespace(cfg=cfg, model=torch.nn.Linear(2, 2),
-                               logger=logging.getLogger('test'))
-
-    for value in ('unset', None, False):
-        r = runner(value)
-        Runner._maybe_compile(r, 'train_step')
-        assert 'forward' not in vars(r.model)
-    r = runner(dict(backend='eager'))
-    Runner._maybe_compile(r, 'train_step')
-    assert 'forward' in vars(r.model)  # the compiled one, on the instance
-    compiled = r.model.forward
-    Runner._maybe_compile(r, 'train_step')
-    assert r.model.forward is compiled
-    x = torch.randn(3, 2)
-    torch.testing.assert_close(compiled(x), torch.nn.Linear.forward(r.model, x))
-    with pytest.raises(TypeError, match='`compile`'):
-        Runner._maybe_compile(runner('yes'), 'train_step')
+    from mmengine.config import Config
+    spec = importlib.util.spec_from_file_location(
+        'train_tool', osp.join(REPO_ROOT, 'tools', 'train.py'))
+    train_tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(train_tool)
+    config = osp.join(REPO_ROOT, 'configs', 'smlpnet',
+                      'smlpnet-t_8xb128_in1k.py')
+    argv = [config] + ([] if value is None else ['--compile', value])
+    sys_argv, sys.argv = sys.argv, ['train.py'] + argv
+    try:
+        args = train_tool.parse_args()
+    finally:
+        sys.argv = sys_argv
+    cfg = train_tool.merge_args(Config.fromfile(config), args)
+    hooks = [h for h in cfg.custom_hooks if h.type == 'CompileForwardHook']
+    if value is None:
+        assert hooks == []
+    else:
+        assert hooks == [dict(type='CompileForwardHook', mode=value)]

@@ -8,7 +8,7 @@ import torch
 from mmpretrain.registry import MODELS
 
 from mmsmlp.testing import OfficialSMLPNet
-from .conftest import REPO_ROOT, SHARED_REFERENCE
+from .conftest import REPO_ROOT, REFERENCE_DATA
 
 CONVERTER = osp.join(REPO_ROOT, 'tools', 'model_converters',
                      'spach2mmsmlp.py')
@@ -58,9 +58,9 @@ def randomize(model, seed):
 
 
 def test_official_reference_logits(tmp_path):
-    src = osp.join(SHARED_REFERENCE, 'spach_smlpnet_small.pth')
+    src = osp.join(REFERENCE_DATA, 'spach_smlpnet_small.pth')
     expected = torch.load(
-        osp.join(SHARED_REFERENCE, 'spach_smlpnet_small_expected.pth'))
+        osp.join(REFERENCE_DATA, 'spach_smlpnet_small_expected.pth'))
     dst = str(tmp_path / 'converted.pth')
     out = convert(src, dst)
     assert "'embed_dims': 16, 'depths': [1, 1, 2, 1], 'mlp_ratio': 3" in out
@@ -75,10 +75,10 @@ def test_official_reference_logits(tmp_path):
 
 def test_reference_formulation_matches_official_logits():
     expected = torch.load(
-        osp.join(SHARED_REFERENCE, 'spach_smlpnet_small_expected.pth'))
+        osp.join(REFERENCE_DATA, 'spach_smlpnet_small_expected.pth'))
     official = OfficialSMLPNet(dim=16, depths=[1, 1, 2, 1], num_classes=10)
     official.load_state_dict(
-        torch.load(osp.join(SHARED_REFERENCE,
+        torch.load(osp.join(REFERENCE_DATA,
                             'spach_smlpnet_small.pth'))['model'])
     with torch.no_grad():
         out = official.eval()(expected['input'])
@@ -142,9 +142,9 @@ def test_converted_checkpoint_through_tools_test(imagenet_root, tmp_path):
     from mmpretrain.datasets import ImageNet
 
     expected = torch.load(
-        osp.join(SHARED_REFERENCE, 'spach_smlpnet_small_expected.pth'))
+        osp.join(REFERENCE_DATA, 'spach_smlpnet_small_expected.pth'))
     dst = str(tmp_path / 'converted.pth')
-    convert(osp.join(SHARED_REFERENCE, 'spach_smlpnet_small.pth'), dst)
+    convert(osp.join(REFERENCE_DATA, 'spach_smlpnet_small.pth'), dst)
     arch = expected['arch']
     # the S config with the reference checkpoint's architecture
     config = str(tmp_path / 'smlpnet-ref_in1k.py')
@@ -176,7 +176,7 @@ def test_converted_checkpoint_through_tools_test(imagenet_root, tmp_path):
     official = OfficialSMLPNet(
         dim=arch['embed_dims'], depths=arch['depths'], num_classes=10)
     official.load_state_dict(
-        torch.load(osp.join(SHARED_REFERENCE,
+        torch.load(osp.join(REFERENCE_DATA,
                             'spach_smlpnet_small.pth'))['model'])
     official.eval()
     mean = torch.tensor(cfg.data_preprocessor.mean).view(3, 1, 1)

@@ -443,7 +443,7 @@ def test_pretrained_init_loads_imagenet_backbone(t_cfg, tmp_path):
     checkpoint of configs/smlpnet (an ImageClassifier)."""
     ckpt = save_classification_checkpoint(
         build_classifier('tiny'), str(tmp_path / 'smlpnet-t_in1k.pth'))
-    classifier = torch.load(ckpt, weights_only=False)['state_dict']
+    classifier = torch.load(ckpt, weights_only=True)['state_dict']
     cfg = copy.deepcopy(t_cfg)
     cfg.model.backbone.init_cfg = Config.fromfile(T_1X).model.backbone.init_cfg
     cfg.model.backbone.init_cfg.checkpoint = ckpt

@@ -16,7 +16,6 @@ import time
 import pytest
 import torch
 from mmengine.config import Config
-from mmengine.fileio.backends import LocalBackend
 from mmengine.registry import init_default_scope
 from mmengine.runner import Runner, load_checkpoint
 
@@ -93,7 +92,7 @@ def quick_cfg(data_root, work_dir, epochs, name):
 
 def state_dict(path):
     return torch.load(path, map_location='cpu',
-                      weights_only=False)['state_dict']
+                      weights_only=True)['state_dict']
 
 
 def last_scalars(work_dir):
@@ -185,7 +184,7 @@ def test_failed_checkpoint_write_keeps_last_checkpoint_valid(
     with open(osp.join(work_dir, 'last_checkpoint')) as f:
         last = f.read().strip()
     assert last == osp.join(work_dir, 'epoch_2.pth')
-    assert torch.load(last, weights_only=False)['meta']['epoch'] == 2
+    assert torch.load(last, weights_only=True)['meta']['epoch'] == 2
     # max_keep_ckpts=1 still removes older checkpoints once a new one is
     # complete, and no temporary file is left behind.
     files = os.listdir(work_dir)
@@ -193,12 +192,23 @@ def test_failed_checkpoint_write_keeps_last_checkpoint_valid(
     assert not [f for f in files if f.startswith('.')]
 
 
-def test_killed_file_write_leaves_no_partial_file(tmp_path):
+def test_killed_checkpoint_write_leaves_no_partial_file(tmp_path):
+    """AtomicCheckpointHook's save, killed mid-write: no partial file under
+    the checkpoint's name."""
     path = str(tmp_path / 'out' / 'epoch_1.pth')
-    code = ('import sys, mmsmlp; '
-            'from mmengine.fileio.backends import LocalBackend; '
-            'data = bytes(1_500_000_000); '
-            'LocalBackend().put(data, sys.argv[1])')
+    code = (
+        'import os, sys, mmsmlp\n'
+        'from mmengine.fileio.backends import LocalBackend\n'
+        'from mmsmlp.engine.hooks.atomic_checkpoint_hook import '
+        '_AtomicSaveView\n'
+        'class Runner:\n'
+        '    work_dir = os.path.dirname(sys.argv[1])\n'
+        '    def save_checkpoint(self, out_dir, filename, **kwargs):\n'
+        '        LocalBackend().put(bytes(1_500_000_000),\n'
+        '                           os.path.join(out_dir, filename))\n'
+        'os.makedirs(Runner.work_dir)\n'
+        '_AtomicSaveView(Runner()).save_checkpoint(\n'
+        '    Runner.work_dir, os.path.basename(sys.argv[1]))\n')
     proc = subprocess.Popen([sys.executable, '-c', code, path],
                             cwd=REPO_ROOT, env=ENV)
     folder = osp.dirname(path)
@@ -219,15 +229,32 @@ def test_killed_file_write_leaves_no_partial_file(tmp_path):
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def test_failed_write_keeps_previous_file(tmp_path):
-    path = str(tmp_path / 'a' / 'last_checkpoint')
-    backend = LocalBackend()
-    backend.put_text('epoch_1.pth', path)
-    with pytest.raises(UnicodeEncodeError):  # fails part-way through
-        backend.put_text('epoch_2.pth\udcff', path)
-    with open(path) as f:
-        assert f.read() == 'epoch_1.pth'
-    assert os.listdir(osp.dirname(path)) == ['last_checkpoint']
+def test_disk_full_names_the_path_and_the_space(tmp_path):
+    """ENOSPC while saving: the error names the checkpoint and the room it
+    needs; the earlier checkpoint is intact and no temporary file stays."""
+    import errno
+
+    from mmsmlp.engine.hooks.atomic_checkpoint_hook import _AtomicSaveView
+    folder = str(tmp_path)
+    with open(osp.join(folder, 'epoch_1.pth'), 'wb') as f:
+        f.write(bytes(3 * 2**20))
+
+    class FullDiskRunner:
+        work_dir = folder
+
+        def save_checkpoint(self, out_dir, filename, **kwargs):
+            with open(osp.join(out_dir, filename), 'wb') as f:
+                f.write(b'partial')
+            raise OSError(errno.ENOSPC, 'No space left on device')
+
+    with pytest.raises(OSError) as info:
+        _AtomicSaveView(FullDiskRunner()).save_checkpoint(
+            folder, 'epoch_2.pth')
+    message = str(info.value)
+    assert info.value.errno == errno.ENOSPC
+    assert osp.join(folder, 'epoch_2.pth') in message
+    assert 'about 3 MiB' in message
+    assert sorted(os.listdir(folder)) == ['epoch_1.pth']
 
 
 # 3. Corrupt or truncated images -------------------------------------------
@@ -386,7 +413,8 @@ def test_checkpoint_of_another_width_is_refused(imagenet_root, tmp_path):
                      str(tmp_path / 'work'),
                      cfg_options=options(imagenet_root)))
     assert code != 0
-    assert 'RuntimeError: The checkpoint does not fit the model' in log
+    assert f'ValueError: {wide} fits the model only in part' in log
+    assert '--allow-partial' in log
     for line in ('backbone.downsample_layers.0.weight: checkpoint '
                  '(48, 3, 4, 4) vs model (32, 3, 4, 4)',
                  'backbone.stages.3.0.smlp.fuse.weight: checkpoint '
@@ -394,16 +422,38 @@ def test_checkpoint_of_another_width_is_refused(imagenet_root, tmp_path):
                  'head.fc.weight: checkpoint (10, 384) vs model (10, 256)'):
         assert line in log, log[-3000:]
 
-    # The same through init_cfg=Pretrained (detection, segmentation) ...
-    from mmpretrain.registry import MODELS
-    with pytest.raises(RuntimeError, match=r'\n  norm3\.weight: '
-                       r'checkpoint \(384\) vs model \(256\)'):
-        MODELS.build(
-            dict(type='SMLPNet',
-                 arch=dict(embed_dims=32, depths=[1, 1, 2, 1], mlp_ratio=3),
-                 img_size=64,
-                 init_cfg=dict(type='Pretrained', checkpoint=wide,
-                               prefix='backbone.'))).init_weights()
+
+def test_checkpoint_of_another_network_is_refused(imagenet_root, tmp_path):
+    """No key matches (an unconverted official checkpoint): an error with
+    the counts and the converter to run; a partial one only with
+    --allow-partial."""
+    from mmsmlp.testing import OfficialSMLPNet
+    official = str(tmp_path / 'official.pth')
+    torch.save({'model': OfficialSMLPNet(dim=32, depths=[1, 1, 2, 1],
+                                         num_classes=10).state_dict()},
+               official)
+    partial = str(tmp_path / 'partial.pth')
+    state = build_model().state_dict()
+    torch.save({'state_dict': {k: v for k, v in state.items()
+                               if not k.startswith('backbone.stages.3')}},
+               partial)
+    work = str(tmp_path / 'work')
+    (code, log), (code_p, log_p), (code_ok, log_ok) = run_all(
+        tool_command('test.py', QUICKSTART, official, '--work-dir', work,
+                     cfg_options=options(imagenet_root)),
+        tool_command('test.py', QUICKSTART, partial, '--work-dir', work + '1',
+                     cfg_options=options(imagenet_root)),
+        tool_command('test.py', QUICKSTART, partial, '--allow-partial',
+                     '--work-dir', work + '2',
+                     cfg_options=options(imagenet_root)))
+    assert code != 0
+    assert re.search(rf'None of the \d+ tensors in {re.escape(official)} '
+                     r'matches the \d+ of the model', log), log[-3000:]
+    assert 'spach2mmsmlp.py' in log
+    assert code_p != 0 and f'{partial} fits the model only in part' in log_p
+    assert 'model tensors missing from it' in log_p
+    assert code_ok == 0, log_ok[-3000:]
+    assert 'accuracy/top1' in log_ok
 
 
 def test_resampled_or_partial_checkpoints_still_load(tmp_path):

@@ -482,7 +482,7 @@ def test_train_then_evaluate_slide(trained):
     assert [r['iter'] for r in losses] == [1, 2]
     assert all(np.isfinite(r['aux.loss_ce']) for r in losses)
     assert any('mIoU' in r for r in records)  # validation after iteration 2
-    ckpt = torch.load(checkpoint, map_location='cpu', weights_only=False)
+    ckpt = torch.load(checkpoint, map_location='cpu', weights_only=True)
     assert len(ckpt['meta']['dataset_meta']['classes']) == 150
 
     log = run_tool(

@@ -57,14 +57,20 @@ else
   pip_install addict packaging Pillow pyyaml yapf "opencv-python>=3"
 fi
 
-# 4. The OpenMMLab codebases (pinned) and mmsmlp itself, editable. mmcv is pinned so that no
-#    resolver replaces it (mmdet 3.3.0 and mmseg 1.2.2 refuse mmcv >= 2.2).
-CONSTRAINTS=$(mktemp)
-echo "mmcv==$MMCV_VERSION" > "$CONSTRAINTS"
-pip_install -c "$CONSTRAINTS" -r "$ROOT/requirements/runtime.txt"
+# 4. The OpenMMLab codebases and mmsmlp itself, editable, at the tested versions
+#    (requirements/tested.txt, a constraints file: mmcv stays the one built above; mmdet 3.3.0
+#    and mmseg 1.2.2 refuse mmcv >= 2.2). transformers is not installed: mmpretrain 1.2.0 and
+#    mmdet 3.3.0 need it only for their multimodal models, and cannot import those with
+#    transformers >= 4.56 (docs/get_started.md).
+CONSTRAINTS="$ROOT/requirements/tested.txt"
+pip_install -c "$CONSTRAINTS" -r "$ROOT/requirements/runtime.txt" -r "$ROOT/requirements/optional.txt"
 pip_install -c "$CONSTRAINTS" --no-build-isolation -e "$ROOT"
 if [[ "${1:-}" == "--tests" ]]; then
   pip_install -c "$CONSTRAINTS" -r "$ROOT/requirements/tests.txt"
 fi
-rm -f "$CONSTRAINTS"
+if "$PY" -c "import importlib.metadata as m, sys; v = m.version('transformers'); sys.exit(tuple(int(p) for p in v.split('.')[:2]) < (4, 56))" 2>/dev/null; then
+  log "WARNING: transformers >= 4.56 is installed: mmpretrain 1.2.0's multimodal models cannot import"
+  log "  with it, so 'import mmpretrain.models' (and mmdet/mmseg models) fails unless 'import mmsmlp'"
+  log "  comes first (our configs and tools do that). Other tools: pip install 'transformers<4.56'."
+fi
 "$PY" -c "import mmsmlp; print('[mmsmlp install] mmsmlp', mmsmlp.__version__, 'ready')" 

@@ -2,16 +2,19 @@
 """Evaluate a checkpoint: classification (mmpretrain), detection (mmdet) or
 segmentation (mmseg). The config's ``default_scope`` picks the codebase."""
 import argparse
+import contextlib
 import os
 import os.path as osp
 
-# First: registers SMLPNet and applies mmsmlp's fixes to the stack.
+# First: registers SMLPNet and mmsmlp's modules.
 import mmsmlp  # noqa: F401,I001  isort:skip
 from mmengine.config import Config, DictAction
+from mmengine.model import BaseTTAModel, is_model_wrapper
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
-from mmsmlp.utils import check_data_paths
+from mmsmlp.compat import load_checkpoint_file, trust_checkpoints
+from mmsmlp.utils import check_checkpoint, check_data_paths
 
 
 def parse_args():
@@ -31,6 +34,16 @@ def parse_args():
         action='store_true',
         help='test-time augmentation (the config\'s tta_model and '
         'tta_pipeline)')
+    parser.add_argument(
+        '--allow-partial',
+        action='store_true',
+        help='evaluate even if the checkpoint lacks some of the model\'s '
+        'tensors or has them in other shapes (an error otherwise)')
+    parser.add_argument(
+        '--trust-checkpoint',
+        action='store_true',
+        help='load the checkpoint with full pickle, which can run code: '
+        'only for a file you trust that weights-only loading refuses')
     parser.add_argument(
         '--cfg-options',
         nargs='+',
@@ -97,13 +110,25 @@ def main():
     args = parse_args()
     cfg = merge_args(Config.fromfile(args.config), args)
     check_data_paths(cfg, ('test_dataloader', ))  # before any dataset exists
+    # Read (weights-only unless trusted) and checked against the model
+    # before anything is evaluated: weights that do not belong to the model
+    # are an error, not a random-weights score.
+    checkpoint = load_checkpoint_file(
+        args.checkpoint, trust=args.trust_checkpoint)
     runner = (RUNNERS.build(cfg)
               if 'runner_type' in cfg else Runner.from_cfg(cfg))
+    model = runner.model
+    while is_model_wrapper(model) or isinstance(model, BaseTTAModel):
+        model = model.module  # mmengine loads into the inner model too
+    check_checkpoint(model, checkpoint, args.checkpoint, args.allow_partial)
+    del checkpoint
     if args.out:
         from mmengine.evaluator import DumpResults
         runner.test_evaluator.metrics.append(
             DumpResults(out_file_path=args.out))
-    runner.test()
+    with (trust_checkpoints('--trust-checkpoint')
+          if args.trust_checkpoint else contextlib.nullcontext()):
+        runner.test()
 
 
 if __name__ == '__main__':

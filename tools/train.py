@@ -2,15 +2,19 @@
 """Train a model: classification (mmpretrain), detection (mmdet) or
 segmentation (mmseg). The config's ``default_scope`` picks the codebase."""
 import argparse
+import contextlib
 import os
 import os.path as osp
+import warnings
 
-# First: registers SMLPNet and applies mmsmlp's fixes to the stack.
+# First: registers SMLPNet and mmsmlp's modules.
 import mmsmlp  # noqa: F401,I001  isort:skip
 from mmengine.config import Config, DictAction
 from mmengine.registry import RUNNERS
-from mmengine.runner import Runner
+from mmengine.runner import Runner, find_latest_checkpoint
 
+from mmsmlp.compat import trust_checkpoints
+from mmsmlp.compat.torch_checkpoint import describe_unloadable
 from mmsmlp.utils import check_data_paths
 
 
@@ -27,6 +31,19 @@ def parse_args():
         'checkpoint in the work directory')
     parser.add_argument(
         '--amp', action='store_true', help='mixed precision training')
+    parser.add_argument(
+        '--compile',
+        nargs='?',
+        const='default',
+        metavar='MODE',
+        help='compile the model\'s forward with torch.compile (MODE: '
+        'default, reduce-overhead (CUDA graphs), max-autotune, ...)')
+    parser.add_argument(
+        '--trust-checkpoint',
+        action='store_true',
+        help='load checkpoints (load_from, --resume, init_cfg) with full '
+        'pickle, which can run code: only for files you trust that '
+        'weights-only loading refuses')
     parser.add_argument(
         '--auto-scale-lr',
         action='store_true',
@@ -73,9 +90,17 @@ def merge_args(cfg, args):
     if args.resume == 'auto':
         cfg.resume = True
         cfg.load_from = None
+        if find_latest_checkpoint(cfg.work_dir) is None:
+            warnings.warn(f'--resume: no checkpoint in {cfg.work_dir} '
+                          '(no last_checkpoint file): training from scratch')
     elif args.resume is not None:
         cfg.resume = True
         cfg.load_from = args.resume
+    if args.compile is not None:
+        kwargs = {} if args.compile == 'default' else dict(mode=args.compile)
+        cfg.custom_hooks = list(cfg.get('custom_hooks', None) or []) + [
+            dict(type='CompileForwardHook', **kwargs)
+        ]
     if args.auto_scale_lr:
         if 'auto_scale_lr' not in cfg:
             raise KeyError(f'--auto-scale-lr needs `auto_scale_lr` (with '
@@ -91,9 +116,21 @@ def main():
     cfg = merge_args(Config.fromfile(args.config), args)
     # before any dataset or data-loader worker exists
     check_data_paths(cfg, ('train_dataloader', 'val_dataloader'))
+    load_from = cfg.get('load_from', None)
+    if load_from and '://' not in load_from:
+        which = '--resume' if cfg.get('resume') else 'load_from'
+        if not osp.isfile(load_from):
+            raise FileNotFoundError(f'{which}: checkpoint {load_from} not '
+                                    'found')
+        problem = describe_unloadable(load_from)
+        if problem:
+            raise ValueError(f'{which}: {load_from} is not a checkpoint '
+                             f'(truncated?): {problem}')
     runner = (RUNNERS.build(cfg)
               if 'runner_type' in cfg else Runner.from_cfg(cfg))
-    runner.train()
+    with (trust_checkpoints('--trust-checkpoint')
+          if args.trust_checkpoint else contextlib.nullcontext()):
+        runner.train()
 
 
 if __name__ == '__main__':

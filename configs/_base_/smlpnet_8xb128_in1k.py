@@ -106,8 +106,12 @@ custom_hooks = [
     dict(type='FiniteLossHook'),
 ]
 
-# torch.compile is off unless asked for: `--cfg-options compile=True`
-# (torch.compile's defaults) or `compile.mode=reduce-overhead` (CUDA graphs,
-# the fastest training step measured, docs/benchmarks.md); in a config file,
-# `compile = dict(mode='reduce-overhead')`. mmsmlp compiles the model's
-# forward (see mmsmlp/compat.py), not mmengine's whole train_step.
+# Checkpoints written atomically (a kill while saving leaves the previous
+# ones intact; the disk needs room for one more checkpoint).
+default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook'))
+
+# torch.compile is off unless asked for: `tools/train.py --compile` (the
+# model's forward with torch.compile's defaults) or `--compile
+# reduce-overhead` (CUDA graphs, the fastest training step measured,
+# docs/benchmarks.md); in a config file, add
+# `dict(type='CompileForwardHook', mode='reduce-overhead')` to custom_hooks.

@@ -16,3 +16,6 @@ model = dict(
     neck=dict(in_channels=[80, 160, 320, 640]))
 optim_wrapper = {{_base_.smlpnet_optim_wrapper}}
 custom_hooks = {{_base_.smlpnet_custom_hooks}}
+# Checkpoints written atomically (mmsmlp's hook; a kill while saving leaves
+# the previous ones intact).
+default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook'))

@@ -46,3 +46,6 @@ optim_wrapper = dict(
 # Stop on a non-finite loss, naming the iteration, and re-seed at the start
 # of the run (docs/get_started.md, "Fault tolerance").
 custom_hooks = [dict(type='EpochSeedHook'), dict(type='FiniteLossHook')]
+# Checkpoints written atomically (mmsmlp's hook; a kill while saving leaves
+# the previous ones intact).
+default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook'))

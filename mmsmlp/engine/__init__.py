@@ -1,8 +1,10 @@
 # Copyright (c) mmsmlp contributors. All rights reserved.
-from .hooks import CheckpointHook, EpochSeedHook, FiniteLossHook
+from .hooks import (AtomicCheckpointHook, CompileForwardHook, EpochSeedHook,
+                    FiniteLossHook)
 from .optimizers import SkipNonFiniteOptimWrapper
 
 __all__ = [
-    'CheckpointHook', 'EpochSeedHook', 'FiniteLossHook',
+    'AtomicCheckpointHook', 'CompileForwardHook', 'EpochSeedHook',
+    'FiniteLossHook',
     'SkipNonFiniteOptimWrapper'
 ]

@@ -7,7 +7,7 @@
 import argparse
 import os.path as osp
 
-# First: registers SMLPNet and applies mmsmlp's fixes to the stack.
+# First: registers SMLPNet and mmsmlp's modules.
 import mmsmlp  # noqa: F401,I001  isort:skip
 import mmcv
 import torch

@@ -8,7 +8,7 @@ import argparse
 
 from mmpretrain.apis import ImageClassificationInferencer
 
-import mmsmlp  # noqa: F401  (registers SMLPNet, applies compatibility fixes)
+import mmsmlp  # noqa: F401  (registers SMLPNet and mmsmlp's modules)
 
 
 def main():

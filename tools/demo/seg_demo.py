@@ -12,7 +12,8 @@ import argparse
 import os
 import os.path as osp
 
-# First: registers SMLPNet and applies mmsmlp's fixes to the stack (mmseg's
+# First: registers SMLPNet and mmsmlp's modules (and, with transformers >= 4.56,
+# mmpretrain's multimodal placeholders: mmseg's
 # inferencer imports mmpretrain's multimodal models through mmseg.models).
 import mmsmlp  # noqa: F401,I001  isort:skip
 import mmcv

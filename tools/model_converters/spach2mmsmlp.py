@@ -13,10 +13,13 @@ LinearClsHead)``, the model of ``configs/smlpnet``.
 import argparse
 import os
 import os.path as osp
+import pickle
 import re
 from collections import OrderedDict
 
 import torch
+
+from mmsmlp.compat import load_checkpoint_file
 
 # official block sub-key -> mmsmlp block sub-key (conv weights squeezed)
 BLOCK_KEYS = {
@@ -109,8 +112,13 @@ def convert(state_dict: dict) -> 'OrderedDict[str, torch.Tensor]':
     return converted
 
 
-def load_official(path: str, use_ema: bool = False) -> dict:
-    checkpoint = torch.load(path, map_location='cpu', weights_only=False)
+def load_official(path: str, use_ema: bool = False,
+                  trust: bool = False) -> dict:
+    # Weights-only: tensors and plain data. The official training script
+    # (DeiT's) may also save its arguments, an argparse.Namespace: a data
+    # class, allowed too. Anything else needs --trust-checkpoint.
+    checkpoint = load_checkpoint_file(
+        path, trust=trust, extra_globals=[argparse.Namespace])
     if not isinstance(checkpoint, dict):
         raise ConversionError(f'{path} holds a {type(checkpoint)}, not a '
                               'state dict')
@@ -130,9 +138,17 @@ def main():
         '--ema',
         action='store_true',
         help='convert the EMA weights ("model_ema") instead of "model"')
+    parser.add_argument(
+        '--trust-checkpoint',
+        action='store_true',
+        help='load SRC with full pickle (it can run code): only for a file '
+        'you trust that weights-only loading refuses')
     args = parser.parse_args()
 
-    state_dict = load_official(args.src, args.ema)
+    try:
+        state_dict = load_official(args.src, args.ema, args.trust_checkpoint)
+    except (ValueError, OSError, pickle.UnpicklingError) as e:
+        raise SystemExit(str(e))
     try:
         info = infer_arch(state_dict)
         converted = convert(state_dict)

@@ -29,6 +29,10 @@ class CheckedLoadImageFromFile(LoadImageFromFile):
     and only when the marker is not at the end (data after the image is
     legal), a scan of the file for it.
 
+    Results that already hold an image and no ``img_path`` pass through
+    unchanged: mmpretrain's inferencers load the image themselves and drop
+    only a step named ``LoadImageFromFile`` from the config's pipeline.
+
     Registered in mmengine's root ``TRANSFORMS``: every scope finds it.
 
     Args:
@@ -43,6 +47,8 @@ class CheckedLoadImageFromFile(LoadImageFromFile):
         self.num_skipped = 0
 
     def transform(self, results: dict) -> Optional[dict]:
+        if 'img_path' not in results and 'img' in results:
+            return results  # loaded by the caller (an inferencer)
         filename = results['img_path']
         try:
             loaded = super().transform(results)
