@@ -1,8 +1,7 @@
 # Copyright (c) mmsmlp contributors. All rights reserved.
 """Importing mmsmlp registers its modules (SMLPNet, hooks, datasets,
-transforms) in the OpenMMLab registries, allow-lists the data types of
-mmengine's checkpoints for weights-only loading and registers mmpretrain's
-multimodal placeholders where transformers is too new (see
+transforms) in the OpenMMLab registries and, where transformers is too new
+for mmpretrain 1.2.0, mmpretrain's multimodal placeholders (see
 :mod:`mmsmlp.compat`). It changes nothing else in other libraries."""
 import warnings
 
@@ -27,7 +26,6 @@ if not (digit_version(MMCV_MIN) <= digit_version(mmcv.__version__) <
 from . import compat  # noqa: E402
 
 compat.skip_multimodal_models_on_new_transformers()
-compat.allow_mmengine_checkpoints()
 
 from .models import *  # noqa: E402,F401,F403
 from . import datasets, engine  # noqa: E402,F401  (hooks, transforms)

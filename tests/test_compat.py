@@ -1,6 +1,7 @@
 # Copyright (c) mmsmlp contributors. All rights reserved.
 """Each known trap of the pinned stack, that mmsmlp gets past it, and that
 importing mmsmlp changes nothing else in other libraries."""
+import collections
 import os
 import os.path as osp
 import subprocess
@@ -117,22 +118,18 @@ def test_upstream_first_imports_and_tools(tmp_path):
         assert "type='SMLPNet'" in result.stdout
 
 
-def fake_new_transformers(folder):
-    """A ``transformers`` 4.56 stand-in that breaks mmpretrain 1.2.0's BLIP
-    import the way the real 4.56+ does: the helpers it imports are gone."""
-    pkg = folder / 'transformers'
-    pkg.mkdir()
-    (pkg / '__init__.py').write_text("__version__ = '4.56.0'\n")
-    (pkg / 'modeling_utils.py').write_text('PreTrainedModel = object\n')
-    info = folder / 'transformers-4.56.0.dist-info'
-    info.mkdir()
-    (info / 'METADATA').write_text(
-        'Metadata-Version: 2.1\nName: transformers\nVersion: 4.56.0\n')
-    return {'PYTHONPATH': f'{folder}{os.pathsep}{REPO_ROOT}'}
+# A transformers 4.56 stand-in that breaks mmpretrain 1.2.0's BLIP import the
+# way the real 4.56+ does (the helpers it imports are gone); the README's
+# install does not install transformers at all.
+FAKE_NEW_TRANSFORMERS = {
+    'PYTHONPATH': os.pathsep.join(
+        [osp.join(REPO_ROOT, 'tests', 'data', 'fake_transformers_4_56'),
+         REPO_ROOT])
+}
 
 
-def test_mmpretrain_models_import_with_new_transformers(tmp_path):
-    env = fake_new_transformers(tmp_path)
+def test_mmpretrain_models_import_with_new_transformers():
+    env = FAKE_NEW_TRANSFORMERS
     # The breakage: mmpretrain's models alone do not import.
     code, _, err = python('import mmpretrain.models', env)
     assert code != 0 and 'NoneType takes no arguments' in err, err[-2000:]
@@ -147,34 +144,46 @@ def test_mmpretrain_models_import_with_new_transformers(tmp_path):
     assert out.split() == ['SMLPNet', 'ConvNeXt']
 
 
-def runner_like_checkpoint(path):
+def message_hub_state():
     """What mmengine's Runner saves beside tensors: its message hub's
-    HistoryBuffers (numpy arrays), numpy scalars and random state."""
+    HistoryBuffers (numpy arrays, methods pickled through getattr), numpy
+    scalars and arrays."""
     from mmengine.logging import HistoryBuffer
     buffer = HistoryBuffer()
     buffer.update(np.float64(0.5))
-    torch.save(
-        {
-            'meta': {'seed': np.int64(3), 'np_random': np.random.get_state()},
-            'message_hub': {'log_scalars': {'train/loss': buffer}},
-            'state_dict': {'w': torch.ones(2)},
-        }, path)
+    buffer.update(1.5, count=2)
+    return {
+        'log_scalars': collections.OrderedDict(train_loss=buffer),
+        'runtime_info': collections.OrderedDict(
+            eta=np.float64(3.5), ids=[1, 2], state=np.arange(3)),
+    }
 
 
-def test_runner_checkpoints_load_weights_only(tmp_path):
-    path = str(tmp_path / 'ckpt.pth')
-    runner_like_checkpoint(path)
-    load = (f'import torch; ck = torch.load({path!r}, weights_only=True); '
-            "print(ck['message_hub']['log_scalars']['train/loss'].current())")
-    # torch >= 2.6 refuses them weights-only; after `import mmsmlp` (the
-    # allow-list of mmsmlp.compat.torch_checkpoint) they load
-    code, _, err = python(load)
-    assert code != 0 and 'Unsupported global' in err, err[-2000:]
-    code, out, err = python('import mmsmlp; ' + load)
+def test_plain_data_round_trip_loads_weights_only(tmp_path):
+    """What SafeCheckpointHook writes: a plain `torch.load` (weights-only,
+    no allow-list, no mmsmlp) reads it; mmengine's objects come back."""
+    from mmsmlp.compat import from_plain_data, to_plain_data
+    raw, plain = str(tmp_path / 'raw.pth'), str(tmp_path / 'plain.pth')
+    torch.save({'message_hub': message_hub_state()}, raw)
+    torch.save({'message_hub': to_plain_data(message_hub_state())}, plain)
+    # mmengine's own objects: refused weights-only (torch >= 2.6)
+    unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(raw)
+    assert 'builtins.getattr' in unsafe
+    assert torch.serialization.get_unsafe_globals_in_checkpoint(plain) == []
+    code, out, err = python(
+        f'import torch; ck = torch.load({plain!r}); '
+        "print(sorted(ck['message_hub']['log_scalars']))")
     assert code == 0, err[-2000:]
-    assert out.strip() == '0.5'
-    from mmengine.runner.checkpoint import _load_checkpoint
-    assert _load_checkpoint(path)['meta']['seed'] == 3
+    assert out.strip() == "['train_loss']"
+    back = from_plain_data(torch.load(plain))['message_hub']
+    buffer = back['log_scalars']['train_loss']
+    expected = message_hub_state()['log_scalars']['train_loss']
+    for got, want in zip(buffer.data, expected.data):
+        np.testing.assert_array_equal(got, want)
+    assert buffer.mean() == expected.mean()
+    assert back['runtime_info']['eta'] == 3.5
+    assert back['runtime_info']['ids'] == [1, 2]
+    np.testing.assert_array_equal(back['runtime_info']['state'], np.arange(3))
 
 
 def test_second_install_does_not_rebuild_mmcv():

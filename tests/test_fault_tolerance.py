@@ -193,13 +193,13 @@ def test_failed_checkpoint_write_keeps_last_checkpoint_valid(
 
 
 def test_killed_checkpoint_write_leaves_no_partial_file(tmp_path):
-    """AtomicCheckpointHook's save, killed mid-write: no partial file under
+    """SafeCheckpointHook's save, killed mid-write: no partial file under
     the checkpoint's name."""
     path = str(tmp_path / 'out' / 'epoch_1.pth')
     code = (
         'import os, sys, mmsmlp\n'
         'from mmengine.fileio.backends import LocalBackend\n'
-        'from mmsmlp.engine.hooks.atomic_checkpoint_hook import '
+        'from mmsmlp.engine.hooks.safe_checkpoint_hook import '
         '_AtomicSaveView\n'
         'class Runner:\n'
         '    work_dir = os.path.dirname(sys.argv[1])\n'
@@ -234,7 +234,7 @@ def test_disk_full_names_the_path_and_the_space(tmp_path):
     needs; the earlier checkpoint is intact and no temporary file stays."""
     import errno
 
-    from mmsmlp.engine.hooks.atomic_checkpoint_hook import _AtomicSaveView
+    from mmsmlp.engine.hooks.safe_checkpoint_hook import _AtomicSaveView
     folder = str(tmp_path)
     with open(osp.join(folder, 'epoch_1.pth'), 'wb') as f:
         f.write(bytes(3 * 2**20))

@@ -34,9 +34,13 @@ def test_train_evaluate_resume_test(imagenet_root, tmp_path):
     assert osp.isfile(osp.join(work_dir, 'epoch_2.pth'))
     assert any('accuracy/top1' in s for s in read_scalars(work_dir))
 
-    # Resume the run for a third epoch from the Runner's own checkpoint
-    # (mmengine 0.10.7 cannot, on torch >= 2.6, without mmsmlp's allow-list
-    # of its checkpoints' data types).
+    # SafeCheckpointHook's checkpoints hold only what weights-only loading
+    # accepts (mmengine's own hold objects torch >= 2.6 refuses) ...
+    for name in ('epoch_2.pth', 'last_checkpoint'):
+        assert osp.exists(osp.join(work_dir, name))
+    assert torch.serialization.get_unsafe_globals_in_checkpoint(
+        osp.join(work_dir, 'epoch_2.pth')) == []
+    # ... and resume the run for a third epoch.
     log = run_tool('train.py', QUICKSTART, '--work-dir', work_dir,
                    '--resume', *quick_options(imagenet_root, 3))
     assert 'resumed epoch: 2' in log

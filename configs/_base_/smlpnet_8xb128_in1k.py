@@ -108,7 +108,7 @@ custom_hooks = [
 
 # Checkpoints written atomically (a kill while saving leaves the previous
 # ones intact; the disk needs room for one more checkpoint).
-default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook'))
+default_hooks = dict(checkpoint=dict(type='SafeCheckpointHook'))
 
 # torch.compile is off unless asked for: `tools/train.py --compile` (the
 # model's forward with torch.compile's defaults) or `--compile

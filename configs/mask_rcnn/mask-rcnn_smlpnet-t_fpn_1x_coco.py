@@ -18,4 +18,4 @@ optim_wrapper = {{_base_.smlpnet_optim_wrapper}}
 custom_hooks = {{_base_.smlpnet_custom_hooks}}
 # Checkpoints written atomically (mmsmlp's hook; a kill while saving leaves
 # the previous ones intact).
-default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook'))
+default_hooks = dict(checkpoint=dict(type='SafeCheckpointHook'))

@@ -89,7 +89,7 @@ auto_scale_lr = dict(base_batch_size=32)
 
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=10),
-    checkpoint=dict(type='AtomicCheckpointHook', interval=4, max_keep_ckpts=2,
+    checkpoint=dict(type='SafeCheckpointHook', interval=4, max_keep_ckpts=2,
                     save_best='auto'))
 custom_hooks = [
     # each epoch's randomness depends on (seed, epoch) only: a resumed run

@@ -48,4 +48,4 @@ optim_wrapper = dict(
 custom_hooks = [dict(type='EpochSeedHook'), dict(type='FiniteLossHook')]
 # Checkpoints written atomically (mmsmlp's hook; a kill while saving leaves
 # the previous ones intact).
-default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook'))
+default_hooks = dict(checkpoint=dict(type='SafeCheckpointHook'))

@@ -4,16 +4,18 @@
 Since torch 2.6, ``torch.load`` defaults to ``weights_only=True``: it
 unpickles tensors, containers and primitive types only, so a checkpoint
 cannot run code. mmengine 0.10.7 calls ``torch.load`` with that default,
-and the checkpoints its Runner writes hold a few more *data* types (the
-message hub's ``HistoryBuffer`` with numpy arrays, numpy scalars in the
-logged values, numpy's random state): torch refuses them, and
-``--resume`` fails. :func:`allow_mmengine_checkpoints` (run by ``import
-mmsmlp``) adds exactly those types to torch's allow-list
-(``torch.serialization.add_safe_globals``). None of them can run code, and
-a pickle that calls anything else (``os.system``, ...) is still refused.
+but the checkpoints its Runner writes hold more: the message hub's
+``HistoryBuffer`` objects (pickled with references to their methods,
+through ``getattr``), numpy arrays and numpy scalars. torch refuses them,
+and ``--resume`` fails. Allow-listing ``getattr`` would open the door this
+default closes, so instead the project's checkpoint hook
+(``SafeCheckpointHook``) writes those values as plain data
+(:func:`to_plain_data`: tensors, numbers, tagged dicts) and turns them back
+when a checkpoint is loaded (:func:`from_plain_data`). Its checkpoints load
+weights-only with no allow-list, in any process, with or without mmsmlp.
 
-Files that need more (checkpoints pickled with arbitrary classes, e.g. an
-``argparse.Namespace`` of training arguments) load only through the
+Files that need more (checkpoints written by mmengine's own
+``CheckpointHook``, pickles with other classes) load only through the
 explicit opt-in :func:`trust_checkpoints` (``--trust-checkpoint`` of the
 project's tools), which warns.
 """
@@ -21,40 +23,56 @@ import os
 import pickle
 import warnings
 import zipfile
+from collections import OrderedDict
 from contextlib import contextmanager
 from typing import Optional
 
 import numpy as np
 import torch
 
-
-def _numpy_globals() -> list:
-    """What pickled numpy arrays, scalars and dtypes reference, under the
-    module names of the installed numpy (``numpy.core`` became
-    ``numpy._core`` in numpy 2)."""
-    try:
-        from numpy._core import multiarray
-    except ImportError:  # numpy 1
-        from numpy.core import multiarray
-    dtype_classes = [type(np.dtype(t)) for t in np.sctypeDict.values()]
-    return [multiarray._reconstruct, multiarray.scalar, np.ndarray, np.dtype
-            ] + sorted(set(dtype_classes), key=lambda c: c.__name__)
+_HISTORY_BUFFER = '__mmengine.HistoryBuffer__'
+_NDARRAY = '__numpy.ndarray__'
 
 
-def _mmengine_globals() -> list:
+def to_plain_data(obj):
+    """``obj`` with mmengine's ``HistoryBuffer`` objects and numpy arrays
+    as tagged dicts of tensors and numpy scalars as Python numbers, through
+    dicts, lists and tuples. Everything else is returned as it is."""
     from mmengine.logging import HistoryBuffer
-    return [HistoryBuffer]
+    if isinstance(obj, HistoryBuffer):
+        log_history, count_history = obj.data
+        return {
+            _HISTORY_BUFFER: True,
+            'max_length': obj.max_length,
+            'log_history': torch.from_numpy(np.array(log_history)),
+            'count_history': torch.from_numpy(np.array(count_history)),
+        }
+    if isinstance(obj, np.ndarray) and obj.dtype != object:
+        return {_NDARRAY: torch.from_numpy(np.ascontiguousarray(obj))}
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if type(obj) in (dict, OrderedDict):
+        return type(obj)((k, to_plain_data(v)) for k, v in obj.items())
+    if isinstance(obj, (list, tuple)) and not hasattr(obj, '_fields'):
+        return type(obj)(to_plain_data(v) for v in obj)
+    return obj
 
 
-MMENGINE_CHECKPOINT_GLOBALS = _numpy_globals() + _mmengine_globals()
-
-
-def allow_mmengine_checkpoints() -> None:
-    """Allow the data types of mmengine's checkpoints in weights-only
-    loading (torch >= 2.4 has the allow-list; older torch loads everything
-    without it)."""
-    if hasattr(torch.serialization, 'add_safe_globals'):
-        torch.serialization.add_safe_globals(MMENGINE_CHECKPOINT_GLOBALS)
+def from_plain_data(obj):
+    """The inverse of :func:`to_plain_data` (numpy scalars come back as
+    Python numbers)."""
+    from mmengine.logging import HistoryBuffer
+    if type(obj) in (dict, OrderedDict):
+        if obj.get(_HISTORY_BUFFER) is True:
+            return HistoryBuffer(obj['log_history'].numpy(),
+                                 obj['count_history'].numpy(),
+                                 obj['max_length'])
+        if set(obj) == {_NDARRAY}:
+            return obj[_NDARRAY].numpy()
+        return type(obj)((k, from_plain_data(v)) for k, v in obj.items())
+    if isinstance(obj, (list, tuple)) and not hasattr(obj, '_fields'):
+        return type(obj)(from_plain_data(v) for v in obj)
+    return obj
 
 
 # torch.load reads this variable on each call: with it set, a load that
@@ -87,9 +105,8 @@ def trust_checkpoints(why: str = 'asked for'):
 def describe_unloadable(path: str) -> Optional[str]:
     """Why ``path`` is not a torch checkpoint at all (empty, truncated,
     another kind of file), or None if it looks like one. Reads the file's
-    directory (zip) or its first bytes only."""
-    size = os.path.getsize(path)
-    if size == 0:
+    zip directory or its first bytes only."""
+    if os.path.getsize(path) == 0:
         return 'the file is empty'
     if zipfile.is_zipfile(path):
         try:
@@ -103,7 +120,7 @@ def describe_unloadable(path: str) -> Optional[str]:
         head = f.read(2)
     if head[:1] == b'\x80' and head[1:2] in (b'\x02', b'\x03', b'\x04',
                                               b'\x05'):
-        return None  # a legacy (pre-1.6, not zip) torch file
+        return None  # a legacy (torch < 1.6, not zip) torch file
     if head[:2] == b'PK':
         return 'a truncated zip file (its directory at the end is missing)'
     return 'not a torch checkpoint (neither a zip file nor a pickle)'
@@ -114,10 +131,10 @@ def load_checkpoint_file(path: str,
                          trust: bool = False,
                          extra_globals=()):
     """``torch.load`` for the project's tools, with errors that name the
-    file: weights-only (with the types of :func:`allow_mmengine_checkpoints`
-    and the data-only classes in ``extra_globals``) unless ``trust``; a
-    damaged or foreign file and a pickle holding other types are reported
-    with what to do."""
+    file: weights-only (with the data-only classes in ``extra_globals``
+    allowed for this load) unless ``trust``; a damaged or foreign file and a
+    pickle holding other types are reported with what to do. Plain data
+    written by :func:`to_plain_data` is turned back."""
     path = os.path.expanduser(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f'checkpoint {path} not found')
@@ -125,21 +142,21 @@ def load_checkpoint_file(path: str,
     if problem:
         raise ValueError(f'{path} is not a checkpoint (truncated?): '
                          f'{problem}')
-    allow_mmengine_checkpoints()
     if trust:
         with trust_checkpoints(f'--trust-checkpoint for {path}'):
             return torch.load(path, map_location=map_location,
                               weights_only=False)
     try:
         with torch.serialization.safe_globals(list(extra_globals)):
-            return torch.load(
+            checkpoint = torch.load(
                 path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
         raise pickle.UnpicklingError(
             f'{path} holds objects that weights-only loading refuses, which '
             'could run code while loading. If you trust the file as you would '
             'trust a program, pass --trust-checkpoint. torch said: ' +
-            str(e).split('\n\n')[0][:500]) from None
+            str(e).split('\n\n')[0][-600:]) from None
     except (EOFError, RuntimeError) as e:
         raise ValueError(f'{path} is not a checkpoint (truncated?): '
                          f'{type(e).__name__}: {e}') from None
+    return from_plain_data(checkpoint)

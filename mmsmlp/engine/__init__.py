@@ -1,10 +1,10 @@
 # Copyright (c) mmsmlp contributors. All rights reserved.
-from .hooks import (AtomicCheckpointHook, CompileForwardHook, EpochSeedHook,
+from .hooks import (SafeCheckpointHook, CompileForwardHook, EpochSeedHook,
                     FiniteLossHook)
 from .optimizers import SkipNonFiniteOptimWrapper
 
 __all__ = [
-    'AtomicCheckpointHook', 'CompileForwardHook', 'EpochSeedHook',
+    'SafeCheckpointHook', 'CompileForwardHook', 'EpochSeedHook',
     'FiniteLossHook',
     'SkipNonFiniteOptimWrapper'
 ]

@@ -1,5 +1,6 @@
 # Copyright (c) mmsmlp contributors. All rights reserved.
-"""mmengine's CheckpointHook, made safe against a kill while it saves."""
+"""mmengine's CheckpointHook, made safe: atomic writes, and files that load
+weights-only."""
 import errno
 import os
 import os.path as osp
@@ -12,6 +13,8 @@ from mmengine.fileio import get_file_backend
 from mmengine.fileio.backends import LocalBackend
 from mmengine.hooks import CheckpointHook
 from mmengine.registry import HOOKS
+
+from ...compat.torch_checkpoint import from_plain_data, to_plain_data
 
 
 def fsync_file(path: str) -> None:
@@ -80,25 +83,47 @@ class _AtomicSaveView:
 
 
 @HOOKS.register_module()
-class AtomicCheckpointHook(CheckpointHook):
-    """mmengine's ``CheckpointHook`` with crash-safe writes.
+class SafeCheckpointHook(CheckpointHook):
+    """mmengine's ``CheckpointHook`` with crash-safe writes and checkpoints
+    that load weights-only.
 
-    mmengine 0.10.7 writes each checkpoint in place (a kill mid-write leaves
-    a truncated ``epoch_N.pth``), deletes the oldest checkpoint
-    (``max_keep_ckpts``, and the previous best one with ``save_best``)
-    *before* writing the new one, and rewrites ``last_checkpoint`` in place:
-    a kill in between leaves ``last_checkpoint`` pointing at a deleted or
-    partial file, and ``--resume`` fails. Here a checkpoint is written to a
-    temporary file that is renamed over the final name once complete, old
-    checkpoints are deleted only after the new one and ``last_checkpoint``
-    are complete, and ``last_checkpoint`` is replaced atomically. A kill
-    leaves at most a hidden ``.<name>.<pid>.<random>.tmp`` file. The price:
-    the disk needs room for one more checkpoint than ``max_keep_ckpts``.
+    **Atomic.** mmengine 0.10.7 writes each checkpoint in place (a kill
+    mid-write leaves a truncated ``epoch_N.pth``), deletes the oldest
+    checkpoint (``max_keep_ckpts``, and the previous best one with
+    ``save_best``) *before* writing the new one, and rewrites
+    ``last_checkpoint`` in place: a kill in between leaves
+    ``last_checkpoint`` pointing at a deleted or partial file, and
+    ``--resume`` fails. Here a checkpoint is written to a temporary file
+    that is renamed over the final name once complete, old checkpoints are
+    deleted only after the new one and ``last_checkpoint`` are complete, and
+    ``last_checkpoint`` is replaced atomically. A kill leaves at most a
+    hidden ``.<name>.<pid>.<random>.tmp`` file. The price: the disk needs
+    room for one more checkpoint than ``max_keep_ckpts``.
+
+    **Weights-only.** The Runner's checkpoints hold the message hub's
+    ``HistoryBuffer`` objects and numpy values, which ``torch.load``
+    refuses by default since torch 2.6; they are written as plain data
+    (tensors, numbers) and turned back when a checkpoint is loaded
+    (:mod:`mmsmlp.compat.torch_checkpoint`), so the files load with
+    ``weights_only=True`` everywhere, no allow-list needed.
 
     The project's configs use it (``default_hooks.checkpoint``); arguments
     are mmengine's. Registered in mmengine's root ``HOOKS``: every scope
     finds it.
     """
+
+    def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        # VERY_LOW priority (CheckpointHook's): after the other hooks added
+        # their parts (EMA, ...)
+        for key in ('meta', 'message_hub'):
+            if key in checkpoint:
+                checkpoint[key] = to_plain_data(checkpoint[key])
+
+    def after_load_checkpoint(self, runner, checkpoint: dict) -> None:
+        # before the Runner hands `message_hub` to the message hub (resume)
+        for key in ('meta', 'message_hub'):
+            if key in checkpoint:
+                checkpoint[key] = from_plain_data(checkpoint[key])
 
     _pending_removals = None
 
