@@ -107,7 +107,8 @@ custom_hooks = [
 ]
 
 # Checkpoints written atomically (a kill while saving leaves the previous
-# ones intact; the disk needs room for one more checkpoint).
+# ones intact; the disk needs room for one more checkpoint) in a form that
+# loads weights-only (mmsmlp's SafeCheckpointHook).
 default_hooks = dict(checkpoint=dict(type='SafeCheckpointHook'))
 
 # torch.compile is off unless asked for: `tools/train.py --compile` (the

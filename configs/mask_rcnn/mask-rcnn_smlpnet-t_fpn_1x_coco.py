@@ -16,6 +16,6 @@ model = dict(
     neck=dict(in_channels=[80, 160, 320, 640]))
 optim_wrapper = {{_base_.smlpnet_optim_wrapper}}
 custom_hooks = {{_base_.smlpnet_custom_hooks}}
-# Checkpoints written atomically (mmsmlp's hook; a kill while saving leaves
-# the previous ones intact).
+# Checkpoints written atomically (a kill while saving leaves the previous
+# ones intact) in a form that loads weights-only (mmsmlp's hook).
 default_hooks = dict(checkpoint=dict(type='SafeCheckpointHook'))

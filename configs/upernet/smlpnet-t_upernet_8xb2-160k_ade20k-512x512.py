@@ -46,6 +46,6 @@ optim_wrapper = dict(
 # Stop on a non-finite loss, naming the iteration, and re-seed at the start
 # of the run (docs/get_started.md, "Fault tolerance").
 custom_hooks = [dict(type='EpochSeedHook'), dict(type='FiniteLossHook')]
-# Checkpoints written atomically (mmsmlp's hook; a kill while saving leaves
-# the previous ones intact).
+# Checkpoints written atomically (a kill while saving leaves the previous
+# ones intact) in a form that loads weights-only (mmsmlp's hook).
 default_hooks = dict(checkpoint=dict(type='SafeCheckpointHook'))
