@@ -89,7 +89,7 @@ def test_derived_config_keeps_the_recipe(task, backbone, tmp_path):
     # the model: only the initialisation (from scratch) and sizes change
     backbone_cfg, ref_backbone = copy.deepcopy(
         cfg.model.backbone), copy.deepcopy(ref.model.backbone)
-    for key in ('init_cfg', 'img_size', 'norm_eval'):
+    for key in ('init_cfg', 'img_size', 'norm_eval', 'pad_small_map'):
         backbone_cfg.pop(key, None)
         ref_backbone.pop(key, None)
     assert backbone_cfg == ref_backbone
@@ -142,17 +142,21 @@ def test_classification_schedule_numbers(tmp_path):
 
 
 # ------------------------------------------------------ end to end ----
-EXPECTED_RUNS = {('cls', 'smlpnet-t'), ('cls', 'swin-t'),
-                 ('cls', 'convnext-t'), ('det', 'smlpnet-t'),
-                 ('det', 'swin-t'), ('seg', 'smlpnet-t'), ('seg', 'swin-t')}
+# sMLPNet-T and Swin-T on the three tasks (ConvNeXt-T: CPU time; its config
+# is checked above)
+EXPECTED_RUNS = {(t, b) for t in ('cls', 'det', 'seg')
+                 for b in ('smlpnet-t', 'swin-t')}
 
 
 @pytest.fixture(scope='module')
 def tiny_run(tmp_path_factory):
+    """The tool on the three tasks: 2 iterations of 2-4 tiny images, then
+    one evaluation on the generated validation sets."""
     out = tmp_path_factory.mktemp('learning_check')
     log = run_tool('analysis_tools/learning_check.py', '--budget', 'tiny',
                    '--device', 'cpu', '--workers', '0', '--jobs', '2',
-                   '--evals', '1', '--out-dir', str(out))
+                   '--evals', '1', '--backbones', 'smlpnet-t', 'swin-t',
+                   '--out-dir', str(out))
     return out, log
 
 

@@ -35,14 +35,16 @@ chart per task), ``learning.md`` and ``learning.csv`` (the table) and
 ``learning.json`` (the curves; ``--merge`` rebuilds the table and charts
 from several of them, e.g. from runs split over several machines).
 
-On one GPU (see docs/learning.md for the budget)::
+On one GPU (docs/learning.md: the budget, the data, the split into calls)::
 
-    python tools/analysis_tools/learning_check.py --tasks cls --out-dir results
+    python tools/analysis_tools/learning_check.py --tasks cls --jobs 3 \\
+        --work-dir /tmp/lc --out-dir results/cls
 
 A few iterations on tiny images on a CPU (what tests/test_learning_check.py
-runs)::
+runs; nothing learns)::
 
-    python tools/analysis_tools/learning_check.py --budget tiny --device cpu
+    python tools/analysis_tools/learning_check.py --budget tiny --device cpu \\
+        --workers 0 --evals 1
 """
 import argparse
 import csv
@@ -133,9 +135,16 @@ BUDGETS = {
         'det': dict(iters=2, batch=2, val_batch=2, data=dict(
             num_train=4, num_val=2, size=(64, 64), num_categories=14,
             max_objects=10, scale=(0.04, 0.3), clutter=10, overlap=0.3),
-            # an untrained model scores below the config's 0.05: keep its
-            # detections, or CocoMetric has nothing to evaluate
-            score_thr=0.),
+            cfg_options={
+                # an untrained model scores below the config's 0.05: keep
+                # its detections, or CocoMetric has nothing to evaluate
+                'model.test_cfg.rcnn.score_thr': 0.,
+                # fewer RoIs (CPU time: mmcv's RoIAlign on a CPU)
+                'model.train_cfg.rpn_proposal.max_per_img': 200,
+                'model.train_cfg.rcnn.sampler.num': 32,
+                'model.test_cfg.rpn.max_per_img': 100,
+                'model.test_cfg.rcnn.max_per_img': 20,
+            }),
         'seg': dict(iters=2, batch=2, val_batch=1, img=64, data=dict(
             num_train=4, num_val=2, size=(64, 80), num_objects=(4, 10),
             num_object_classes=30, scale=(0.04, 0.3), colour_jitter=40)),
@@ -277,10 +286,8 @@ def full_schedule_iters(cfg, task):
     """Iterations of the config's full schedule at its total batch size."""
     if task == 'seg':
         return cfg.train_cfg.max_iters
-    if task == 'cls':
-        per_epoch = math.ceil(IMAGENET_TRAIN / cfg.auto_scale_lr.base_batch_size)
-    else:
-        per_epoch = math.ceil(COCO_TRAIN / cfg.auto_scale_lr.base_batch_size)
+    images = IMAGENET_TRAIN if task == 'cls' else COCO_TRAIN
+    per_epoch = math.ceil(images / cfg.auto_scale_lr.base_batch_size)
     return cfg.train_cfg.max_epochs * per_epoch
 
 
@@ -327,6 +334,10 @@ def derive_config(task, backbone, data_root, spec, budget, args):
         cfg.data_preprocessor.num_classes = num_classes
         if backbone_cfg.type in ('SMLPNet', 'SwinTransformer'):
             backbone_cfg.img_size = s
+        if backbone_cfg.type == 'SwinTransformer' and s < 224:
+            # below 224, Swin's last stages are smaller than its 7x7
+            # windows: padded to them (mmpretrain's option for such maps)
+            backbone_cfg.pad_small_map = True
         for t in transforms(train_pipeline, 'RandomResizedCrop'):
             t.scale = s
         for pipeline in test_pipelines:
@@ -339,8 +350,6 @@ def derive_config(task, backbone, data_root, spec, budget, args):
         for pipeline in [train_pipeline] + test_pipelines:
             for t in transforms(pipeline, 'Resize'):
                 t.scale = size
-        if 'score_thr' in budget:
-            cfg.model.test_cfg.rcnn.score_thr = budget['score_thr']
         ann = osp.join(data_root, 'annotations', 'instances_val2017.json')
         cfg.val_evaluator.ann_file = cfg.test_evaluator.ann_file = ann
     else:
@@ -383,6 +392,8 @@ def derive_config(task, backbone, data_root, spec, budget, args):
         if dtype == 'float16':
             cfg.optim_wrapper.loss_scale = 'dynamic'
     cfg.randomness = dict(seed=0)
+    # the budget's own settings (the tiny one: CPU time)
+    cfg.merge_from_dict(budget.get('cfg_options', {}))
     # variables of the bases that the Runner does not read and that no
     # longer describe the run (sizes, data root, checkpoints, epochs)
     for key in STALE_VARIABLES:
@@ -459,9 +470,13 @@ def run_all(args, on_result):
         for t in args.tasks
     }
     print(f'[learning_check] generating the data in {work_dir}/data')
-    with ProcessPoolExecutor(max_workers=len(args.tasks)) as pool:
-        list(pool.map(make_data, args.tasks, [roots[t] for t in args.tasks],
-                      [specs[t]['data'] for t in args.tasks]))
+    data = (args.tasks, [roots[t] for t in args.tasks],
+            [specs[t]['data'] for t in args.tasks])
+    if args.budget == 'tiny':  # a few images: not worth more processes
+        list(map(make_data, *data))
+    else:  # one process per task
+        with ProcessPoolExecutor(max_workers=len(args.tasks)) as pool:
+            list(pool.map(make_data, *data))
     jobs = []
     for task in args.tasks:
         backbones = args.backbones or DEFAULT_BACKBONES[task]
