@@ -1,8 +1,10 @@
 # Copyright (c) mmsmlp contributors. All rights reserved.
+from .ema import ForeachEMA
 from .hooks import CheckpointHook, EpochSeedHook, FiniteLossHook
-from .optimizers import SkipNonFiniteOptimWrapper
+from .optimizers import (GroupedOptimWrapperConstructor,
+                         SkipNonFiniteOptimWrapper)
 
 __all__ = [
-    'CheckpointHook', 'EpochSeedHook', 'FiniteLossHook',
-    'SkipNonFiniteOptimWrapper'
+    'CheckpointHook', 'EpochSeedHook', 'FiniteLossHook', 'ForeachEMA',
+    'GroupedOptimWrapperConstructor', 'SkipNonFiniteOptimWrapper'
 ]
