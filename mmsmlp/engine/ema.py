@@ -1,5 +1,6 @@
 # Copyright (c) mmsmlp contributors. All rights reserved.
 """mmengine's exponential moving average, updated with foreach ops."""
+import weakref
 from typing import Optional
 
 import torch
@@ -13,7 +14,8 @@ class ForeachEMA(ExponentialMovingAverage):
     """mmengine's ``ExponentialMovingAverage`` (the same averages, state dict
     and arguments) with each update done by a few ``torch._foreach_*`` ops
     over all tensors instead of a Python loop of one op (one kernel launch)
-    per tensor.
+    per tensor, the tensors paired once per source model instead of at every
+    update.
 
     ``update_parameters`` does what mmengine's does: at the first update it
     copies the model's parameters (and buffers with ``update_buffers``);
@@ -37,37 +39,71 @@ class ForeachEMA(ExponentialMovingAverage):
                  update_buffers: bool = False) -> None:
         super().__init__(model, momentum, interval, device, update_buffers)
         self._host_steps: Optional[int] = None  # read from `steps` when None
+        self._pairs = None  # (source model, tensor lists), see _tensor_lists
         self.register_load_state_dict_post_hook(self._forget_host_steps)
 
     @staticmethod
     def _forget_host_steps(module, incompatible_keys) -> None:
         module._host_steps = None
 
+    def _tensor_lists(self, model: nn.Module) -> dict:
+        """The averaged and source tensors, paired as mmengine pairs them
+        (by name; buffers in order), looked up once per source model (the
+        Runner keeps its model's parameter and buffer objects): ``copy``
+        (all averaged tensors), ``lerp`` (the floating-point ones) and
+        ``buffers`` (copied every update without ``update_buffers``), each a
+        list of ``(averaged, sources, device)`` groups of one dtype and
+        device (see ``_by_dtype_and_device``). The tensors are the modules'
+        own (parameters, buffers), so in-place updates and ``.data``
+        assignments are seen."""
+        if self._pairs is not None and self._pairs[0]() is model:
+            return self._pairs[1]
+        src = (
+            model.state_dict(keep_vars=True)
+            if self.update_buffers else dict(model.named_parameters()))
+        copy = [(p, src[k]) for k, p in self.avg_parameters.items()]
+        lerp = [(a, s) for a, s in copy if a.dtype.is_floating_point]
+        buffers = [] if self.update_buffers else list(
+            zip(self.module.buffers(), model.buffers()))
+        lists = {
+            name: _by_dtype_and_device(pairs)
+            for name, pairs in (('copy', copy), ('lerp', lerp), ('buffers',
+                                                                 buffers))
+        }
+        self._pairs = (weakref.ref(model), lists)
+        return lists
+
+    @torch.no_grad()
     def update_parameters(self, model: nn.Module) -> None:
         if self._host_steps is None:
             self._host_steps = int(self.steps.item())
-        src = (
-            model.state_dict()
-            if self.update_buffers else dict(model.named_parameters()))
+        lists = self._tensor_lists(model)
         if self._host_steps == 0:
-            avg = list(self.avg_parameters.values())
-            torch._foreach_copy_(
-                [p.data for p in avg],
-                [src[k].data.to(p.device)
-                 for k, p in self.avg_parameters.items()])
+            for avg, src, device in lists['copy']:
+                torch._foreach_copy_(avg, _sources(src, device))
         elif self._host_steps % self.interval == 0:
-            pairs = [(p.data, src[k].data.to(p.device))
-                     for k, p in self.avg_parameters.items()
-                     if p.dtype.is_floating_point]
-            if pairs:
-                avg, new = map(list, zip(*pairs))
-                torch._foreach_lerp_(avg, new, self.momentum)
-        if not self.update_buffers:
-            pairs = [(b_avg.data, b_src.data.to(b_avg.device))
-                     for b_avg, b_src in zip(self.module.buffers(),
-                                             model.buffers())]
-            if pairs:
-                avg, new = map(list, zip(*pairs))
-                torch._foreach_copy_(avg, new)
+            for avg, src, device in lists['lerp']:
+                torch._foreach_lerp_(avg, _sources(src, device),
+                                     self.momentum)
+        for avg, src, device in lists['buffers']:
+            torch._foreach_copy_(avg, _sources(src, device))
         self.steps += 1
         self._host_steps += 1
+
+
+def _by_dtype_and_device(pairs) -> list:
+    """``(averaged, source)`` tensor pairs as ``(averaged list, source list,
+    device)`` groups of one dtype and device each (one foreach op per group);
+    ``device`` is where the sources are copied first (mmengine's
+    ``.to(device)``, for an average kept on another device), else None."""
+    groups = {}
+    for avg, src in pairs:
+        to = avg.device if src.device != avg.device else None
+        group = groups.setdefault((avg.dtype, avg.device, to), ([], [], to))
+        group[0].append(avg)
+        group[1].append(src)
+    return list(groups.values())
+
+
+def _sources(src: list, device) -> list:
+    return src if device is None else [s.to(device) for s in src]

@@ -312,6 +312,13 @@ def run_e2e(name, config, options, args, ann_files, work_root, iters):
     epochs = max(1, round(iters / max(iters_per_epoch, 1)))
     cfg.train_cfg = dict(
         type='EpochBasedTrainLoop', max_epochs=epochs, val_interval=epochs)
+    # the schedule's first epochs: a scheduler that begins later (the cosine
+    # after 20 warm-up epochs) does not act in this run, and mmengine
+    # refuses a begin beyond the last epoch
+    cfg.param_scheduler = [
+        s for s in (cfg.get('param_scheduler') or [])
+        if not s.get('by_epoch', True) or s.get('begin', 0) < epochs
+    ]
     cfg.default_hooks.logger.interval = 50
     cfg.default_hooks.checkpoint = dict(
         type='CheckpointHook', interval=epochs)
@@ -459,8 +466,10 @@ class ProfileHook(Hook):
         n = self.count
         events = self.prof.key_averages()
         cpu = torch.autograd.DeviceType.CPU
+        # kernels' time as the profiler's table sums it (attributed to the
+        # host ops that launched them; kernel rows would count it twice)
         kernels = sum(e.self_device_time_total for e in events
-                      if e.device_type != cpu) / n / 1e3
+                      if e.device_type == cpu) / n / 1e3
         aten = sum(e.count for e in events
                    if e.device_type == cpu and e.key.startswith('aten::')) / n
         launches = sum(e.count for e in events if e.key in (
@@ -472,14 +481,16 @@ class ProfileHook(Hook):
             'cudaStreamSynchronize', 'cudaDeviceSynchronize',
             'cudaEventSynchronize')) / n
         ranges = {e.key: e.cpu_time_total / n / 1e3 for e in events
-                  if e.key.startswith('runner: ')}
+                  if e.key.startswith('runner: ') and e.device_type == cpu}
         lines = [
             f'[profile] wall {self.marks["wall"] * 1e3:.1f} ms/iter '
             f'(unprofiled), kernels {kernels:.1f} ms/iter, '
             f'{aten:.0f} ATen ops/iter, {launches:.0f} kernel launches and '
-            f'copies/iter, {reads:.1f} host reads of device values/iter, '
+            f'copies/iter, {reads:.0f} reads of tensor values by the host/'
+            'iter (CPU tensors too), '
             f'{syncs:.1f} explicit synchronisations/iter',
-            '[profile] host time per iteration (profiled): ' + ', '.join(
+            '[profile] host time per iteration (under the profiler, which '
+            'slows the host): ' + ', '.join(
                 f'{k[8:]} {v:.1f} ms' for k, v in sorted(ranges.items()))
         ]
         table = events.table(sort_by='self_cpu_time_total',
@@ -586,8 +597,8 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def fmt(value, spec='.0f'):
-    return '-' if value is None else format(value, spec)
+def fmt(value, spec='.0f', suffix=''):
+    return '-' if value is None else format(value, spec) + suffix
 
 
 def main(argv=None):
@@ -664,10 +675,10 @@ def main(argv=None):
         e2e, val = r.get('e2e_steady'), r.get('val')
         print(f'| {r["name"]} | {r["batch"]} | {fmt(b)} | '
               f'{fmt(r.get("train_step"))} | {fmt(r.get("loader"))} | '
-              f'{fmt(e2e)} | {fmt(e2e / b if e2e and b else None, ".2f")}x | '
+              f'{fmt(e2e)} | {fmt(e2e / b if e2e and b else None, ".2f", "x")} | '
               f'{fmt(r.get("e2e_all"))} | '
               f'{fmt(r.get("data_wait_s"), ".4f")} | {fmt(val)} | {fmt(i)} | '
-              f'{fmt(val / i if val and i else None, ".2f")}x |')
+              f'{fmt(val / i if val and i else None, ".2f", "x")} |')
     if args.out_dir:
         os.makedirs(args.out_dir, exist_ok=True)
         with open(osp.join(args.out_dir, 'train_speed.json'), 'w') as f:
