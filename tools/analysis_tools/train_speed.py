@@ -2,12 +2,12 @@
 """Training speed through mmengine's Runner against the bare network, in one
 call, on generated ImageNet-format JPEGs of ImageNet's size.
 
-    python tools/analysis_tools/train_speed.py configs/smlpnet/smlpnet-t_8xb128_in1k.py \\
-        --peer mmpretrain::swin_transformer/swin-tiny_16xb64_in1k.py \\
-        --workers 14 --iters 300
+    python tools/analysis_tools/train_speed.py \\
+        configs/smlpnet/smlpnet-t_8xb128_in1k.py --workers 12 --iters 300 \\
+        --peer mmpretrain::swin_transformer/swin-tiny_16xb64_in1k.py
     python tools/analysis_tools/train_speed.py CONFIG --variant upstream \\
         optim_wrapper.constructor=DefaultOptimWrapperConstructor
-    python tools/analysis_tools/train_speed.py CONFIG --profile   # where an iteration's time goes
+    python tools/analysis_tools/train_speed.py CONFIG --profile
 
 For the config (and the ``--peer`` config), each measured in this call:
 
@@ -605,10 +605,11 @@ def main(argv=None):
     args = parse_args(argv)
     torch.backends.cudnn.benchmark = True
     ann_files = prepare_data(args)
+    gpu = (torch.cuda.get_device_name()
+           if torch.cuda.is_available() else 'CPU')
     print(f'[data] mean training JPEG {mean_file_size(args.data):.0f} KiB; '
-          f'{os.cpu_count()} CPUs, {args.workers} workers, '
-          f'{torch.cuda.get_device_name() if torch.cuda.is_available() else "CPU"}'
-          f', torch {torch.__version__}, AMP {args.amp}', flush=True)
+          f'{os.cpu_count()} CPUs, {args.workers} workers, {gpu}, '
+          f'torch {torch.__version__}, AMP {args.amp}', flush=True)
     if args.profile:
         return run_profile(args, ann_files, args.work_dir)
     runs = [('main', args.config, args.cfg_options)]
@@ -621,20 +622,30 @@ def main(argv=None):
     if args.peer:
         runs.append(('peer', args.peer, None))
     rows = []
+
+    def save():  # after each part, so that a run cut short keeps its figures
+        if args.out_dir:
+            os.makedirs(args.out_dir, exist_ok=True)
+            with open(osp.join(args.out_dir, 'train_speed.json'), 'w') as f:
+                json.dump(rows, f, indent=1)
+
     for name, config, options in runs:
         cfg = load_config(config, args, options, ann_files)
         row = dict(name=name, config=config, batch=cfg.train_dataloader.
                    batch_size)
+        rows.append(row)
         is_variant = name not in ('main', 'peer')
         if 'bare' in args.parts and not is_variant:
             row.update(measure_bare(cfg, args))
             print(f'[{name}] bare: {row["bare_train"]:.0f} img/s training '
                   f'step, {row["bare_infer"]:.0f} img/s inference '
                   f'({row["val_precision"]})', flush=True)
+            save()
         if 'step' in args.parts:
             row.update(measure_train_step(cfg, args))
             print(f'[{name}] train_step: {row["train_step"]:.0f} img/s',
                   flush=True)
+            save()
         if 'transforms' in args.parts and not is_variant:
             costs = time_transforms(cfg, args)
             row['transforms_ms'] = costs
@@ -643,12 +654,14 @@ def main(argv=None):
                   ', '.join(f'{t} {ms:.2f}' for t, ms in costs) +
                   f'; total {total:.2f} ms = {1e3 / total:.0f} img/s per '
                   'core', flush=True)
+            save()
         if 'loader' in args.parts and not is_variant:
             row['loader'] = measure_loader(cfg, args)
             row['val_loader'] = measure_loader(cfg, args, 'val')
             print(f'[{name}] loader alone, sustained: {row["loader"]:.0f} '
                   f'img/s train, {row["val_loader"]:.0f} img/s val',
                   flush=True)
+            save()
         if 'e2e' in args.parts:
             iters = args.iters if not is_variant else (args.variant_iters
                                                         or args.iters)
@@ -659,9 +672,12 @@ def main(argv=None):
                   f'img/s steady ({fmt(row.get("iter_s"), ".4f")} s/iter, '
                   f'data wait {fmt(row.get("data_wait_s"), ".4f")} s), '
                   f'{fmt(row.get("e2e_all"))} img/s with epoch restarts; '
-                  f'validation {fmt(row.get("val"))} img/s', flush=True)
-        rows.append(row)
-        torch.cuda.empty_cache() if torch.cuda.is_available() else None
+                  f'validation {fmt(row.get("val"))} img/s ({row["iters"]} '
+                  f'iterations, {row["seconds"]:.0f} s with start-up)',
+                  flush=True)
+            save()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
 
     # variants are read against the main config's bare figures
     bare = {r['name']: r for r in rows if 'bare_train' in r}
@@ -673,16 +689,13 @@ def main(argv=None):
         reference = bare.get('peer' if r['name'] == 'peer' else 'main', {})
         b, i = reference.get('bare_train'), reference.get('bare_infer')
         e2e, val = r.get('e2e_steady'), r.get('val')
+        ratio = e2e / b if e2e and b else None
         print(f'| {r["name"]} | {r["batch"]} | {fmt(b)} | '
               f'{fmt(r.get("train_step"))} | {fmt(r.get("loader"))} | '
-              f'{fmt(e2e)} | {fmt(e2e / b if e2e and b else None, ".2f", "x")} | '
+              f'{fmt(e2e)} | {fmt(ratio, ".2f", "x")} | '
               f'{fmt(r.get("e2e_all"))} | '
               f'{fmt(r.get("data_wait_s"), ".4f")} | {fmt(val)} | {fmt(i)} | '
               f'{fmt(val / i if val and i else None, ".2f", "x")} |')
-    if args.out_dir:
-        os.makedirs(args.out_dir, exist_ok=True)
-        with open(osp.join(args.out_dir, 'train_speed.json'), 'w') as f:
-            json.dump(rows, f, indent=1)
 
 
 if __name__ == '__main__':
