@@ -23,9 +23,11 @@ smlpnet_backbone = dict(
         checkpoint='checkpoints/smlpnet-t_8xb128_in1k.pth',
         prefix='backbone.'))
 
-# No weight decay on norms (BatchNorm, LayerNorm) and biases.
+# No weight decay on norms (BatchNorm, LayerNorm) and biases; parameters
+# with the same options share a parameter group (GroupedOptimWrapperConstructor).
 smlpnet_optim_wrapper = dict(
     type='OptimWrapper',
+    constructor='GroupedOptimWrapperConstructor',
     optimizer=dict(
         _delete_=True,
         type='AdamW',

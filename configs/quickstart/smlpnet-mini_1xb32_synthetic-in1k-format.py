@@ -77,7 +77,10 @@ val_evaluator = dict(type='Accuracy', topk=(1, 5))
 test_dataloader = val_dataloader
 test_evaluator = val_evaluator
 
-optim_wrapper = dict(optimizer=dict(lr=2e-3, weight_decay=0.05))
+# the base's no-decay rules for norms and biases, in 2 parameter groups
+optim_wrapper = dict(
+    constructor='GroupedOptimWrapperConstructor',
+    optimizer=dict(lr=2e-3, weight_decay=0.05))
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-2, by_epoch=True, end=1,
          convert_to_iter_based=True),

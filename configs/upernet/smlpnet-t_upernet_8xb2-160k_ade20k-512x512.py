@@ -38,8 +38,10 @@ model = dict(
     test_cfg=dict(mode='slide', crop_size=crop_size, stride=(341, 341)))
 
 # Swin-T's AdamW, without its keys for Swin's position tables: no weight
-# decay on the backbone's norms (every parameter named *norm*).
+# decay on the backbone's norms (every parameter named *norm*); parameters
+# with the same options share a parameter group.
 optim_wrapper = dict(
+    constructor='GroupedOptimWrapperConstructor',
     paramwise_cfg=dict(
         custom_keys=dict(_delete_=True, norm=dict(decay_mult=0.))))
 

@@ -8,12 +8,13 @@ make the task harder (for the learning check,
 ``tools/analysis_tools/learning_check.py``): up to 20 classes
 (:data:`MORE_SHAPE_CLASSES`), a wider range of scales, clutter (random
 strokes behind the shape) and occlusion (a patch of background over part of
-the shape). Their defaults draw exactly the images of the original dataset.
+the shape). Their defaults draw the original kind of images.
 """
 import math
 import os
 import os.path as osp
-from typing import List, Sequence, Tuple
+from multiprocessing import Pool
+from typing import List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -94,17 +95,17 @@ def draw_clutter(draw: ImageDraw.ImageDraw, width: int, height: int,
 
 
 def draw_shape(kind: str,
-               size: int,
+               size: Union[int, Tuple[int, int]],
                rng: np.random.Generator,
                scale: Sequence[float] = (0.22, 0.38),
                clutter: int = 0,
                occlusion: float = 0.) -> Image.Image:
-    """One ``size x size`` RGB image of ``kind`` at a random place, scale and
-    colour on a random noisy background.
+    """One RGB image of ``kind`` at a random place, scale and colour on a
+    random noisy background.
 
     Args:
         kind (str): One of :data:`ALL_SHAPE_CLASSES`.
-        size (int): Image side.
+        size (int | tuple): Image side, or ``(width, height)``.
         rng (np.random.Generator): The random generator.
         scale (Sequence[float]): Range of the shape's "radius" (half its box
             side) over the image side. Defaults to (0.22, 0.38).
@@ -118,20 +119,21 @@ def draw_shape(kind: str,
                          f'0.5 (of the image side), got {scale}')
     if not 0 <= occlusion < 1:
         raise ValueError(f'occlusion must be in [0, 1), got {occlusion}')
+    width, height = (size, size) if isinstance(size, int) else size
     background = rng.integers(0, 256, 3)
-    noise = rng.normal(0, 20, (size, size, 3))
+    noise = rng.normal(0, 20, (height, width, 3))
     img = np.clip(background + noise, 0, 255).astype(np.uint8)
     image = Image.fromarray(img)
     draw = ImageDraw.Draw(image)
     # a colour far from the background
     color = tuple(int(c) for c in (background + rng.integers(96, 160, 3)) %
                   256)
-    r = rng.uniform(*scale) * size
-    cx, cy = rng.uniform(r, size - r, 2)
+    r = rng.uniform(*scale) * min(width, height)
+    cx, cy = rng.uniform(r, width - r), rng.uniform(r, height - r)
     box = [cx - r, cy - r, cx + r, cy + r]
     w = max(2, int(r / 3))
     if clutter:
-        draw_clutter(draw, size, size, clutter, rng)
+        draw_clutter(draw, width, height, clutter, rng)
     if kind == 'circle':
         draw.ellipse(box, fill=color)
     elif kind == 'square':
@@ -178,15 +180,38 @@ def draw_shape(kind: str,
     return image
 
 
+def image_size(size: Union[int, Tuple[int, int]],
+               rng: np.random.Generator) -> Tuple[int, int]:
+    """``(width, height)``: ``size`` square, or for a ``(low, high)`` range a
+    long side drawn in it and a short side of 2/3 to 1 of it (ImageNet's
+    photos are mostly 4:3 and 3:2, about 400-500 px on the long side), in
+    landscape or portrait."""
+    if isinstance(size, int):
+        return size, size
+    low, high = size
+    long_side = int(rng.integers(low, high + 1))
+    short_side = int(round(long_side * rng.uniform(2 / 3, 1)))
+    return ((long_side, short_side) if rng.random() < 0.75 else
+            (short_side, long_side))
+
+
+def _write_image(job: tuple) -> None:
+    path, kind, size, seed, options = job
+    rng = np.random.default_rng(seed)
+    draw_shape(kind, image_size(size, rng), rng, **options).save(
+        path, quality=90)
+
+
 def make_imagenet(root: str,
                   num_classes: int = 10,
                   train_per_class: int = 100,
                   val_per_class: int = 20,
-                  size: int = 80,
+                  size: Union[int, Tuple[int, int]] = 80,
                   seed: int = 0,
                   scale: Sequence[float] = (0.22, 0.38),
                   clutter: int = 0,
-                  occlusion: float = 0.) -> Tuple[str, ...]:
+                  occlusion: float = 0.,
+                  workers: Optional[int] = None) -> Tuple[str, ...]:
     """Write a dataset in ImageNet's layout under ``root``::
 
         root/train/<class>/<class>_00000.JPEG   root/meta/train.txt
@@ -194,27 +219,45 @@ def make_imagenet(root: str,
 
     as mmpretrain's ``ImageNet`` dataset reads it (annotation lines are
     ``<relative path> <label>``). Returns the class names: the first
-    ``num_classes`` (at most 20) of :data:`ALL_SHAPE_CLASSES`. ``scale``,
-    ``clutter`` and ``occlusion`` are :func:`draw_shape`'s; the defaults
-    write the original (easy) dataset.
+    ``num_classes`` (at most 20) of :data:`ALL_SHAPE_CLASSES`.
+
+    ``size`` is the images' side, or a ``(low, high)`` range of their long
+    side (see :func:`image_size`). ``scale``, ``clutter`` and ``occlusion``
+    are :func:`draw_shape`'s; the defaults write the original (easy) kind
+    of images. Each image is drawn from its own seed (from ``seed``, the
+    split, class and index), so ``workers`` processes (default: one per
+    CPU, at most 16, from 512 images on) write the same files as one.
     """
     if not 1 <= num_classes <= len(ALL_SHAPE_CLASSES):
         raise ValueError(f'num_classes must be in [1, '
                          f'{len(ALL_SHAPE_CLASSES)}], got {num_classes}')
+    if not isinstance(size, int):
+        size = tuple(int(s) for s in size)
+        if len(size) != 2 or not 8 <= size[0] <= size[1]:
+            raise ValueError(f'size must be a side or a (low, high) range '
+                             f'with 8 <= low <= high, got {size}')
     classes = ALL_SHAPE_CLASSES[:num_classes]
-    rng = np.random.default_rng(seed)
+    options = dict(scale=tuple(scale), clutter=clutter, occlusion=occlusion)
     os.makedirs(osp.join(root, 'meta'), exist_ok=True)
-    for split, per_class in (('train', train_per_class),
-                             ('val', val_per_class)):
+    jobs = []
+    for split_id, (split, per_class) in enumerate(
+        (('train', train_per_class), ('val', val_per_class))):
         lines = []
         for label, name in enumerate(classes):
             os.makedirs(osp.join(root, split, name), exist_ok=True)
             for i in range(per_class):
                 rel = f'{name}/{name}_{i:05d}.JPEG'
-                draw_shape(name, size, rng, scale, clutter,
-                           occlusion).save(
-                    osp.join(root, split, rel), quality=90)
+                jobs.append((osp.join(root, split, rel), name, size,
+                             [seed, split_id, label, i], options))
                 lines.append(f'{rel} {label}\n')
         with open(osp.join(root, 'meta', f'{split}.txt'), 'w') as f:
             f.writelines(lines)
+    if workers is None:  # processes only where they pay for their start
+        workers = 1 if len(jobs) < 512 else min(os.cpu_count() or 1, 16)
+    if workers > 1 and len(jobs) > 1:
+        with Pool(workers) as pool:
+            pool.map(_write_image, jobs, chunksize=16)
+    else:
+        for job in jobs:
+            _write_image(job)
     return classes

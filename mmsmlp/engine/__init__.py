@@ -1,10 +1,12 @@
 # Copyright (c) mmsmlp contributors. All rights reserved.
-from .hooks import (SafeCheckpointHook, CompileForwardHook, EpochSeedHook,
-                    FiniteLossHook)
-from .optimizers import SkipNonFiniteOptimWrapper
+from .ema import ForeachEMA
+from .hooks import (CompileForwardHook, EpochSeedHook, FiniteLossHook,
+                    SafeCheckpointHook)
+from .optimizers import (GroupedOptimWrapperConstructor,
+                         SkipNonFiniteOptimWrapper)
 
 __all__ = [
-    'SafeCheckpointHook', 'CompileForwardHook', 'EpochSeedHook',
-    'FiniteLossHook',
+    'CompileForwardHook', 'EpochSeedHook', 'FiniteLossHook', 'ForeachEMA',
+    'GroupedOptimWrapperConstructor', 'SafeCheckpointHook',
     'SkipNonFiniteOptimWrapper'
 ]

@@ -23,6 +23,11 @@ def main():
     parser.add_argument('--train-per-class', type=int, default=100)
     parser.add_argument('--val-per-class', type=int, default=20)
     parser.add_argument('--size', type=int, default=80, help='image side')
+    parser.add_argument(
+        '--long-side', type=int, nargs=2, metavar=('LOW', 'HIGH'),
+        help='instead of square images of --size: a long side drawn in '
+        '[LOW, HIGH] and a short side of 2/3 to 1 of it (ImageNet-like: '
+        '--long-side 400 500)')
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument(
         '--scale', type=float, nargs=2, default=(0.22, 0.38),
@@ -35,13 +40,18 @@ def main():
         '--occlusion', type=float, default=0.,
         help='cover up to this fraction of each shape\'s box with '
         'background')
+    parser.add_argument('--workers', type=int,
+                        help='processes writing images (default: CPUs, '
+                        'at most 16)')
     args = parser.parse_args()
     if osp.exists(osp.join(args.root, 'meta', 'val.txt')):
         print(f'{args.root} already holds a dataset: leaving it as it is')
         return
     classes = make_imagenet(args.root, args.num_classes, args.train_per_class,
-                            args.val_per_class, args.size, args.seed,
-                            args.scale, args.clutter, args.occlusion)
+                            args.val_per_class,
+                            tuple(args.long_side or ()) or args.size,
+                            args.seed, args.scale, args.clutter,
+                            args.occlusion, args.workers)
     print(f'Wrote {len(classes)} classes x ({args.train_per_class} train + '
           f'{args.val_per_class} val) images to {args.root}')
 

@@ -1,4 +1,9 @@
 # Copyright (c) mmsmlp contributors. All rights reserved.
+from .grouped_constructor import (GroupedOptimWrapperConstructor,
+                                  merge_param_groups)
 from .skip_non_finite_optim_wrapper import SkipNonFiniteOptimWrapper
 
-__all__ = ['SkipNonFiniteOptimWrapper']
+__all__ = [
+    'GroupedOptimWrapperConstructor', 'SkipNonFiniteOptimWrapper',
+    'merge_param_groups'
+]

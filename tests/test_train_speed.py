@@ -1,0 +1,255 @@
+# Copyright (c) mmsmlp contributors. All rights reserved.
+"""Issue 21's training-path changes compute what mmengine's defaults
+compute: merged optimizer parameter groups (same update, schedules, state
+and resume) and the foreach EMA (same averages); and the speed tool runs."""
+import copy
+import os.path as osp
+import re
+
+import pytest
+import torch
+import torch.nn as nn
+from mmengine.config import Config
+from mmengine.model import ExponentialMovingAverage
+from mmengine.optim import build_optim_wrapper
+from mmengine.optim.scheduler import CosineAnnealingLR, LinearLR
+
+from mmsmlp.engine import ForeachEMA, GroupedOptimWrapperConstructor
+from .conftest import REPO_ROOT, run_tool
+
+# mmpretrain's Swin/DeiT schedule (imagenet_bs1024_adamw_swin.py) with a
+# custom key: no decay on norms, biases and 1-d parameters, a smaller
+# learning rate for the head.
+OPTIM = dict(
+    optimizer=dict(type='AdamW', lr=1e-3, weight_decay=0.05,
+                   betas=(0.9, 0.999)),
+    paramwise_cfg=dict(
+        norm_decay_mult=0.0, bias_decay_mult=0.0, flat_decay_mult=0.0,
+        custom_keys={'head': dict(lr_mult=0.5)}))
+
+
+class Net(nn.Module):
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.bn = nn.BatchNorm2d(8)
+        self.norm = nn.LayerNorm(8)
+        self.scale = nn.Parameter(torch.ones(8))
+        self.fc = nn.Linear(8, 8, bias=False)
+        self.head = nn.Linear(8, 4)
+
+    def forward(self, x):
+        x = self.bn(self.conv(x)).mean((2, 3))
+        return self.head(self.fc(self.norm(x)) * self.scale)
+
+
+def build(model, constructor):
+    cfg = copy.deepcopy(OPTIM)
+    cfg['constructor'] = constructor
+    return build_optim_wrapper(model, cfg)
+
+
+def options_per_param(optim_wrapper):
+    """Each parameter's options (lr, weight decay, ...), by identity."""
+    return {
+        id(p): {k: v for k, v in group.items() if k != 'params'}
+        for group in optim_wrapper.optimizer.param_groups
+        for p in group['params']
+    }
+
+
+def train(model, optim_wrapper, schedulers, steps, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    for _ in range(steps):
+        x = torch.randn(4, 3, 6, 6, generator=generator)
+        loss = model(x).square().mean()
+        optim_wrapper.update_params(loss)
+        for scheduler in schedulers:
+            scheduler.step()
+
+
+def schedulers_of(optim_wrapper):
+    return [
+        LinearLR(optim_wrapper, start_factor=0.1, end=3),
+        CosineAnnealingLR(optim_wrapper, T_max=10, begin=3, eta_min=1e-5)
+    ]
+
+
+def test_grouped_constructor_keeps_each_parameters_options():
+    torch.manual_seed(0)
+    model = Net()
+    default = build(model, 'DefaultOptimWrapperConstructor')
+    grouped = build(model, 'GroupedOptimWrapperConstructor')
+    per_param = options_per_param(default)
+    # one group per parameter tensor upstream; one per set of options here
+    assert len(default.optimizer.param_groups) == len(per_param) == 10
+    groups = grouped.optimizer.param_groups
+    # decay, no decay, the head (custom keys override the other rules)
+    assert len(groups) == 3
+    assert options_per_param(grouped) == per_param
+    # parameters keep the default constructor's order inside each group
+    order = [id(p) for p in model.parameters()]
+    for group in groups:
+        ids = [order.index(id(p)) for p in group['params']]
+        assert ids == sorted(ids)
+
+
+def test_grouped_constructor_same_training_schedules_and_resume():
+    torch.manual_seed(0)
+    model_a = Net()
+    model_b = copy.deepcopy(model_a)
+    default = build(model_a, 'DefaultOptimWrapperConstructor')
+    grouped = build(model_b, 'GroupedOptimWrapperConstructor')
+    sched_a, sched_b = schedulers_of(default), schedulers_of(grouped)
+    train(model_a, default, sched_a, 5)
+    train(model_b, grouped, sched_b, 5)
+    for a, b in zip(model_a.parameters(), model_b.parameters()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    lrs_a, lrs_b = options_per_param(default), options_per_param(grouped)
+    assert lrs_a.keys() == {id(p) for p in model_a.parameters()}
+    for pa, pb in zip(model_a.parameters(), model_b.parameters()):
+        assert lrs_a[id(pa)]['lr'] == pytest.approx(lrs_b[id(pb)]['lr'])
+
+    # Resume: the state loaded into a fresh grouped optimizer (and its
+    # schedulers) trains on exactly as the unbroken run does.
+    model_c = copy.deepcopy(model_b)
+    resumed = build(model_c, 'GroupedOptimWrapperConstructor')
+    sched_c = schedulers_of(resumed)  # the Runner's order: build, then load
+    resumed.load_state_dict(copy.deepcopy(grouped.state_dict()))
+    for s_c, s in zip(sched_c, sched_b):
+        s_c.load_state_dict(s.state_dict())
+    train(model_c, resumed, sched_c, 3, seed=1)
+    train(model_b, grouped, sched_b, 3, seed=1)
+    for c, b in zip(model_c.parameters(), model_b.parameters()):
+        torch.testing.assert_close(c, b, rtol=0, atol=0)
+
+
+def test_grouped_constructor_names_the_way_to_resume_upstream_state():
+    default = build(Net(), 'DefaultOptimWrapperConstructor')
+    grouped = build(Net(), 'GroupedOptimWrapperConstructor')
+    with pytest.raises(ValueError, match='optim_wrapper.constructor='
+                       'DefaultOptimWrapperConstructor'):
+        grouped.load_state_dict(default.state_dict())
+
+
+@pytest.mark.parametrize('update_buffers', [False, True])
+@pytest.mark.parametrize('interval', [1, 2])
+def test_foreach_ema_equals_mmengines(update_buffers, interval):
+    torch.manual_seed(0)
+    model = Net()
+    ema = ExponentialMovingAverage(
+        model, momentum=0.1, interval=interval, update_buffers=update_buffers)
+    fast = ForeachEMA(
+        model, momentum=0.1, interval=interval, update_buffers=update_buffers)
+    for step in range(6):
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(torch.randn_like(p))
+        model.train()
+        model(torch.randn(4, 3, 6, 6))  # moves the BatchNorm statistics
+        ema.update_parameters(model)
+        fast.update_parameters(model)
+        if step == 3:  # a fresh ForeachEMA resumed from the state dict
+            resumed = ForeachEMA(
+                Net(), momentum=0.1, interval=interval,
+                update_buffers=update_buffers)
+            resumed.load_state_dict(fast.state_dict())
+            fast = resumed
+        state, fast_state = ema.state_dict(), fast.state_dict()
+        assert state.keys() == fast_state.keys()
+        for key in state:
+            assert torch.equal(state[key], fast_state[key]), key
+
+
+def test_configs_use_the_fast_paths():
+    for name in ('smlpnet/smlpnet-t_8xb128_in1k.py',
+                 'quickstart/smlpnet-mini_1xb32_synthetic-in1k-format.py'):
+        cfg = Config.fromfile(osp.join(REPO_ROOT, 'configs', name))
+        assert cfg.optim_wrapper.constructor == \
+            'GroupedOptimWrapperConstructor'
+    cfg = Config.fromfile(
+        osp.join(REPO_ROOT, 'configs/smlpnet/smlpnet-t_8xb128_in1k.py'))
+    ema = [h for h in cfg.custom_hooks if h.type == 'EMAHook'][0]
+    assert ema.ema_type == 'ForeachEMA'
+    assert GroupedOptimWrapperConstructor  # importable from mmsmlp.engine
+
+
+def test_train_speed_tool_prints_its_figures(tmp_path):
+    """tools/analysis_tools/train_speed.py at a tiny size on the CPU: each
+    figure is printed (values are not checked: speed is measured on a GPU)."""
+    quick = osp.join(REPO_ROOT, 'configs', 'quickstart',
+                     'smlpnet-mini_1xb32_synthetic-in1k-format.py')
+    out = run_tool(
+        'analysis_tools/train_speed.py', quick, '--peer', quick,
+        '--data', str(tmp_path / 'data'), '--work-dir',
+        str(tmp_path / 'work'), '--images', '40', '--val-images', '20',
+        '--long-side', '72', '96', '--repeats', '2', '--workers', '1',
+        '--batch', '8', '--size', '64', '--iters', '12', '--warmup-iters',
+        '2', '--restart-iters', '1', '--val-skip', '1', '--bare-iters', '2',
+        '--bare-warmup', '1', '--loader-batches', '2',
+        '--transform-images', '4', '--parts', 'bare', 'step', 'loader',
+        'transforms', 'e2e')
+    number = r'[0-9.]+'
+    assert re.search(rf'\[main\] bare: {number} img/s training step, '
+                     rf'{number} img/s inference', out), out
+    assert re.search(rf'\[main\] train_step: {number} img/s', out)
+    assert re.search(rf'\[main\] loader alone, sustained: {number} img/s',
+                     out)
+    assert re.search(r'\[main\] transforms, ms per image on one core: '
+                     r'CheckedLoadImageFromFile', out)
+    for run in ('main', 'peer'):
+        assert re.search(
+            rf'\[{run}\] tools/train.py: {number} img/s steady .* '
+            rf'validation {number} img/s', out), out
+    rows = [line for line in out.splitlines() if line.startswith('| ')]
+    assert [r.split(' | ')[0] for r in rows[1:]] == ['| main', '| peer']
+    # bare step, train_step, loader, e2e and its ratio to the bare step, ...
+    # validation and its ratio to bare inference
+    assert re.search(
+        rf'^\| main \| 8 \| {number} \| {number} \| {number} \| {number} '
+        rf'\| {number}x \| .* \| {number} \| {number} \| {number}x \|$',
+        rows[1]), rows
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
+def test_fast_paths_equal_upstream_on_cuda():
+    """On CUDA (foreach AdamW, foreach EMA kernels): sMLPNet-T's training
+    steps through the config's optimizer wrapper with merged groups, and the
+    foreach EMA, equal mmengine's defaults bit for bit."""
+    from mmengine.registry import MODELS, init_default_scope
+    init_default_scope('mmpretrain')
+    cfg = Config.fromfile(
+        osp.join(REPO_ROOT, 'configs/smlpnet/smlpnet-t_8xb128_in1k.py'))
+    torch.manual_seed(0)
+    model_a = MODELS.build(cfg.model).cuda()
+    model_b = copy.deepcopy(model_a)
+    wrappers = []
+    for model, constructor in ((model_a, 'DefaultOptimWrapperConstructor'),
+                               (model_b, 'GroupedOptimWrapperConstructor')):
+        optim = copy.deepcopy(cfg.optim_wrapper)
+        optim.update(constructor=constructor, type='AmpOptimWrapper',
+                     dtype='bfloat16', loss_scale=dict(enabled=False))
+        wrappers.append(build_optim_wrapper(model, optim))
+    emas = [ExponentialMovingAverage(model_a, momentum=4e-5),
+            ForeachEMA(model_b, momentum=4e-5)]
+    x = torch.randn(8, 3, 224, 224, device='cuda')
+    y = torch.randint(0, 1000, (8, ), device='cuda')
+    for _ in range(3):
+        # the same gradients for both (backward kernels need not be
+        # deterministic); then each optimizer's and EMA's own update
+        with wrappers[0].optim_context(model_a):
+            loss = torch.nn.functional.cross_entropy(
+                model_a(x, mode='tensor').float(), y)
+        loss.backward()
+        for a, b in zip(model_a.parameters(), model_b.parameters()):
+            b.grad = a.grad.clone()
+        for model, wrapper, ema in zip((model_a, model_b), wrappers, emas):
+            wrapper.step()
+            wrapper.zero_grad()
+            ema.update_parameters(model)
+    # parameters only: model_b ran no forward (no BatchNorm statistics)
+    for a, b in zip(model_a.parameters(), model_b.parameters()):
+        assert torch.equal(a, b)
+    for a, b in zip(emas[0].module.parameters(), emas[1].module.parameters()):
+        assert torch.equal(a, b)
