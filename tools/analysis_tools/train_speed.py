@@ -43,6 +43,7 @@ Python functions taking the main thread's time (cProfile).
 import argparse
 import copy
 import cProfile
+import importlib
 import io
 import json
 import os
@@ -130,7 +131,12 @@ def mean_file_size(root):
 
 
 def load_config(path, args, options=None, ann_files=None):
-    """The config with the data, workers, batch size and AMP of this call."""
+    """The config with the data, workers, batch size and AMP of this call.
+    ``PACKAGE::PATH`` names a config shipped in an OpenMMLab package."""
+    if '::' in path:  # Config.fromfile reads files only
+        package, rel = path.split('::', 1)
+        module = importlib.import_module(package)
+        path = osp.join(osp.dirname(module.__file__), '.mim', 'configs', rel)
     cfg = Config.fromfile(path)
     if options:
         cfg.merge_from_dict(options)
