@@ -42,15 +42,16 @@ def test_in1k_recipe():
     assert cfg.optim_wrapper.paramwise_cfg.bias_decay_mult == 0
     assert cfg.auto_scale_lr.base_batch_size == 1024
     assert cfg.train_cfg.max_epochs == 300
-    warmup, cosine = cfg.param_scheduler
-    assert (warmup.type, warmup.end, warmup.start_factor) == ('LinearLR',
-                                                              20, 1e-3)
-    assert (cosine.type, cosine.eta_min) == ('CosineAnnealingLR', 1e-5)
+    # the official curve (tests/test_recipe.py compares it epoch by epoch)
+    [schedule] = cfg.param_scheduler
+    assert schedule.type == 'TimmCosineLR'
+    assert (schedule.t_initial, schedule.warmup_t, schedule.warmup_lr_init,
+            schedule.lr_min, schedule.delay) == (300, 20, 1e-6, 1e-5, 1)
     assert cfg.model.backbone.drop_path_rate == 0.2
     assert cfg.model.head.loss.label_smooth_val == 0.1
     assert [a.alpha for a in cfg.model.train_cfg.augments] == [0.8, 1.0]
     assert cfg.train_dataloader.sampler.type == 'RepeatAugSampler'
-    ema = [h for h in cfg.custom_hooks if h.type == 'EMAHook'][0]
+    ema = [h for h in cfg.custom_hooks if h.type == 'RawAndEMAHook'][0]
     assert ema.momentum == pytest.approx(1 - 0.99996)
     steps = {t.type: t for t in cfg.train_pipeline}
     assert steps['RandomResizedCrop'].interpolation == 'bicubic'

@@ -191,9 +191,9 @@ def test_detection_configs():
         optim = cfg.optim_wrapper
         assert optim.optimizer == dict(
             type='AdamW', lr=1e-4, betas=(0.9, 0.999), weight_decay=0.05)
-        assert optim.paramwise_cfg == dict(
-            norm_decay_mult=0., bias_decay_mult=0.,
-            custom_keys={'norm': dict(decay_mult=0.)})
+        # no bias_decay_mult: it would take the decay off the heads' biases
+        assert set(optim.paramwise_cfg) == {'custom_keys'}
+        assert optim.paramwise_cfg.custom_keys['norm'] == dict(decay_mult=0.)
         warmup, steps_cfg = cfg.param_scheduler
         assert (warmup.type, warmup.by_epoch, warmup.end) == ('LinearLR',
                                                               False, 1000)
@@ -213,7 +213,9 @@ def test_detection_configs():
 
 
 def test_optimizer_param_groups(t_cfg):
-    """The config's AdamW: no weight decay on norms and biases."""
+    """The config's AdamW: no weight decay on the backbone's norms and
+    biases (its ImageNet rule); the neck and heads decay all but norms (they
+    have none), biases included, as mmdet's Swin-T config."""
     model = build_detector(t_cfg)
     wrapper = build_optim_wrapper(model, copy.deepcopy(t_cfg.optim_wrapper))
     decay = {}
@@ -224,11 +226,19 @@ def test_optimizer_param_groups(t_cfg):
     names = dict(model.named_parameters())
     assert set(decay) == {id(p) for p in names.values()}
     for name, p in names.items():
-        no_decay = 'norm' in name or name.endswith('.bias')
+        in_backbone = name.startswith('backbone.')
+        no_decay = 'norm' in name or (in_backbone and p.ndim == 1)
         assert decay[id(p)] == (0. if no_decay else 0.05), name
-    # the sparse MLP's mixing weights, convs and heads decay
+    # the sparse MLP's mixing weights and biases, convs and heads' biases
     assert decay[id(names['backbone.stages.0.0.smlp.mix_h.weight'])] == 0.05
+    assert decay[id(names['backbone.stages.0.0.smlp.mix_h.bias'])] == 0.
+    assert decay[id(names['backbone.stages.3.0.ffn.fc2.bias'])] == 0.
     assert decay[id(names['backbone.stages.1.0.norm1.weight'])] == 0.
+    assert decay[id(names['neck.fpn_convs.0.conv.bias'])] == 0.05
+    assert decay[id(names['roi_head.bbox_head.fc_cls.bias'])] == 0.05
+    heads_biases = [n for n in names
+                    if not n.startswith('backbone.') and n.endswith('.bias')]
+    assert len(heads_biases) > 10
 
 
 # ----------------------------------------------------- train and test ----

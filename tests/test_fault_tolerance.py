@@ -116,8 +116,10 @@ def wait_for(predicate, proc, timeout=300):
 def test_killed_and_resumed_run_equals_unbroken_run(imagenet_root, tmp_path):
     # Data-loader workers as in the real configs (2, persistent): their
     # randomness must be restored as well.
+    # With the ImageNet recipe's per-rank seeding (seed + rank; the sampler
+    # seeded from rank 0's generator).
     cfg_options = options(imagenet_root, epochs=3, workers=2) + [
-        'randomness.deterministic=True'
+        'randomness.deterministic=True', 'randomness.diff_rank_seed=True'
     ]
     unbroken, broken = str(tmp_path / 'unbroken'), str(tmp_path / 'broken')
 

@@ -39,7 +39,7 @@ CHANNELS = {
     's': [96, 192, 384, 768],
     'b': [112, 224, 448, 896]
 }
-DROP_PATH = {'t': 0.2, 's': 0.3, 'b': 0.3}
+DROP_PATH = {'t': 0.3, 's': 0.3, 'b': 0.3}  # Swin-T/S/B's UperNet's
 SWIN_T = 'swin/swin-tiny-patch4-window7-in1k-pre_upernet_8xb2-160k_ade20k-512x512.py'  # noqa
 NUM_TRAIN, NUM_VAL, IMAGE_SIZE = 4, 1, (96, 128)
 CROP = 64  # the crop of the tool runs (the configs' is 512)
@@ -116,8 +116,10 @@ def test_upernet_recipe(arch):
     assert aux.loss_decode.loss_weight == 0.4
     assert decode.norm_cfg.type == aux.norm_cfg.type == 'SyncBN'
 
+    # whole-image inference, as mmseg's Swin-T results; the window settings
+    # are there for `model.test_cfg.mode=slide`
     assert without_scope(cfg.model.test_cfg) == dict(
-        mode='slide', crop_size=(512, 512), stride=(341, 341))
+        mode='whole', crop_size=(512, 512), stride=(341, 341))
     assert cfg.model.data_preprocessor.size == (512, 512)
     train = cfg.train_dataloader
     assert train.batch_size == 2 and train.dataset.type == 'ADE20KDataset'
@@ -137,7 +139,8 @@ def test_upernet_recipe(arch):
     optim = cfg.optim_wrapper
     assert without_scope(optim.optimizer) == dict(
         type='AdamW', lr=6e-5, betas=(0.9, 0.999), weight_decay=0.01)
-    assert optim.paramwise_cfg.custom_keys == {'norm': {'decay_mult': 0.}}
+    assert set(optim.paramwise_cfg) == {'custom_keys'}
+    assert optim.paramwise_cfg.custom_keys['norm'] == {'decay_mult': 0.}
     warmup, poly = cfg.param_scheduler
     assert without_scope(warmup) == dict(
         type='LinearLR', start_factor=1e-6, by_epoch=False, begin=0,
@@ -155,11 +158,12 @@ def test_upernet_recipe(arch):
     assert cfg.train_dataloader.batch_size == swin.train_dataloader.batch_size
 
 
-def test_no_weight_decay_on_backbone_norms():
+def test_no_weight_decay_on_backbone_norms_and_biases():
     cfg = Config.fromfile(config_path('t'))
     model = build_segmentor(cfg)
     optim_wrapper = build_optim_wrapper(model, cfg.optim_wrapper)
     names = {id(p): n for n, p in model.named_parameters()}
+    params = dict(model.named_parameters())
     decay = {
         names[id(p)]: group['weight_decay']
         for group in optim_wrapper.optimizer.param_groups
@@ -169,13 +173,22 @@ def test_no_weight_decay_on_backbone_norms():
     norms = [n for n in decay if n.startswith('backbone.') and 'norm' in n]
     # BN (norm1, norm2, output norm0-3) and LayerNorm (norm3) of 26 blocks
     assert len(norms) == 2 * (3 * 26 + 4)
-    assert all(decay[n] == 0 for n in norms)
-    # everything else decays, the heads' BN too (as in Swin-T's config)
-    others = [n for n in decay if n not in norms]
+    # the backbone's other 1-D parameters: the biases of its convs and MLPs
+    biases = [
+        n for n in decay if n.startswith('backbone.') and n not in norms
+        and params[n].ndim == 1
+    ]
+    assert all(n.endswith('.bias') for n in biases)
+    # mix_h, mix_w, fc1, fc2 of 26 blocks
+    assert len(biases) == 4 * 26
+    assert all(decay[n] == 0 for n in norms + biases)
+    # everything else decays, the heads' BN and biases too (as Swin-T's)
+    others = [n for n in decay if n not in norms + biases]
     assert len(others) > len(norms)
     assert all(decay[n] == 0.01 for n in others)
     assert 'backbone.stages.2.5.smlp.mix_h.weight' in others
     assert 'decode_head.fpn_bottleneck.bn.weight' in others
+    assert 'decode_head.conv_seg.bias' in others
 
 
 # --- the BatchNorm decision --------------------------------------------------
@@ -488,7 +501,8 @@ def test_train_then_evaluate_slide(trained):
     log = run_tool(
         osp.join(REPO_ROOT, 'tools', 'test.py'), config_path('t'),
         checkpoint, '--work-dir', osp.join(work_dir, 'test_slide'),
-        '--show-dir', 'vis', '--cfg-options', *small_options(data_root))
+        '--show-dir', 'vis', '--cfg-options', *small_options(data_root),
+        'model.test_cfg.mode=slide')  # the documented option
     assert "mode='slide'" in log
     miou(log)
     pictures = glob.glob(
@@ -504,7 +518,7 @@ def test_evaluate_tta_whole_image(trained):
         osp.join(REPO_ROOT, 'tools', 'test.py'), config_path('t'),
         osp.join(work_dir, 'iter_2.pth'), '--tta', '--work-dir',
         osp.join(work_dir, 'test_tta'), '--cfg-options',
-        *small_options(data_root), 'model.test_cfg.mode=whole')
+        *small_options(data_root))  # whole images: the default
     assert "type='SegTTAModel'" in log
     assert "mode='whole'" in log
     assert f'Iter(test) [{NUM_VAL}/{NUM_VAL}]' in log

@@ -82,7 +82,8 @@ def merge_args(cfg, args):
         cfg.work_dir = osp.join('./work_dirs',
                                 osp.splitext(osp.basename(args.config))[0])
     if args.amp:
-        if cfg.optim_wrapper.get('type', 'OptimWrapper') == 'AmpOptimWrapper':
+        if cfg.optim_wrapper.get('type', 'OptimWrapper') in (
+                'AmpOptimWrapper', 'MixedPrecisionOptimWrapper'):
             print('AMP is already enabled in the config.')
         else:
             cfg.optim_wrapper.type = 'AmpOptimWrapper'

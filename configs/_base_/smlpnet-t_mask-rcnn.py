@@ -3,6 +3,8 @@
 # that defines `model` and `optim_wrapper`, and mmengine refuses a key that
 # two bases both define.
 
+_base_ = ['./smlpnet_decay_keys.py']
+
 smlpnet_backbone = dict(
     _delete_=True,
     type='SMLPNet',
@@ -23,8 +25,10 @@ smlpnet_backbone = dict(
         checkpoint='checkpoints/smlpnet-t_8xb128_in1k.pth',
         prefix='backbone.'))
 
-# No weight decay on norms (BatchNorm, LayerNorm) and biases; parameters
-# with the same options share a parameter group (GroupedOptimWrapperConstructor).
+# No weight decay on the backbone's norms and biases (its ImageNet rule); the
+# neck and heads decay all but norms, as Swin-T's (smlpnet_decay_keys.py).
+# Parameters with the same options share a parameter group
+# (GroupedOptimWrapperConstructor).
 smlpnet_optim_wrapper = dict(
     type='OptimWrapper',
     constructor='GroupedOptimWrapperConstructor',
@@ -35,10 +39,7 @@ smlpnet_optim_wrapper = dict(
         betas=(0.9, 0.999),
         weight_decay=0.05),
     paramwise_cfg=dict(
-        _delete_=True,
-        norm_decay_mult=0.,
-        bias_decay_mult=0.,
-        custom_keys={'norm': dict(decay_mult=0.)}))
+        _delete_=True, custom_keys={{_base_.smlpnet_decay_keys}}))
 
 # Re-seed every epoch (an interrupted run resumed with --resume repeats the
 # unbroken run's randomness) and stop on a non-finite loss, naming the

@@ -80,6 +80,9 @@ train_dataloader = dict(
     collate_fn=dict(type='default_collate'),
     # repeated augmentation (DeiT's RASampler, 3 repeats)
     sampler=dict(type='RepeatAugSampler', shuffle=True, _delete_=True),
+    # the last partial batch is dropped, as the official loader does: 1251
+    # iterations per epoch on 8 GPUs x 128 (1252 with it)
+    drop_last=True,
     dataset=dict(pipeline=train_pipeline))
 val_dataloader = dict(
     batch_size=128,
@@ -91,31 +94,62 @@ val_dataloader = dict(
 test_dataloader = val_dataloader
 
 # AdamW, lr 1e-3, wd 0.05, no decay on norms and biases (from the base:
-# norm_decay_mult=0, bias_decay_mult=0, flat_decay_mult=0); 20 linear warm-up
-# epochs from 1e-6, then cosine to 1e-5 over 300 epochs (from the base).
+# norm_decay_mult=0, bias_decay_mult=0, flat_decay_mult=0), in mixed
+# precision as the official (torch.cuda.amp): MixedPrecisionOptimWrapper
+# picks bf16 on a GPU that has it, fp16 with dynamic loss scaling on an older
+# GPU and fp32 without a GPU (`optim_wrapper.dtype='float32'` forces fp32).
 # GroupedOptimWrapperConstructor: the same per-parameter options as
 # mmengine's default constructor in 2 parameter groups instead of one per
 # parameter tensor (an AdamW step of hundreds of groups bounds the eager
 # training step; docs/benchmarks.md).
 optim_wrapper = dict(
-    constructor='GroupedOptimWrapperConstructor', clip_grad=None)
+    type='MixedPrecisionOptimWrapper',
+    dtype='auto',
+    constructor='GroupedOptimWrapperConstructor',
+    clip_grad=None)
 
 # Fixed-size 224x224 batches: let cuDNN pick its fastest convolutions.
 env_cfg = dict(cudnn_benchmark=True)
 
-custom_hooks = [
-    # DeiT's model EMA, decay 0.99996 per iteration; validation uses it.
-    # ForeachEMA: mmengine's ExponentialMovingAverage, updated by foreach ops
+# The official learning-rate curve: timm's CosineLRScheduler (DeiT's
+# `--sched cosine`) over the 300 epochs, with the 20 linear warm-up epochs
+# from 1e-6 laid over its start, min 1e-5, stepped per epoch after each
+# epoch (delay=1: epoch e trains with timm's value for e - 1). Only the peak
+# (the optimizer's lr) is scaled by --auto-scale-lr, as in the official.
+param_scheduler = [
     dict(
-        type='EMAHook',
+        type='TimmCosineLR',
+        t_initial=300,  # = train_cfg.max_epochs
+        lr_min=1e-5,
+        warmup_t=20,
+        warmup_lr_init=1e-6,
+        delay=1,
+        by_epoch=True)
+]
+
+# Seed 0 plus the rank on each GPU, as the official (`args.seed +
+# get_rank()`): drop path, Mixup/CutMix and augmentations differ across
+# GPUs. The data sampler's seed stays common to all ranks (mmengine gives it
+# rank 0's when diff_rank_seed is set).
+randomness = dict(seed=0, diff_rank_seed=True)
+
+custom_hooks = [
+    # DeiT's model EMA (timm ModelEma: decay 0.99996 per iteration, buffers
+    # averaged too), kept beside the trained model: validation reports the
+    # trained model (as the official) and the EMA under `ema/`; checkpoints
+    # hold the trained weights in `state_dict`, the EMA in `ema_state_dict`.
+    # ForeachEMA: mmengine's ExponentialMovingAverage by foreach ops.
+    dict(
+        type='RawAndEMAHook',
         ema_type='ForeachEMA',
         momentum=4e-5,
+        update_buffers=True,
         priority='ABOVE_NORMAL'),
-    # each epoch's randomness depends on (seed, epoch) only: a resumed run
-    # equals an unbroken one
+    # each epoch's randomness depends on (seed, rank, epoch) only: a resumed
+    # run equals an unbroken one
     dict(type='EpochSeedHook'),
     # stop at the first NaN/Inf loss (skip such steps instead with
-    # optim_wrapper.type='SkipNonFiniteOptimWrapper')
+    # optim_wrapper.type='SkipNonFiniteOptimWrapper', which trains in fp32)
     dict(type='FiniteLossHook'),
 ]
 

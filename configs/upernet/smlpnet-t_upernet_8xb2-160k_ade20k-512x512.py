@@ -3,7 +3,10 @@
 # the backbone's norms, 1500 linear warm-up iterations, then poly decay;
 # UperNet + auxiliary FCN head with SyncBN) with the backbone swapped.
 # See docs/segmentation.md.
-_base_ = 'mmseg::swin/swin-tiny-patch4-window7-in1k-pre_upernet_8xb2-160k_ade20k-512x512.py'  # noqa
+_base_ = [
+    'mmseg::swin/swin-tiny-patch4-window7-in1k-pre_upernet_8xb2-160k_ade20k-512x512.py',  # noqa
+    '../_base_/smlpnet_decay_keys.py'
+]
 custom_imports = dict(imports=['mmsmlp'], allow_failed_imports=False)
 default_scope = 'mmseg'
 
@@ -23,7 +26,7 @@ model = dict(
         # them as they are, and so does every sliding window at test time.
         img_size=crop_size,
         out_indices=(0, 1, 2, 3),
-        drop_path_rate=0.2,
+        drop_path_rate=0.3,  # as mmseg's Swin-T UperNet
         # Frozen ImageNet BatchNorm statistics (affine parameters are still
         # trained): 2 images per GPU give noisy batch statistics, and SyncBN
         # would add 2 all-reduces per block. The heads keep SyncBN.
@@ -33,17 +36,19 @@ model = dict(
             type='Pretrained', checkpoint=checkpoint, prefix='backbone.')),
     decode_head=dict(in_channels=[80, 160, 320, 640], num_classes=150),
     auxiliary_head=dict(in_channels=320, num_classes=150),
-    # Sliding-window inference by default; whole-image inference with
-    # `--cfg-options model.test_cfg.mode=whole`.
-    test_cfg=dict(mode='slide', crop_size=crop_size, stride=(341, 341)))
+    # Whole-image inference, as mmseg's Swin-T results (the numbers users
+    # compare with); sliding 512x512 windows with
+    # `--cfg-options model.test_cfg.mode=slide` (docs/segmentation.md).
+    test_cfg=dict(mode='whole', crop_size=crop_size, stride=(341, 341)))
 
-# Swin-T's AdamW, without its keys for Swin's position tables: no weight
-# decay on the backbone's norms (every parameter named *norm*); parameters
-# with the same options share a parameter group.
+# Swin-T's AdamW, its keys for Swin's position tables replaced: no weight
+# decay on the backbone's norms and biases (its ImageNet rule); the heads
+# decay all but norms, as Swin-T's (configs/_base_/smlpnet_decay_keys.py).
+# Parameters with the same options share a parameter group.
 optim_wrapper = dict(
     constructor='GroupedOptimWrapperConstructor',
     paramwise_cfg=dict(
-        custom_keys=dict(_delete_=True, norm=dict(decay_mult=0.))))
+        _delete_=True, custom_keys={{_base_.smlpnet_decay_keys}}))
 
 # Stop on a non-finite loss, naming the iteration, and re-seed at the start
 # of the run (docs/get_started.md, "Fault tolerance").

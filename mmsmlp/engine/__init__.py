@@ -1,12 +1,14 @@
 # Copyright (c) mmsmlp contributors. All rights reserved.
 from .ema import ForeachEMA
 from .hooks import (CompileForwardHook, EpochSeedHook, FiniteLossHook,
-                    SafeCheckpointHook)
+                    RawAndEMAHook, SafeCheckpointHook)
 from .optimizers import (GroupedOptimWrapperConstructor,
-                         SkipNonFiniteOptimWrapper)
+                         MixedPrecisionOptimWrapper, SkipNonFiniteOptimWrapper)
+from .schedulers import TimmCosineLR
 
 __all__ = [
     'CompileForwardHook', 'EpochSeedHook', 'FiniteLossHook', 'ForeachEMA',
-    'GroupedOptimWrapperConstructor', 'SafeCheckpointHook',
-    'SkipNonFiniteOptimWrapper'
+    'GroupedOptimWrapperConstructor', 'MixedPrecisionOptimWrapper',
+    'RawAndEMAHook', 'SafeCheckpointHook', 'SkipNonFiniteOptimWrapper',
+    'TimmCosineLR'
 ]
