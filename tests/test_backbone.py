@@ -176,7 +176,8 @@ def test_in_an_mmseg_fpn_config():
         "_delete_=True, type='SMLPNet', arch=dict(embed_dims=8, depths=[1, "
         "1, 1, 1], mlp_ratio=2), img_size=64, out_indices=(0, 1, 2, 3)), "
         'neck=dict(in_channels=[8, 16, 32, 64], out_channels=16), '
-        'decode_head=dict(channels=16, num_classes=3, norm_cfg=norm_cfg))\n',
+        'decode_head=dict(in_channels=[16, 16, 16, 16], channels=16, '
+        'num_classes=3, norm_cfg=norm_cfg))\n',
         file_format='.py')
     assert cfg.model.pretrained is None
     init_default_scope('mmseg')

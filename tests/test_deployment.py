@@ -86,25 +86,24 @@ def test_onnx_torchscript_exporter(classifier, part, tmp_path):
         assert shapes[(100, 76)] == (2, 5)
 
 
-def test_onnx_dynamo_exporter(classifier, tmp_path):
+def test_torch_export_and_dynamo_onnx_exporter(classifier, tmp_path):
+    """One torch.export program, run as it is (after save/load) and
+    converted by the dynamo-based ONNX exporter."""
     module = tool.TensorOutputs(classifier, 'backbone').eval()
-    path = str(tmp_path / 'model.onnx')
-    tool.export(module, torch.randn(2, 3, *TRACE), path, 'dynamo')
-    records = tool.verify(module, path, 'dynamo', SIZES)
-    assert {r['size'] for r in records} == set(SIZES)
-    assert len(records) == 4 * len(SIZES)  # four feature maps per size
-
-
-def test_torch_export_dynamic_height_width(classifier, tmp_path):
-    module = tool.TensorOutputs(classifier, 'backbone').eval()
-    path = str(tmp_path / 'model.pt2')
-    tool.export(module, torch.randn(2, 3, *TRACE), path, 'torch-export')
-    program = torch.export.load(path)
+    program = tool.export_program(module, torch.randn(2, 3, *TRACE))
     # the height and width stayed symbolic
     shape = next(n for n in program.graph.nodes
                  if n.op == 'placeholder' and n.name == 'x').meta['val'].shape
     assert all(isinstance(d, torch.SymInt) for d in shape[2:])
-    tool.verify(module, path, 'torch-export', SIZES)
+    path = str(tmp_path / 'model.pt2')
+    tool.export(module, None, path, 'torch-export', program=program)
+    records = tool.verify(module, path, 'torch-export', SIZES)
+    assert len(records) == 4 * len(SIZES)  # four feature maps per size
+
+    path = str(tmp_path / 'model.onnx')
+    tool.export(module, None, path, 'dynamo', program=program)
+    records = tool.verify(module, path, 'dynamo', SIZES)
+    assert len(records) == 4 * len(SIZES)
 
 
 def test_export_is_not_eager():

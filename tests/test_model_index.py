@@ -10,6 +10,7 @@ import pytest
 import yaml
 from mmengine.config import Config
 
+import mmsmlp.apis  # noqa: F401  (until mmsmlp/__init__.py imports it)
 from .conftest import REPO_ROOT
 
 CLS_NAMES = {

@@ -65,6 +65,9 @@ pip_install -c "$CONSTRAINTS" -r "$ROOT/requirements/runtime.txt"
 pip_install -c "$CONSTRAINTS" --no-build-isolation -e "$ROOT"
 if [[ "${1:-}" == "--tests" ]]; then
   pip_install -c "$CONSTRAINTS" -r "$ROOT/requirements/tests.txt"
+  # mim (tests/test_sharing.py) without its dependency opendatalab, whose
+  # openxlab pins setuptools 60 and old requests; mim never imports it.
+  pip_install --no-deps "openmim==0.3.9"
 fi
 rm -f "$CONSTRAINTS"
 "$PY" -c "import mmsmlp; print('[mmsmlp install] mmsmlp', mmsmlp.__version__, 'ready')" 

@@ -110,19 +110,21 @@ def output_names(num_outputs: int) -> List[str]:
 
 
 def export(module: nn.Module, example: torch.Tensor, output_file: str,
-           exporter: str = 'torchscript', opset: int = 17) -> None:
+           exporter: str = 'torchscript', opset: int = 17,
+           program=None) -> None:
     """Export ``module`` with a dynamic batch size, height and width.
 
     ``torchscript`` and ``dynamo`` write ONNX (``torch.onnx.export`` with
-    ``dynamo=False`` / ``True``); ``torch-export`` saves the
-    ``torch.export`` program (``.pt2``)."""
+    ``dynamo=False`` / ``True``, the latter converting the program of
+    :func:`export_program`, or ``program`` if given); ``torch-export`` saves
+    that program (``.pt2``)."""
     if exporter not in EXPORTERS:
         raise ValueError(f'exporter must be one of {EXPORTERS}, got '
                          f'{exporter!r}')
-    with torch.no_grad():
-        outputs = _as_tuple(module(example))
-    names = output_names(len(outputs))
     if exporter == 'torchscript':
+        with torch.no_grad():
+            outputs = _as_tuple(module(example))
+        names = output_names(len(outputs))
         axes = {'input': {0: 'batch', 2: 'height', 3: 'width'}}
         for name, out in zip(names, outputs):
             # logits (B, classes); feature maps (B, C, H', W')
@@ -137,24 +139,33 @@ def export(module: nn.Module, example: torch.Tensor, output_file: str,
             opset_version=opset,
             dynamo=False)
         return
+    if program is None:
+        program = export_program(module, example)
+    if exporter == 'dynamo':
+        # the dynamo-based exporter converts the torch.export program
+        names = output_names(len(program.graph_signature.user_outputs))
+        onnx_program = torch.onnx.export(
+            program,
+            input_names=['input'],
+            output_names=names,
+            opset_version=max(opset, 18),  # the dynamo exporter's minimum
+            dynamo=True)
+        onnx_program.save(output_file)
+    else:
+        torch.export.save(program, output_file)
+
+
+def export_program(module: nn.Module, example: torch.Tensor):
+    """``torch.export.export`` of ``module`` with a dynamic batch size,
+    height and width (the example's batch must not be 1: torch.export
+    specialises a size of 1)."""
     dims = {
         0: torch.export.Dim('batch', min=1, max=1024),
         2: torch.export.Dim('height', min=MIN_SIZE, max=MAX_SIZE),
         3: torch.export.Dim('width', min=MIN_SIZE, max=MAX_SIZE),
     }
-    if exporter == 'dynamo':
-        program = torch.onnx.export(
-            module, (example, ),
-            input_names=['input'],
-            output_names=names,
-            dynamic_shapes=({**dims}, ),
-            opset_version=max(opset, 18),  # the dynamo exporter's minimum
-            dynamo=True)
-        program.save(output_file)
-        return
-    program = torch.export.export(
-        module, (example, ), dynamic_shapes=({**dims}, ), strict=False)
-    torch.export.save(program, output_file)
+    return torch.export.export(
+        module, (example, ), dynamic_shapes=(dims, ), strict=False)
 
 
 def _as_tuple(outputs) -> tuple:
