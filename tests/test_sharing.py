@@ -42,7 +42,7 @@ def quickstart_model():
     return MODELS.build(cfg.model)
 
 
-def runner_checkpoint(model):
+def runner_checkpoint(model, history_buffers=True):
     """What mmengine's Runner saves with an EMAHook: the EMA weights in
     ``state_dict``, the raw ones in ``ema_state_dict`` (under ``module.``),
     the optimizer, the message hub's state (HistoryBuffers of numpy
@@ -57,6 +57,11 @@ def runner_checkpoint(model):
     hub.update_scalar('train/loss', np.float64(1.5))
     hub.update_scalar('train/lr', 0.1)
     hub.update_info('epoch_seed', np.int64(7))
+    message_hub = hub.state_dict()
+    if not history_buffers:
+        # numpy data only (the log history without its HistoryBuffer)
+        message_hub['log_scalars'] = {
+            k: v.data for k, v in message_hub['log_scalars'].items()}
     return dict(
         meta=dict(epoch=3, iter=30, seed=np.int64(42),
                   dataset_meta=dict(classes=('a', 'b')),
@@ -67,26 +72,40 @@ def runner_checkpoint(model):
             torch.tensor(30)
         },
         optimizer=optimizer.state_dict(),
-        message_hub=hub.state_dict(),
+        message_hub=message_hub,
         param_schedulers=[dict(last_epoch=3, base_lrs=[1e-3])])
 
 
 # --- publish_model.py --------------------------------------------------------
 
 
-@pytest.mark.parametrize('no_ema', [False, True])
-def test_publish_runner_checkpoint(tmp_path, no_ema):
+@pytest.mark.parametrize('no_ema,history_buffers', [(False, False),
+                                                     (True, True)])
+def test_publish_runner_checkpoint(tmp_path, no_ema, history_buffers):
+    """numpy data in meta and the message hub: loaded weights-only with
+    those types allowed; mmengine's HistoryBuffers (pickled through
+    getattr): refused, and published with --trust-checkpoint."""
     model = quickstart_model()
     src = str(tmp_path / 'epoch_3.pth')
-    ckpt = runner_checkpoint(model)
+    ckpt = runner_checkpoint(model, history_buffers)
     torch.save(ckpt, src)
     # torch >= 2.6 refuses it weights-only (what broke upstream's tool)
     with pytest.raises(Exception, match='Weights only load failed'):
         torch.load(src, weights_only=True)
 
     args = [src, str(tmp_path / 'smlpnet-mini.pth')]
-    log = run_tool('model_converters/publish_model.py', *args,
-                   *(['--no-ema'] if no_ema else []))
+    if no_ema:
+        args.append('--no-ema')
+    if history_buffers:
+        result = subprocess.run(
+            [sys.executable, osp.join(REPO_ROOT, 'tools', 'model_converters',
+                                      'publish_model.py'), *args],
+            capture_output=True, text=True, cwd=REPO_ROOT)
+        assert result.returncode != 0
+        assert 'GLOBAL getattr' in result.stderr
+        assert '--trust-checkpoint' in result.stderr
+        args.append('--trust-checkpoint')
+    log = run_tool('model_converters/publish_model.py', *args)
     (final, ) = glob.glob(str(tmp_path / 'smlpnet-mini_*.pth'))
     assert f'Published {final}' in log
     match = re.fullmatch(r'smlpnet-mini_(\d{8})-([0-9a-f]{8})\.pth',
@@ -227,12 +246,13 @@ def test_mim_train_and_test(installed_wheel, imagenet_root, tmp_path):
     site, env = installed_wheel
     work_dir = str(tmp_path / 'work')
     name = osp.basename(QUICKSTART)
+    # 2 epochs: the quick-start schedule's warm-up needs more than one
     log = mim(env, 'train', 'mmsmlp', name, '--work-dir', work_dir,
-              *quick_options(imagenet_root), cwd=tmp_path)
+              *quick_options(imagenet_root, 2), cwd=tmp_path)
     tools = osp.join(str(site), 'mmsmlp', '.mim', 'tools')
     assert f'{osp.join(tools, "train.py")} ' in log  # the command it ran
     assert 'Training finished successfully' in log
-    ckpt = osp.join(work_dir, 'epoch_1.pth')
+    ckpt = osp.join(work_dir, 'epoch_2.pth')
     assert osp.isfile(ckpt)
     log = mim(env, 'test', 'mmsmlp', name, '--checkpoint', ckpt,
               '--work-dir', str(tmp_path / 'test'),

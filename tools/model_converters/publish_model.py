@@ -11,7 +11,8 @@ checkpoints.
 mmpretrain's tool of the same name, for torch >= 2.6: the input is read
 weights-only (torch's default since 2.6; upstream's tool then fails on the
 numpy and mmengine objects a Runner checkpoint holds), with exactly those
-data types allowed, and the output holds nothing but tensors, containers and
+data types allowed (``--trust-checkpoint`` for files that need more), and
+the output holds nothing but tensors, containers and
 plain Python values, so it loads with a bare
 ``torch.load(path, weights_only=True)`` anywhere (checked before the file is
 named).
@@ -28,6 +29,7 @@ import hashlib
 import os
 import os.path as osp
 import pickle
+import warnings
 from collections import OrderedDict
 
 import numpy as np
@@ -53,20 +55,29 @@ def mmengine_checkpoint_globals() -> list:
             HistoryBuffer, *sorted(dtype_classes, key=lambda c: c.__name__)]
 
 
-def load_weights_only(path: str) -> dict:
+def load_weights_only(path: str, trust: bool = False) -> dict:
     """``torch.load`` of a Runner checkpoint, weights-only, with the errors
-    naming the file."""
+    naming the file. ``trust``: unpickle anything (``--trust-checkpoint``),
+    for files you trust as you would trust code."""
     if not osp.isfile(path):
         raise FileNotFoundError(f'checkpoint {path} not found')
+    if trust:
+        warnings.warn(f'--trust-checkpoint: loading {path} without weights-'
+                      'only safety; a checkpoint can run code while it loads')
+        return torch.load(path, map_location='cpu', weights_only=False)
     try:
         with torch.serialization.safe_globals(mmengine_checkpoint_globals()):
             return torch.load(path, map_location='cpu', weights_only=True)
     except pickle.UnpicklingError as e:
+        cause = [ln.strip() for ln in str(e).splitlines()
+                 if 'Unsupported global' in ln]
         raise pickle.UnpicklingError(
             f'{path} holds objects that weights-only loading refuses (they '
-            'could run code while loading); publish only checkpoints of '
-            'mmengine Runners or converters. torch said: ' +
-            str(e).split('\n\n')[0][:500]) from None
+            'could run code while loading): ' +
+            (cause[0] if cause else str(e)[:300]) + '. A Runner checkpoint '
+            'saved by mmengine\'s own CheckpointHook holds its message hub\'s '
+            'HistoryBuffers, pickled through getattr; if you trust the file '
+            'as you would trust a program, pass --trust-checkpoint.') from None
     except (EOFError, RuntimeError) as e:
         raise ValueError(f'{path} is not a checkpoint (truncated?): '
                          f'{type(e).__name__}: {e}') from None
@@ -142,14 +153,16 @@ def process_checkpoint(checkpoint: dict, no_ema: bool = False,
 
 
 def publish(in_file: str, out_file: str, no_ema: bool = False,
-            dataset_type: str = None, date: str = None) -> str:
+            dataset_type: str = None, date: str = None,
+            trust: bool = False) -> str:
     """Write the published checkpoint as ``<out_file stem>_<date>-<sha256
     [:8]>.pth`` and return that path."""
     out_dir = osp.dirname(osp.abspath(out_file))
     if not osp.isdir(out_dir):
         raise FileNotFoundError(f'output folder {out_dir} does not exist')
     published = process_checkpoint(
-        load_weights_only(in_file), no_ema=no_ema, dataset_type=dataset_type)
+        load_weights_only(in_file, trust), no_ema=no_ema,
+        dataset_type=dataset_type)
     stem = out_file[:-len('.pth')] if out_file.endswith('.pth') else out_file
     tmp = osp.join(out_dir, f'.tmp_{osp.basename(stem)}_{os.getpid()}.pth')
     try:
@@ -189,9 +202,16 @@ def main():
         '--dataset-type',
         help='registered dataset whose METAINFO (class names) goes into '
         'meta.dataset_meta, e.g. ImageNet for converted weights')
+    parser.add_argument(
+        '--trust-checkpoint',
+        action='store_true',
+        help='load the input without weights-only safety (needed for '
+        'checkpoints of mmengine\'s own CheckpointHook, whose message hub '
+        'is pickled through getattr); only for files you trust as code. '
+        'The output is weights-only loadable either way')
     args = parser.parse_args()
     final = publish(args.in_file, args.out_file, args.no_ema,
-                    args.dataset_type)
+                    args.dataset_type, trust=args.trust_checkpoint)
     print(f'Published {final}')
 
 
