@@ -9,7 +9,10 @@ from setuptools import find_packages, setup
 
 def read_requirements(path):
     with open(path) as f:
-        return [ln.strip() for ln in f if ln.strip() and not ln.startswith('#')]
+        return [
+            ln.strip() for ln in f
+            if ln.strip() and not ln.startswith('#')
+        ]
 
 
 def add_mim_extension():

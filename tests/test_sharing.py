@@ -163,7 +163,7 @@ def test_publish_refuses_code_in_a_checkpoint(tmp_path):
     assert not glob.glob(str(tmp_path / 'out*'))
 
 
-# --- tools/test.py --show-dir (classification) --------------------------------
+# --- tools/test.py --show-dir (classification) -------------------------------
 
 
 def test_show_dir_draws_every_test_image(imagenet_root, tmp_path):
@@ -180,7 +180,7 @@ def test_show_dir_draws_every_test_image(imagenet_root, tmp_path):
     assert not glob.glob(osp.join(REPO_ROOT, '*.png'))
 
 
-# --- the mim extension --------------------------------------------------------
+# --- the mim extension -------------------------------------------------------
 
 
 @pytest.fixture(scope='module')
