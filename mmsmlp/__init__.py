@@ -1,6 +1,7 @@
 # Copyright (c) mmsmlp contributors. All rights reserved.
 """Importing mmsmlp registers its modules (SMLPNet, hooks, datasets,
-transforms) in the OpenMMLab registries and, where transformers is too new
+transforms) in the OpenMMLab registries, its model index in mmpretrain's
+``ModelHub`` and, where transformers is too new
 for mmpretrain 1.2.0, mmpretrain's multimodal placeholders (see
 :mod:`mmsmlp.compat`). It changes nothing else in other libraries."""
 import warnings
@@ -28,6 +29,6 @@ from . import compat  # noqa: E402
 compat.skip_multimodal_models_on_new_transformers()
 
 from .models import *  # noqa: E402,F401,F403
-from . import datasets, engine  # noqa: E402,F401  (hooks, transforms)
+from . import apis, datasets, engine  # noqa: E402,F401  (model index, hooks, transforms)
 
 __all__ = ['__version__']

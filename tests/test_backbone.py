@@ -145,3 +145,43 @@ def test_with_cp_same_outputs_and_grads():
     out_cp.sum().backward()
     for (name, p), q in zip(plain.named_parameters(), cp.parameters()):
         torch.testing.assert_close(q.grad, p.grad, msg=name)
+
+
+def test_pretrained_argument_as_mmseg_and_mmdet_pass_it():
+    """mmseg's segmentors (and older mmdet configs) pass `pretrained` to the
+    backbone: None is accepted, a path becomes the Pretrained init of an
+    ImageClassifier checkpoint, both it and init_cfg is an error."""
+    assert SMLPNet(arch=SMALL_ARCH, pretrained=None).init_cfg is None
+    with pytest.warns(UserWarning, match='`pretrained` is deprecated'):
+        model = SMLPNet(arch=SMALL_ARCH, pretrained='ckpt.pth')
+    assert model.init_cfg == dict(
+        type='Pretrained', checkpoint='ckpt.pth', prefix='backbone.')
+    with pytest.raises(ValueError, match='set only one'):
+        SMLPNet(arch=SMALL_ARCH, pretrained='ckpt.pth',
+                init_cfg=dict(type='Pretrained', checkpoint='x.pth'))
+    with pytest.raises(TypeError, match='pretrained must be'):
+        SMLPNet(arch=SMALL_ARCH, pretrained=True)
+
+
+def test_in_an_mmseg_fpn_config():
+    """mmseg's FPN base config with the backbone swapped: the segmentor's
+    `pretrained=None` reaches SMLPNet, and the model runs."""
+    from mmengine.config import Config
+    from mmengine.registry import init_default_scope
+    from mmseg.registry import MODELS as SEG_MODELS
+    cfg = Config.fromstring(
+        "_base_ = 'mmseg::_base_/models/fpn_r50.py'\n"
+        "norm_cfg = dict(type='BN', requires_grad=True)\n"
+        'model = dict(pretrained=None, data_preprocessor=None, backbone=dict('
+        "_delete_=True, type='SMLPNet', arch=dict(embed_dims=8, depths=[1, "
+        "1, 1, 1], mlp_ratio=2), img_size=64, out_indices=(0, 1, 2, 3)), "
+        'neck=dict(in_channels=[8, 16, 32, 64], out_channels=16), '
+        'decode_head=dict(in_channels=[16, 16, 16, 16], channels=16, '
+        'num_classes=3, norm_cfg=norm_cfg))\n',
+        file_format='.py')
+    assert cfg.model.pretrained is None
+    init_default_scope('mmseg')
+    model = SEG_MODELS.build(cfg.model).eval()
+    with torch.no_grad():
+        out = model(torch.randn(1, 3, 64, 96), mode='tensor')
+    assert out.shape == (1, 3, 16, 24)

@@ -185,8 +185,11 @@ def test_detection_configs():
         assert 'window_size' not in bb and 'convert_weights' not in bb
         assert bb.init_cfg == dict(
             type='Pretrained', checkpoint=cfg.pretrained, prefix='backbone.')
-        assert cfg.pretrained == \
-            f'checkpoints/smlpnet-{arch[0]}_8xb128_in1k.pth'
+        # T: this project's ImageNet training; S: the official weights,
+        # converted (the model-index names)
+        assert cfg.pretrained == ('checkpoints/smlpnet-t_8xb128_in1k.pth'
+                                  if arch[0] == 't' else
+                                  'checkpoints/smlpnet-s_3rdparty_in1k.pth')
         assert cfg.model.neck.in_channels == stage_channels(arch)
         optim = cfg.optim_wrapper
         assert optim.optimizer == dict(
@@ -326,9 +329,13 @@ def test_test_tool_coco_metric(trained, coco_root, tmp_path):
                 'coco/segm_mAP_50'):
         assert key in log
     assert 'Evaluating bbox' in log and 'Evaluating segm' in log
-    # --show-dir: mmdet's DetVisualizationHook drew every val image
-    pictures = glob.glob(osp.join(test_dir, '*', 'vis', '*.jpg'))
-    assert len(pictures) == 3
+    # --show-dir: mmdet's DetVisualizationHook drew every val image, into
+    # <work_dir>/<show_dir>
+    pictures = glob.glob(osp.join(test_dir, 'vis', '*.jpg'))
+    val_images = glob.glob(osp.join(coco_root, 'val2017', '*.jpg'))
+    assert len(val_images) == 3
+    assert sorted(map(osp.basename, pictures)) == sorted(
+        map(osp.basename, val_images))
 
 
 def test_det_demo(trained, coco_root, tmp_path):

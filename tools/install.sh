@@ -67,6 +67,9 @@ pip_install -c "$CONSTRAINTS" -r "$ROOT/requirements/runtime.txt" -r "$ROOT/requ
 pip_install -c "$CONSTRAINTS" --no-build-isolation -e "$ROOT"
 if [[ "${1:-}" == "--tests" ]]; then
   pip_install -c "$CONSTRAINTS" -r "$ROOT/requirements/tests.txt"
+  # mim (tests/test_sharing.py) without its dependency opendatalab, whose
+  # openxlab pins setuptools 60 and old requests; mim never imports it.
+  pip_install --no-deps "openmim==0.3.9"
 fi
 if "$PY" -c "import importlib.metadata as m, sys; v = m.version('transformers'); sys.exit(tuple(int(p) for p in v.split('.')[:2]) < (4, 56))" 2>/dev/null; then
   log "WARNING: transformers >= 4.56 is installed: mmpretrain 1.2.0's multimodal models cannot import"

@@ -27,8 +27,8 @@ def parse_args():
         '--out', help='dump the predictions to this pickle file')
     parser.add_argument(
         '--show-dir',
-        help='save pictures of the predictions to this folder (relative to '
-        'the work dir)')
+        help='draw the predictions on every test image into this folder '
+        '(relative to the work dir)')
     parser.add_argument(
         '--tta',
         action='store_true',
@@ -85,24 +85,27 @@ def merge_args(cfg, args):
         if 'visualization' not in hooks:
             raise KeyError('--show-dir needs a `visualization` hook in '
                            f'default_hooks of {args.config}')
-        hooks.visualization.enable = True
-        hooks.visualization.draw = True
-        hooks.visualization.out_dir = args.show_dir
-        # The hooks of mmpretrain and of mmdet/mmseg name the switch apart.
-        if cfg.get('default_scope') == 'mmpretrain':
-            hooks.visualization.pop('draw')
-        elif cfg.get('default_scope') == 'mmseg':
-            # mmseg's SegVisualizationHook takes no output folder: it draws
-            # every `interval` images through the visualizer's backends, into
-            # visualizer.save_dir.
-            hooks.visualization.pop('enable')
-            hooks.visualization.interval = 1
-            cfg.visualizer.save_dir = osp.join(
-                cfg.work_dir, hooks.visualization.pop('out_dir'))
+        # Every test image is drawn, into <work_dir>/<show_dir> (an
+        # absolute --show-dir stays as it is), whichever codebase's hook.
+        show_dir = osp.abspath(osp.join(cfg.work_dir, args.show_dir))
+        vis = hooks.visualization
+        scope = cfg.get('default_scope')
+        if scope == 'mmpretrain':
+            # VisualizationHook draws the samples whose index is a multiple
+            # of `interval` (default 5000: the first only) to `out_dir`, a
+            # path it takes as it is.
+            vis.update(enable=True, interval=1, out_dir=show_dir)
+        elif scope == 'mmseg':
+            # SegVisualizationHook draws every `interval`-th image through
+            # the visualizer's backends: LocalVisBackend writes
+            # <save_dir>/vis_data/vis_image/<name>_<index>.png.
+            vis.update(draw=True, interval=1)
+            cfg.visualizer.save_dir = show_dir
         else:
-            hooks.visualization.pop('enable')
-            hooks.visualization.test_out_dir = hooks.visualization.pop(
-                'out_dir')
+            # mmdet's DetVisualizationHook draws every test image to
+            # <work_dir>/<timestamp>/<test_out_dir>; an absolute path
+            # replaces all of it.
+            vis.update(draw=True, test_out_dir=show_dir)
     return cfg
 
 

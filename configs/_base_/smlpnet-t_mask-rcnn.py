@@ -18,8 +18,12 @@ smlpnet_backbone = dict(
     norm_cfg=dict(type='BN', requires_grad=True),
     norm_eval=True,
     with_cp=False,
-    # The ImageNet-1k checkpoint of configs/smlpnet (tools/train.py) or the
-    # official weights converted by tools/model_converters/spach2mmsmlp.py.
+    # An ImageNet-1k checkpoint of configs/smlpnet/smlpnet-t_8xb128_in1k.py
+    # (no sMLPNet-T weights were released): train it, then
+    #   python tools/model_converters/publish_model.py \
+    #       work_dirs/smlpnet-t_8xb128_in1k/epoch_300.pth \
+    #       checkpoints/smlpnet-t_8xb128_in1k.pth
+    # and link the file it names to this path (docs/model_zoo.md).
     init_cfg=dict(
         type='Pretrained',
         checkpoint='checkpoints/smlpnet-t_8xb128_in1k.pth',

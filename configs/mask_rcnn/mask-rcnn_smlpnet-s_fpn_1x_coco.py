@@ -2,7 +2,10 @@
 # recipe of mask-rcnn_smlpnet-t_fpn_1x_coco.py. See docs/detection.md.
 _base_ = './mask-rcnn_smlpnet-t_fpn_1x_coco.py'
 
-pretrained = 'checkpoints/smlpnet-s_8xb128_in1k.pth'
+# The official sMLPNet-S ImageNet weights, converted (docs/model_zoo.md):
+#   python tools/model_converters/spach2mmsmlp.py smlp_s.pth \
+#       checkpoints/smlpnet-s_3rdparty_in1k.pth
+pretrained = 'checkpoints/smlpnet-s_3rdparty_in1k.pth'
 
 model = dict(
     backbone=dict(

@@ -1,7 +1,10 @@
 # UperNet + sMLPNet-S on ADE20K (the sMLPNet-T recipe, see that config).
 _base_ = './smlpnet-t_upernet_8xb2-160k_ade20k-512x512.py'
 
-checkpoint = 'checkpoints/smlpnet-s_8xb128_in1k.pth'
+# The official sMLPNet-S ImageNet weights, converted (docs/model_zoo.md):
+#   python tools/model_converters/spach2mmsmlp.py smlp_s.pth \
+#       checkpoints/smlpnet-s_3rdparty_in1k.pth
+checkpoint = 'checkpoints/smlpnet-s_3rdparty_in1k.pth'
 
 model = dict(
     backbone=dict(

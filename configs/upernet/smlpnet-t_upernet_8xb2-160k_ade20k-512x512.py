@@ -10,9 +10,13 @@ _base_ = [
 custom_imports = dict(imports=['mmsmlp'], allow_failed_imports=False)
 default_scope = 'mmseg'
 
-# The ImageNet-1k checkpoint of configs/smlpnet/smlpnet-t_8xb128_in1k.py
-# (a Runner checkpoint, or official weights converted with
-# tools/model_converters/spach2mmsmlp.py): backbone weights under 'backbone.'.
+# An ImageNet-1k checkpoint of configs/smlpnet/smlpnet-t_8xb128_in1k.py
+# (no sMLPNet-T weights were released): train it, then
+#   python tools/model_converters/publish_model.py \
+#       work_dirs/smlpnet-t_8xb128_in1k/epoch_300.pth \
+#       checkpoints/smlpnet-t_8xb128_in1k.pth
+# and link the file it names to this path (docs/model_zoo.md). Backbone
+# weights under 'backbone.'.
 checkpoint = 'checkpoints/smlpnet-t_8xb128_in1k.pth'
 crop_size = (512, 512)
 

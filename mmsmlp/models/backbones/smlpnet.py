@@ -1,8 +1,9 @@
 # Copyright (c) mmsmlp contributors. All rights reserved.
 """sMLPNet backbone: `Sparse MLP for Image Recognition: Is Self-Attention
 Really Necessary? <https://arxiv.org/abs/2109.05422>`_ (AAAI 2022)."""
+import warnings
 from itertools import chain
-from typing import Sequence, Union
+from typing import Optional, Sequence, Union
 
 import torch.nn.functional as F
 import torch.utils.checkpoint as cp
@@ -15,6 +16,7 @@ from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..utils.channel_mlp import ChannelMLP, LayerNormKeepDtype
+from ..utils.eager import is_exporting
 from ..utils.norm_act import batch_norm_gelu, conv_batch_norm_gelu
 from ..utils.sparse_mlp import SparseMLP
 
@@ -79,7 +81,10 @@ class Downsample(nn.Conv2d):
 
     Inputs whose size is not a multiple of the stride are zero-padded at the
     bottom and right first (mmcv's ``AdaptivePadding(padding='corner')``
-    behaviour), so a stage output has ``ceil(H / stride)`` rows.
+    behaviour), so a stage output has ``ceil(H / stride)`` rows. An export
+    (:func:`..utils.eager.is_exporting`) always pads, by the amount its
+    symbolic size needs (zero at multiples of the stride), so the graph is
+    right at every input size.
     """
 
     def __init__(self, in_channels: int, out_channels: int, stride: int):
@@ -88,8 +93,11 @@ class Downsample(nn.Conv2d):
 
     def forward(self, x: Tensor) -> Tensor:
         s = self.stride[0]
-        pad_h, pad_w = -x.shape[-2] % s, -x.shape[-1] % s
-        if pad_h or pad_w:
+        h, w = x.shape[-2:]
+        # ceil(h / s) * s - h: the form torch.export reasons about best
+        # (the output has ceil(h / s) rows)
+        pad_h, pad_w = (h + s - 1) // s * s - h, (w + s - 1) // s * s - w
+        if is_exporting() or pad_h or pad_w:
             x = F.pad(x, (0, pad_w, 0, pad_h))
         return super().forward(x)
 
@@ -124,6 +132,14 @@ class SMLPNet(BaseBackbone):
         drop_path_rate (float): Stochastic depth rate, increasing linearly
             over the blocks from 0. Defaults to 0.
         with_cp (bool): Gradient checkpointing per block. Defaults to False.
+        pretrained (str, optional): mmseg's and mmdet's older way to name
+            the ImageNet checkpoint (their segmentors set it from the
+            model-level ``pretrained`` key): a checkpoint of an
+            ``ImageClassifier`` (``configs/smlpnet``, or official weights
+            converted by ``tools/model_converters/spach2mmsmlp.py``), loaded
+            with ``init_cfg=dict(type='Pretrained', checkpoint=pretrained,
+            prefix='backbone.')``. Deprecated there, and so here: prefer
+            ``init_cfg``. Defaults to None.
         init_cfg (dict | list[dict], optional): Initialization config. The
             default is PyTorch's, as in the official code.
     """
@@ -149,7 +165,23 @@ class SMLPNet(BaseBackbone):
                  norm_cfg: dict = dict(type='BN'),
                  drop_path_rate: float = 0.,
                  with_cp: bool = False,
+                 pretrained: Optional[str] = None,
                  init_cfg=None):
+        if pretrained is not None:
+            if not isinstance(pretrained, str):
+                raise TypeError('pretrained must be a checkpoint path (str) '
+                                f'or None, got {type(pretrained)}')
+            if init_cfg is not None:
+                raise ValueError(
+                    f'SMLPNet got both pretrained={pretrained!r} and '
+                    f'init_cfg={init_cfg}: set only one (init_cfg=dict('
+                    "type='Pretrained', checkpoint=..., prefix='backbone.'))")
+            warnings.warn(
+                'SMLPNet: `pretrained` is deprecated, use `init_cfg=dict('
+                f"type='Pretrained', checkpoint={pretrained!r}, "
+                "prefix='backbone.')` instead")
+            init_cfg = dict(
+                type='Pretrained', checkpoint=pretrained, prefix='backbone.')
         super().__init__(init_cfg=init_cfg)
         arch = self.parse_arch(arch)
         self.embed_dims = arch['embed_dims']

@@ -21,7 +21,8 @@ class LayerNormKeepDtype(nn.LayerNorm):
     """
 
     def forward(self, x: Tensor) -> Tensor:
-        return layer_norm(x, self.weight, self.bias, self.eps)
+        return layer_norm(x, self.weight, self.bias, self.eps,
+                          self.normalized_shape)
 
 
 class _ChannelMLPFunction(torch.autograd.Function):

@@ -10,6 +10,8 @@ and read the fp32 affine parameters directly, so autocast's casts of the
 weight and bias (and of their gradients) are not needed either. Without
 Triton, or on the CPU, :func:`layer_norm` is ``F.layer_norm``.
 """
+from typing import Optional, Tuple
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -114,17 +116,20 @@ class _TritonLayerNorm(torch.autograd.Function):
         return dx, dw, db, None
 
 
-def layer_norm(x: Tensor, weight: Tensor, bias: Tensor,
-               eps: float) -> Tensor:
+def layer_norm(x: Tensor, weight: Tensor, bias: Tensor, eps: float,
+               normalized_shape: Optional[Tuple[int]] = None) -> Tensor:
     """LayerNorm over the last dim of ``x``, output in ``x``'s dtype.
 
     The Triton kernels run for CUDA tensors in eager mode as
     :mod:`.triton_utils` says; torch.compile (whose own LayerNorm kernels
-    are fast) and tracing see ``F.layer_norm``."""
+    are fast) and tracing see ``F.layer_norm``. ``normalized_shape``
+    (default ``x.shape[-1:]``): a module passes its own, a constant, which
+    the TorchScript-based ONNX exporter needs (it sees ``x.shape[-1:]`` as a
+    dynamic value and refuses it)."""
     backward = torch.is_grad_enabled() and (
         x.requires_grad or weight.requires_grad or bias.requires_grad)
     if use_triton(x, backward):  # autocast does not touch Triton kernels
         return _TritonLayerNorm.apply(x.contiguous(), weight, bias, eps)
     with torch.autocast(x.device.type, enabled=False):
-        return F.layer_norm(x, x.shape[-1:], weight.to(x.dtype),
-                            bias.to(x.dtype), eps)
+        return F.layer_norm(x, normalized_shape or x.shape[-1:],
+                            weight.to(x.dtype), bias.to(x.dtype), eps)

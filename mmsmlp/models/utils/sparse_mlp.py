@@ -8,7 +8,7 @@ from mmengine.logging import MMLogger
 from mmengine.model import BaseModule
 from torch import Tensor, nn
 
-from .eager import compute_dtype, is_eager
+from .eager import compute_dtype, is_eager, is_exporting
 
 
 def resample_axial_mixing(weight: Tensor, bias: Tensor,
@@ -22,9 +22,15 @@ def resample_axial_mixing(weight: Tensor, bias: Tensor,
     ``N / size``: a constant row keeps its mean, and the mixed feature keeps
     its magnitude. At ``size == N`` the inputs are returned untouched.
     Differentiable, so gradients reach the stored ``N x N`` weights.
+
+    In an export (:func:`.eager.is_exporting`) ``size`` is symbolic and the
+    interpolation is always part of the graph, so the exported model
+    resamples for the size it is run at; at ``size == N`` it is the identity
+    (pixel-centre aligned bilinear resizing to the same size copies every
+    value, and the scale is 1).
     """
     n = weight.shape[-1]
-    if size == n:
+    if not is_exporting() and size == n:
         return weight, bias
     weight = F.interpolate(
         weight[None, None], size=(size, size), mode='bilinear',
@@ -70,7 +76,10 @@ def sparse_mlp(x: Tensor, w_h: Tensor, b_h: Tensor, w_w: Tensor, b_w: Tensor,
     come in as :func:`bias_table`.
     """
     B, H, W, C = x.shape
-    x_h = torch.bmm(w_h.expand(B, H, H), x.view(B, H, W * C))
+    # (B, H, W * C) through the flat view: the same view, but torch.export
+    # can then prove the reshape valid for symbolic sizes (it cannot for
+    # the direct merge of W and C).
+    x_h = torch.bmm(w_h.expand(B, H, H), x.view(-1).view(B, H, W * C))
     x_w = torch.bmm(w_w.expand(B * H, W, W), x.view(B * H, W, C))
     return fuse_mixes(x, x_w.view(x.shape), x_h.view(x.shape),
                       fuse).add_(bias_table(b_h, b_w, fuse))
