@@ -151,11 +151,17 @@ def load_checkpoint_file(path: str,
             checkpoint = torch.load(
                 path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
+        cause = [
+            line.strip() for line in str(e).splitlines()
+            if 'Unsupported global' in line or 'Unsupported operand' in line
+        ]
         raise pickle.UnpicklingError(
             f'{path} holds objects that weights-only loading refuses, which '
-            'could run code while loading. If you trust the file as you would '
-            'trust a program, pass --trust-checkpoint. torch said: ' +
-            str(e).split('\n\n')[0][-600:]) from None
+            'could run code while loading (' +
+            (cause[0] if cause else str(e)[-300:]) + '). A checkpoint of '
+            "mmengine's own CheckpointHook holds its message hub's "
+            'HistoryBuffers, pickled through getattr. If you trust the file '
+            'as you would trust a program, pass --trust-checkpoint.') from None
     except (EOFError, RuntimeError) as e:
         raise ValueError(f'{path} is not a checkpoint (truncated?): '
                          f'{type(e).__name__}: {e}') from None

@@ -29,58 +29,25 @@ import hashlib
 import os
 import os.path as osp
 import pickle
-import warnings
 from collections import OrderedDict
 
 import numpy as np
 import torch
+
+from mmsmlp.compat import load_checkpoint_file
 
 # What a Runner checkpoint holds besides the weights (upstream's list).
 TRAINING_STATE = ('optimizer', 'param_schedulers', 'message_hub',
                   'hook_msgs', 'ema_state_dict')
 
 
-def mmengine_checkpoint_globals() -> list:
-    """The data-only types of mmengine's Runner checkpoints that torch's
-    weights-only unpickler refuses by default: numpy arrays, scalars and
-    dtypes (logged values, random state) and the message hub's
-    ``HistoryBuffer``. None of them runs code when unpickled."""
-    try:
-        from numpy._core import multiarray
-    except ImportError:  # numpy 1
-        from numpy.core import multiarray
-    from mmengine.logging import HistoryBuffer
-    dtype_classes = {type(np.dtype(t)) for t in np.sctypeDict.values()}
-    return [multiarray._reconstruct, multiarray.scalar, np.ndarray, np.dtype,
-            HistoryBuffer, *sorted(dtype_classes, key=lambda c: c.__name__)]
-
-
 def load_weights_only(path: str, trust: bool = False) -> dict:
-    """``torch.load`` of a Runner checkpoint, weights-only, with the errors
-    naming the file. ``trust``: unpickle anything (``--trust-checkpoint``),
-    for files you trust as you would trust code."""
-    if not osp.isfile(path):
-        raise FileNotFoundError(f'checkpoint {path} not found')
-    if trust:
-        warnings.warn(f'--trust-checkpoint: loading {path} without weights-'
-                      'only safety; a checkpoint can run code while it loads')
-        return torch.load(path, map_location='cpu', weights_only=False)
-    try:
-        with torch.serialization.safe_globals(mmengine_checkpoint_globals()):
-            return torch.load(path, map_location='cpu', weights_only=True)
-    except pickle.UnpicklingError as e:
-        cause = [ln.strip() for ln in str(e).splitlines()
-                 if 'Unsupported global' in ln]
-        raise pickle.UnpicklingError(
-            f'{path} holds objects that weights-only loading refuses (they '
-            'could run code while loading): ' +
-            (cause[0] if cause else str(e)[:300]) + '. A Runner checkpoint '
-            'saved by mmengine\'s own CheckpointHook holds its message hub\'s '
-            'HistoryBuffers, pickled through getattr; if you trust the file '
-            'as you would trust a program, pass --trust-checkpoint.') from None
-    except (EOFError, RuntimeError) as e:
-        raise ValueError(f'{path} is not a checkpoint (truncated?): '
-                         f'{type(e).__name__}: {e}') from None
+    """The checkpoint, weights-only (``mmsmlp.compat.load_checkpoint_file``:
+    SafeCheckpointHook's files load as they are), with errors naming the
+    file. ``trust``: unpickle anything (``--trust-checkpoint``), e.g. a
+    checkpoint of mmengine's own CheckpointHook (its HistoryBuffers are
+    pickled through getattr), for files you trust as you would trust code."""
+    return load_checkpoint_file(path, trust=trust)
 
 
 def to_plain(value):
