@@ -11,7 +11,7 @@ from mmengine.config import Config, DictAction
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
-from mmsmlp.utils import check_data_paths
+from mmsmlp.utils import check_config, check_data_paths, claim_work_dir
 
 
 def parse_args():
@@ -97,8 +97,10 @@ def main():
     args = parse_args()
     cfg = merge_args(Config.fromfile(args.config), args)
     check_data_paths(cfg, ('test_dataloader', ))  # before any dataset exists
-    runner = (RUNNERS.build(cfg)
-              if 'runner_type' in cfg else Runner.from_cfg(cfg))
+    check_config(cfg)  # top-level key typos, hook options
+    with claim_work_dir(cfg.work_dir, args.launcher, train=False):
+        runner = (RUNNERS.build(cfg)
+                  if 'runner_type' in cfg else Runner.from_cfg(cfg))
     if args.out:
         from mmengine.evaluator import DumpResults
         runner.test_evaluator.metrics.append(

@@ -11,7 +11,8 @@ from mmengine.config import Config, DictAction
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
-from mmsmlp.utils import check_data_paths
+from mmsmlp.utils import (check_config, check_data_paths, check_schedule,
+                          claim_work_dir)
 
 
 def parse_args():
@@ -91,8 +92,12 @@ def main():
     cfg = merge_args(Config.fromfile(args.config), args)
     # before any dataset or data-loader worker exists
     check_data_paths(cfg, ('train_dataloader', 'val_dataloader'))
-    runner = (RUNNERS.build(cfg)
-              if 'runner_type' in cfg else Runner.from_cfg(cfg))
+    check_config(cfg)  # top-level key typos, hook options
+    # one training run per work_dir, one log folder per run
+    with claim_work_dir(cfg.work_dir, args.launcher):
+        runner = (RUNNERS.build(cfg)
+                  if 'runner_type' in cfg else Runner.from_cfg(cfg))
+    check_schedule(cfg)  # e.g. max_epochs not longer than the warm-up
     runner.train()
 
 

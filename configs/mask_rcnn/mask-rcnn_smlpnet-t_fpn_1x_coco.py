@@ -16,3 +16,10 @@ model = dict(
     neck=dict(in_channels=[80, 160, 320, 640]))
 optim_wrapper = {{_base_.smlpnet_optim_wrapper}}
 custom_hooks = {{_base_.smlpnet_custom_hooks}}
+
+# mmdet's CocoDataset that counts the annotations it drops (NaN or empty
+# boxes, unknown categories, ...: one warning per file), refuses a file with
+# nothing usable and names missing fields (docs/get_started.md).
+train_dataloader = dict(dataset=dict(type='CheckedCocoDataset'))
+val_dataloader = dict(dataset=dict(type='CheckedCocoDataset'))
+test_dataloader = val_dataloader

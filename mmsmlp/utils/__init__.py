@@ -1,4 +1,10 @@
 # Copyright (c) mmsmlp contributors. All rights reserved.
-from .checks import check_data_paths
+from .checks import (check_config, check_data_paths, check_hook_options,
+                     check_schedule, check_top_level_keys)
+from .work_dir import claim_work_dir, lock_training
 
-__all__ = ['check_data_paths']
+__all__ = [
+    'check_config', 'check_data_paths', 'check_hook_options',
+    'check_schedule', 'check_top_level_keys', 'claim_work_dir',
+    'lock_training'
+]
