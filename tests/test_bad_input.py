@@ -90,6 +90,30 @@ def test_skipped_step_leaves_no_trace_in_the_model():
         torch.testing.assert_close(model.state_dict()[key], value)
 
 
+def test_skipped_step_leaves_no_trace_in_smlpnet():
+    """The same through mmengine's train_step on the quick-start sMLPNet
+    (its fused BatchNorm + GELU updates the running statistics itself)."""
+    from mmpretrain.registry import MODELS
+    from mmpretrain.structures import DataSample
+    MessageHub.get_instance('test_skipped_step_smlpnet')
+    model = MODELS.build(Config.fromfile(QUICKSTART).model).train()
+    wrapper = build_optim_wrapper(
+        model,
+        dict(type='SkipNonFiniteOptimWrapper',
+             optimizer=dict(type='AdamW', lr=1e-3)))
+    samples = [DataSample().set_gt_label(i) for i in range(2)]
+    images = torch.rand(2, 3, 64, 64) * 255
+    model.train_step(dict(inputs=images, data_samples=samples), wrapper)
+    before = snapshot(model)
+    images[1, :, 5, 5] = float('nan')
+    log_vars = model.train_step(dict(inputs=images, data_samples=samples),
+                                wrapper)
+    assert not torch.isfinite(log_vars['loss'])
+    assert wrapper.num_skipped == 1
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, before[key]), key
+
+
 @pytest.mark.parametrize('bound,steps,message', [
     (dict(max_skipped_steps=2), 3,
      r'3 optimizer steps skipped .* more than max_skipped_steps=2 allows '
@@ -167,6 +191,7 @@ def test_diverging_run_stops_and_saves_nothing_non_finite(
         r'max_skipped_steps=0.05 allows \(1 of the run\'s 6 iterations\)',
         log), log[-3000:]
     saved = glob.glob(osp.join(work_dir, '*.pth'))
+    assert osp.join(work_dir, 'epoch_1.pth') in saved  # before the stop
     for path in saved:
         weights = state_dict(path)
         assert all(torch.isfinite(v).all() for v in weights.values()
