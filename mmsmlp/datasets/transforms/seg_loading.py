@@ -22,7 +22,9 @@ class CheckedLoadAnnotations(LoadAnnotations):
 
     The check runs per sample in the data-loading workers (one pass over
     the label map, well under a millisecond for ADE20K's), not on the 20k
-    label maps when the dataset is built.
+    label maps when the dataset is built. A sample without label map
+    (``seg_map_path`` None: inference, e.g. ``MMSegInferencer`` with the
+    test pipeline) passes through unchanged.
 
     Args:
         num_classes (int): The number of classes (150 for ADE20K).
@@ -37,6 +39,13 @@ class CheckedLoadAnnotations(LoadAnnotations):
                 f'num_classes must be an int >= 1, got {num_classes!r}')
         self.num_classes = num_classes
         self.ignore_index = ignore_index
+
+    def transform(self, results: dict) -> dict:
+        if results.get('seg_map_path') is None:
+            # inference (mmseg's inferencer drops only its own
+            # LoadAnnotations from the test pipeline): no label map
+            return results
+        return super().transform(results)
 
     def _load_seg_map(self, results: dict) -> None:
         super()._load_seg_map(results)
