@@ -50,6 +50,13 @@ def test_bad_arch_messages():
         SMLPNet(arch=dict(embed_dims=8, depths=[1, 1, 1, 1]))
     with pytest.raises(ValueError, match='multiple of 32'):
         SMLPNet(arch='t', img_size=100)
+    # 0 and negative multiples of the stride: refused when built, not at the
+    # first forward pass
+    for size in (0, -32, (224, 0)):
+        with pytest.raises(ValueError,
+                           match=r'img_size .* must be a positive multiple '
+                           r'of 32 \(the last stage.s stride: 32, 64'):
+            SMLPNet(arch='t', img_size=size)
     with pytest.raises(ValueError, match='out_indices 4'):
         SMLPNet(arch='t', out_indices=(4, ))
 

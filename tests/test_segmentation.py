@@ -126,7 +126,8 @@ def test_upernet_recipe(arch):
     assert train.batch_size == 2 and train.dataset.type == 'ADE20KDataset'
     steps = {t.type: t for t in train.dataset.pipeline}
     assert steps['RandomCrop'].crop_size == (512, 512)
-    assert steps['LoadAnnotations'].reduce_zero_label is True
+    assert steps['CheckedLoadAnnotations'].reduce_zero_label is True
+    assert steps['CheckedLoadAnnotations'].num_classes == 150
     assert cfg.train_cfg.max_iters == 160000
     assert cfg.tta_model.type == 'SegTTAModel'
     tta = cfg.tta_pipeline[-1]

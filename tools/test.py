@@ -14,7 +14,8 @@ from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 
 from mmsmlp.compat import load_checkpoint_file, trust_checkpoints
-from mmsmlp.utils import check_checkpoint, check_data_paths
+from mmsmlp.utils import (check_checkpoint, check_config, check_data_paths,
+                          claim_work_dir)
 
 
 def parse_args():
@@ -113,13 +114,15 @@ def main():
     args = parse_args()
     cfg = merge_args(Config.fromfile(args.config), args)
     check_data_paths(cfg, ('test_dataloader', ))  # before any dataset exists
+    check_config(cfg)  # top-level key typos, hook options
     # Read (weights-only unless trusted) and checked against the model
     # before anything is evaluated: weights that do not belong to the model
     # are an error, not a random-weights score.
     checkpoint = load_checkpoint_file(
         args.checkpoint, trust=args.trust_checkpoint)
-    runner = (RUNNERS.build(cfg)
-              if 'runner_type' in cfg else Runner.from_cfg(cfg))
+    with claim_work_dir(cfg.work_dir, args.launcher, train=False):
+        runner = (RUNNERS.build(cfg)
+                  if 'runner_type' in cfg else Runner.from_cfg(cfg))
     model = runner.model
     while is_model_wrapper(model) or isinstance(model, BaseTTAModel):
         model = model.module  # mmengine loads into the inner model too

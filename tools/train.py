@@ -15,7 +15,8 @@ from mmengine.runner import Runner, find_latest_checkpoint
 
 from mmsmlp.compat import trust_checkpoints
 from mmsmlp.compat.torch_checkpoint import describe_unloadable
-from mmsmlp.utils import check_data_paths
+from mmsmlp.utils import (check_config, check_data_paths, check_schedule,
+                          claim_work_dir)
 
 
 def parse_args():
@@ -117,6 +118,7 @@ def main():
     cfg = merge_args(Config.fromfile(args.config), args)
     # before any dataset or data-loader worker exists
     check_data_paths(cfg, ('train_dataloader', 'val_dataloader'))
+    check_config(cfg)  # top-level key typos, hook options
     load_from = cfg.get('load_from', None)
     if load_from and '://' not in load_from:
         which = '--resume' if cfg.get('resume') else 'load_from'
@@ -127,8 +129,11 @@ def main():
         if problem:
             raise ValueError(f'{which}: {load_from} is not a checkpoint '
                              f'(truncated?): {problem}')
-    runner = (RUNNERS.build(cfg)
-              if 'runner_type' in cfg else Runner.from_cfg(cfg))
+    # one training run per work_dir, one log folder per run
+    with claim_work_dir(cfg.work_dir, args.launcher):
+        runner = (RUNNERS.build(cfg)
+                  if 'runner_type' in cfg else Runner.from_cfg(cfg))
+    check_schedule(cfg)  # e.g. max_epochs not longer than the warm-up
     with (trust_checkpoints('--trust-checkpoint')
           if args.trust_checkpoint else contextlib.nullcontext()):
         runner.train()

@@ -28,7 +28,9 @@ model = dict(
 # mmpretrain's pipelines (imagenet_bs64_swin_224.py: RandAugment and random
 # erasing, as DeiT) with CheckedLoadImageFromFile as the first step: a
 # corrupt or truncated image raises an error naming it (`skip_broken=True`
-# skips it instead, counted in the log).
+# skips it instead, counted in the log). CheckedImageNet is mmpretrain's
+# ImageNet whose annotation files are checked when built (labels out of
+# range, not integers or missing: an error naming the file and line).
 bgr_mean = [103.53, 116.28, 123.675]
 bgr_std = [57.375, 57.12, 58.395]
 train_pipeline = [
@@ -83,14 +85,14 @@ train_dataloader = dict(
     # the last partial batch is dropped, as the official loader does: 1251
     # iterations per epoch on 8 GPUs x 128 (1252 with it)
     drop_last=True,
-    dataset=dict(pipeline=train_pipeline))
+    dataset=dict(type='CheckedImageNet', pipeline=train_pipeline))
 val_dataloader = dict(
     batch_size=128,
     num_workers=8,
     pin_memory=True,
     persistent_workers=True,
     collate_fn=dict(type='default_collate'),
-    dataset=dict(pipeline=test_pipeline))
+    dataset=dict(type='CheckedImageNet', pipeline=test_pipeline))
 test_dataloader = val_dataloader
 
 # AdamW, lr 1e-3, wd 0.05, no decay on norms and biases (from the base:

@@ -19,3 +19,10 @@ custom_hooks = {{_base_.smlpnet_custom_hooks}}
 # Checkpoints written atomically (a kill while saving leaves the previous
 # ones intact) in a form that loads weights-only (mmsmlp's hook).
 default_hooks = dict(checkpoint=dict(type='SafeCheckpointHook'))
+
+# mmdet's CocoDataset that counts the annotations it drops (NaN or empty
+# boxes, unknown categories, ...: one warning per file), refuses a file with
+# nothing usable and names missing fields (docs/get_started.md).
+train_dataloader = dict(dataset=dict(type='CheckedCocoDataset'))
+val_dataloader = dict(dataset=dict(type='CheckedCocoDataset'))
+test_dataloader = val_dataloader

@@ -35,6 +35,8 @@ data_preprocessor = dict(
 
 # CheckedLoadImageFromFile: a corrupt or truncated image raises an error
 # naming it (`skip_broken=True` skips it instead, with a count in the log).
+# CheckedImageNet: ImageNet whose annotation file is checked when built (a
+# label out of range, not an integer or missing: an error naming the line).
 train_pipeline = [
     dict(type='CheckedLoadImageFromFile'),
     dict(type='RandomResizedCrop', scale=64, crop_ratio_range=(0.6, 1.0),
@@ -56,7 +58,7 @@ train_dataloader = dict(
     collate_fn=dict(type='default_collate'),
     sampler=dict(type='DefaultSampler', shuffle=True),
     dataset=dict(
-        type='ImageNet',
+        type='CheckedImageNet',
         data_root=data_root,
         split='train',
         metainfo=dict(classes=classes),
@@ -68,7 +70,7 @@ val_dataloader = dict(
     collate_fn=dict(type='default_collate'),
     sampler=dict(type='DefaultSampler', shuffle=False),
     dataset=dict(
-        type='ImageNet',
+        type='CheckedImageNet',
         data_root=data_root,
         split='val',
         metainfo=dict(classes=classes),

@@ -54,6 +54,32 @@ optim_wrapper = dict(
     paramwise_cfg=dict(
         _delete_=True, custom_keys={{_base_.smlpnet_decay_keys}}))
 
+# mmseg's ADE20K pipelines (configs/_base_/datasets/ade20k.py) with
+# CheckedLoadAnnotations: a label map with values above the 150 classes
+# (other than 255, ignored), in colour, or of another size than its image
+# raises an error naming it (checked per sample, when it is loaded).
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='CheckedLoadAnnotations', num_classes=150,
+         reduce_zero_label=True),
+    dict(type='RandomResize', scale=(2048, 512), ratio_range=(0.5, 2.0),
+         keep_ratio=True),
+    dict(type='RandomCrop', crop_size=crop_size, cat_max_ratio=0.75),
+    dict(type='RandomFlip', prob=0.5),
+    dict(type='PhotoMetricDistortion'),
+    dict(type='PackSegInputs')
+]
+test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='Resize', scale=(2048, 512), keep_ratio=True),
+    dict(type='CheckedLoadAnnotations', num_classes=150,
+         reduce_zero_label=True),
+    dict(type='PackSegInputs')
+]
+train_dataloader = dict(dataset=dict(pipeline=train_pipeline))
+val_dataloader = dict(dataset=dict(pipeline=test_pipeline))
+test_dataloader = val_dataloader
+
 # Stop on a non-finite loss, naming the iteration, and re-seed at the start
 # of the run (docs/get_started.md, "Fault tolerance").
 custom_hooks = [dict(type='EpochSeedHook'), dict(type='FiniteLossHook')]

@@ -1,5 +1,20 @@
 # Copyright (c) mmsmlp contributors. All rights reserved.
+from .imagenet import CheckedImageNet
 from .synthetic import SHAPE_CLASSES, make_imagenet
 from .transforms import CheckedLoadImageFromFile
 
-__all__ = ['SHAPE_CLASSES', 'make_imagenet', 'CheckedLoadImageFromFile']
+__all__ = [
+    'SHAPE_CLASSES', 'make_imagenet', 'CheckedImageNet',
+    'CheckedLoadImageFromFile'
+]
+
+try:  # mmdet is optional for classification
+    from .coco import CheckedCocoDataset  # noqa: F401
+    __all__.append('CheckedCocoDataset')
+except ImportError:
+    pass
+try:  # mmseg is optional for classification
+    from .transforms.seg_loading import CheckedLoadAnnotations  # noqa: F401
+    __all__.append('CheckedLoadAnnotations')
+except ImportError:
+    pass

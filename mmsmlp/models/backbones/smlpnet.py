@@ -195,12 +195,13 @@ class SMLPNet(BaseBackbone):
                              f', got {frozen_stages}')
         self.frozen_stages = frozen_stages
         self.norm_eval = norm_eval
+        last_stride = patch_size * 2**(self.num_stages - 1)
         for size in self.img_size:
-            if size % (patch_size * 2**(self.num_stages - 1)):
+            if not isinstance(size, int) or size <= 0 or size % last_stride:
                 raise ValueError(
-                    f'img_size {img_size} must be a multiple of '
-                    f'{patch_size * 2**(self.num_stages - 1)} (the last '
-                    f'stage\'s stride)')
+                    f'img_size {img_size} must be a positive multiple of '
+                    f'{last_stride} (the last stage\'s stride: {last_stride}'
+                    f', {2 * last_stride}, ...), an int or (height, width)')
 
         # Stochastic depth grows linearly from 0 over all blocks.
         num_blocks = sum(self.depths)
