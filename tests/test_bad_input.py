@@ -577,7 +577,7 @@ def test_hook_option_typo_reported():
     with pytest.raises(TypeError) as error:
         check_hook_options(cfg)
     text = str(error.value)
-    assert ("default_hooks.checkpoint: CheckpointHook has no option "
+    assert ("default_hooks.checkpoint: SafeCheckpointHook has no option "
             "'intervall' (did you mean 'interval'?); its options: ") in text
     assert "custom_hooks[0]: EpochSeedHook has no option 'seeed'" in text
     # EMAHook's options include those of its EMA model

@@ -127,16 +127,17 @@ def test_derived_config_keeps_the_recipe(task, backbone, tmp_path):
 
 
 def test_classification_schedule_numbers(tmp_path):
-    """The sMLPNet-T ImageNet schedule (20 warm-up epochs of 300, cosine)
-    squeezed into 600 iterations: 40 warm-up iterations, then cosine."""
+    """The sMLPNet-T ImageNet schedule (timm's cosine over 300 epochs with
+    20 warm-up epochs laid over its start, stepped after each epoch)
+    squeezed into 600 iterations: 40 warm-up iterations, a delay of 2."""
     args = lc.parse_args(['--work-dir', str(tmp_path)])
     budget = dict(lc.BUDGETS['short']['cls'], iters=600)
     cfg = lc.derive_config('cls', 'smlpnet-t', str(tmp_path), budget['data'],
                            budget, args)
-    warmup, cosine = cfg.param_scheduler
-    assert (warmup.type, warmup.begin, warmup.end) == ('LinearLR', 0, 40)
-    assert (cosine.type, cosine.begin, cosine.end) == ('CosineAnnealingLR',
-                                                       40, 600)
+    (cosine, ) = cfg.param_scheduler
+    assert cosine.type == 'TimmCosineLR' and not cosine.by_epoch
+    assert (cosine.t_initial, cosine.warmup_t, cosine.delay) == (600, 40, 2)
+    assert (cosine.begin, cosine.end) == (0, 600)
     # EMA momentum 4e-5 per iteration over 300 x 1252 iterations
     assert cfg.custom_hooks[0].momentum == pytest.approx(4e-5 * 375600 / 600)
 

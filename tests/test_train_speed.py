@@ -170,7 +170,7 @@ def test_configs_use_the_fast_paths():
             'GroupedOptimWrapperConstructor'
     cfg = Config.fromfile(
         osp.join(REPO_ROOT, 'configs/smlpnet/smlpnet-t_8xb128_in1k.py'))
-    ema = [h for h in cfg.custom_hooks if h.type == 'EMAHook'][0]
+    ema = [h for h in cfg.custom_hooks if h.type == 'RawAndEMAHook'][0]
     assert ema.ema_type == 'ForeachEMA'
     assert GroupedOptimWrapperConstructor  # importable from mmsmlp.engine
 

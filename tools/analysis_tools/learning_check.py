@@ -276,6 +276,9 @@ def scale_schedule(cfg, full_iters, iters):
             s['milestones'] = [to_budget(m, unit) for m in s['milestones']]
         if 'T_max' in s:
             s['T_max'] = s['end'] - s['begin']
+        for key in ('t_initial', 'warmup_t', 'delay'):  # TimmCosineLR
+            if key in s:
+                s[key] = to_budget(s[key], unit)
         s['by_epoch'] = False
         s.pop('convert_to_iter_based', None)
         scaled.append(s)
@@ -312,7 +315,7 @@ def derive_config(task, backbone, data_root, spec, budget, args):
     full_iters = full_schedule_iters(cfg, task)
     scale_schedule(cfg, full_iters, iters)
     for hook in cfg.get('custom_hooks', None) or []:
-        if hook['type'] == 'EMAHook':
+        if hook['type'] in ('EMAHook', 'RawAndEMAHook'):
             # the same EMA horizon as a fraction of the schedule (at most
             # 0.5: the EMA wants a momentum in (0, 1))
             hook['momentum'] = min(0.5,
