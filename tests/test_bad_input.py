@@ -206,7 +206,7 @@ HOLD_LOCK = ('import sys, time; from mmsmlp.utils import claim_work_dir\n'
 
 def test_second_training_run_in_a_work_dir_is_refused(imagenet_root,
                                                       tmp_path):
-    work_dir = str(tmp_path / 'shared')
+    work_dir = str(tmp_path / 'one_work_dir')
     holder = subprocess.Popen([sys.executable, '-c', HOLD_LOCK, work_dir],
                               stdout=subprocess.PIPE, text=True, env=ENV,
                               cwd=REPO_ROOT)
