@@ -41,15 +41,6 @@ TRAINING_STATE = ('optimizer', 'param_schedulers', 'message_hub',
                   'hook_msgs', 'ema_state_dict')
 
 
-def load_weights_only(path: str, trust: bool = False) -> dict:
-    """The checkpoint, weights-only (``mmsmlp.compat.load_checkpoint_file``:
-    SafeCheckpointHook's files load as they are), with errors naming the
-    file. ``trust``: unpickle anything (``--trust-checkpoint``), e.g. a
-    checkpoint of mmengine's own CheckpointHook (its HistoryBuffers are
-    pickled through getattr), for files you trust as you would trust code."""
-    return load_checkpoint_file(path, trust=trust)
-
-
 def to_plain(value):
     """``value`` with numpy arrays and scalars turned into Python lists and
     numbers (metadata only: tensors stay tensors)."""
@@ -127,8 +118,10 @@ def publish(in_file: str, out_file: str, no_ema: bool = False,
     out_dir = osp.dirname(osp.abspath(out_file))
     if not osp.isdir(out_dir):
         raise FileNotFoundError(f'output folder {out_dir} does not exist')
+    # weights-only (SafeCheckpointHook's files load as they are) unless
+    # `trust` (--trust-checkpoint), with errors naming the file
     published = process_checkpoint(
-        load_weights_only(in_file, trust), no_ema=no_ema,
+        load_checkpoint_file(in_file, trust=trust), no_ema=no_ema,
         dataset_type=dataset_type)
     stem = out_file[:-len('.pth')] if out_file.endswith('.pth') else out_file
     tmp = osp.join(out_dir, f'.tmp_{osp.basename(stem)}_{os.getpid()}.pth')
