@@ -262,3 +262,20 @@ def test_mim_train_and_test(installed_wheel, imagenet_root, tmp_path):
               *quick_options(imagenet_root), cwd=tmp_path)
     assert f'{osp.join(tools, "test.py")} ' in log
     assert 'accuracy/top1' in log
+
+
+def test_mim_train_with_the_editable_install(imagenet_root, tmp_path):
+    """The README's install is pip's PEP 660 editable install, which leaves
+    only metadata in site-packages, where openmim 0.3.9 looks for the
+    package (open-mmlab/mim#114). With the repository on PYTHONPATH (as
+    docs/model_zoo.md says) mim finds the repository's package and runs its
+    tools through the `mmsmlp/.mim` links setup.py makes."""
+    env = dict(os.environ, PYTHONPATH=REPO_ROOT)
+    work_dir = str(tmp_path / 'work')
+    log = mim(env, 'train', 'mmsmlp', osp.basename(QUICKSTART), '--work-dir',
+              work_dir, *quick_options(imagenet_root, 2), cwd=tmp_path)
+    script = osp.join(REPO_ROOT, 'mmsmlp', '.mim', 'tools', 'train.py')
+    assert f'{script} ' in log  # the command it ran
+    assert osp.samefile(script, osp.join(REPO_ROOT, 'tools', 'train.py'))
+    assert 'Training finished successfully' in log
+    assert osp.isfile(osp.join(work_dir, 'epoch_2.pth'))
