@@ -29,6 +29,6 @@ from . import compat  # noqa: E402
 compat.skip_multimodal_models_on_new_transformers()
 
 from .models import *  # noqa: E402,F401,F403
-from . import apis, datasets, engine  # noqa: E402,F401  (model index, hooks, transforms)
+from . import apis, datasets, engine, evaluation  # noqa: E402,F401  (model index, hooks, transforms, metrics)
 
 __all__ = ['__version__']

@@ -175,6 +175,58 @@ def test_configs_use_the_fast_paths():
     assert GroupedOptimWrapperConstructor  # importable from mmsmlp.engine
 
 
+@pytest.mark.parametrize('key', ['pred_score', 'pred_label'])
+@pytest.mark.parametrize('two_labels', [False, True])
+def test_batched_accuracy_equals_mmpretrains(key, two_labels):
+    """BatchedAccuracy (one host copy per batch) stores the results
+    mmpretrain's Accuracy stores (one copy per sample) and reports the same
+    metrics, with top-k and thresholds; a sample holding two labels (which
+    Accuracy's metrics refuse) is stored alike too."""
+    from mmpretrain.evaluation.metrics import Accuracy
+    from mmpretrain.structures import DataSample
+
+    from mmsmlp.evaluation import BatchedAccuracy
+    torch.manual_seed(0)
+    options = dict(topk=(1, 5), thrs=(0.0, 0.1)) if key == 'pred_score' \
+        else dict(topk=1)
+    upstream, batched = Accuracy(**options), BatchedAccuracy(**options)
+    for batch in range(3):
+        scores = torch.randn(6, 10).softmax(1)
+        samples = []
+        for i, score in enumerate(scores):
+            sample = DataSample()
+            if key == 'pred_score':
+                sample.set_pred_score(score)
+            else:
+                sample.set_pred_label(score.argmax(0, keepdim=True))
+            # one sample of the last batch with two labels
+            labels = [3, 7] if two_labels and (batch, i) == (2, 5) \
+                else [i % 10]
+            samples.append(sample.set_gt_label(labels).to_dict())
+        upstream.process(None, samples)
+        batched.process(None, samples)
+    assert len(batched.results) == len(upstream.results) == 18
+    for ours, theirs in zip(batched.results, upstream.results):
+        assert ours.keys() == theirs.keys()
+        for name in theirs:
+            assert ours[name].dtype == theirs[name].dtype
+            assert torch.equal(ours[name], theirs[name]), name
+    if not two_labels:
+        metrics = batched.evaluate(18)
+        assert metrics == upstream.evaluate(18)
+        assert 'accuracy/top1' in metrics or 'accuracy/top1_thr-0.00' in \
+            metrics
+
+
+def test_in1k_configs_evaluate_with_batched_accuracy():
+    for name in ('smlpnet/smlpnet-t_8xb128_in1k.py',
+                 'quickstart/smlpnet-mini_1xb32_synthetic-in1k-format.py'):
+        cfg = Config.fromfile(osp.join(REPO_ROOT, 'configs', name))
+        for evaluator in (cfg.val_evaluator, cfg.test_evaluator):
+            assert evaluator.type == 'BatchedAccuracy'
+            assert tuple(evaluator.topk) == (1, 5)
+
+
 def test_train_speed_tool_prints_its_figures(tmp_path):
     """tools/analysis_tools/train_speed.py at a tiny size on the CPU: each
     figure is printed (values are not checked: speed is measured on a GPU)."""

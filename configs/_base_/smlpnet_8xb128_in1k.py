@@ -94,6 +94,10 @@ val_dataloader = dict(
     collate_fn=dict(type='default_collate'),
     dataset=dict(type='CheckedImageNet', pipeline=test_pipeline))
 test_dataloader = val_dataloader
+# mmpretrain's Accuracy (same metrics), copying each batch's scores and
+# labels to the host at once instead of two copies per image
+val_evaluator = dict(type='BatchedAccuracy', topk=(1, 5))
+test_evaluator = val_evaluator
 
 # AdamW, lr 1e-3, wd 0.05, no decay on norms and biases (from the base:
 # norm_decay_mult=0, bias_decay_mult=0, flat_decay_mult=0), in mixed

@@ -75,7 +75,8 @@ val_dataloader = dict(
         split='val',
         metainfo=dict(classes=classes),
         pipeline=test_pipeline))
-val_evaluator = dict(type='Accuracy', topk=(1, 5))
+# mmpretrain's Accuracy, copying each batch to the host at once
+val_evaluator = dict(type='BatchedAccuracy', topk=(1, 5))
 test_dataloader = val_dataloader
 test_evaluator = val_evaluator
 
