@@ -6,6 +6,7 @@ import copy
 import os.path as osp
 import re
 
+import numpy as np
 import pytest
 import torch
 import torch.nn as nn
@@ -216,6 +217,66 @@ def test_batched_accuracy_equals_mmpretrains(key, two_labels):
         assert metrics == upstream.evaluate(18)
         assert 'accuracy/top1' in metrics or 'accuracy/top1_thr-0.00' in \
             metrics
+
+
+def preprocessor_batch(labels, scores=None):
+    from mmpretrain.structures import DataSample
+    gen = torch.Generator().manual_seed(len(labels))
+    samples = []
+    for i, label in enumerate(labels):
+        sample = DataSample().set_gt_label(label)
+        if scores is not None:
+            sample.set_gt_score(scores[i])
+        samples.append(sample)
+    return {'inputs': torch.randint(0, 256, (len(labels), 3, 16, 16),
+                                    generator=gen, dtype=torch.uint8),
+            'data_samples': samples}
+
+
+@pytest.mark.parametrize('case', ['single', 'eval', 'several', 'scores'])
+def test_batched_preprocessor_equals_mmpretrains(case, monkeypatch):
+    """BatchedClsDataPreprocessor gives what mmpretrain's ClsDataPreprocessor
+    gives, with the ImageNet config's options and Mixup/CutMix (same random
+    draws): images, every sample's label, one-hot score and num_classes;
+    batches it leaves to upstream (several labels per sample, given scores)
+    too."""
+    from mmpretrain.models.utils.data_preprocessor import ClsDataPreprocessor
+
+    from mmsmlp.models import BatchedClsDataPreprocessor
+    cfg = Config.fromfile(
+        osp.join(REPO_ROOT, 'configs/smlpnet/smlpnet-t_8xb128_in1k.py'))
+    options = {k: v for k, v in cfg.data_preprocessor.items() if k != 'type'}
+    options.update(num_classes=10, batch_augments=cfg.model.train_cfg)
+    assert cfg.data_preprocessor.type == 'BatchedClsDataPreprocessor'
+    labels = [i * 7 % 10 for i in range(12)]
+    scores = None
+    if case == 'several':
+        labels[3] = [1, 4]
+    if case == 'scores':
+        scores = torch.rand(12, 10)
+    outputs = []
+    for cls in (ClsDataPreprocessor, BatchedClsDataPreprocessor):
+        if cls is BatchedClsDataPreprocessor and case in ('single', 'eval'):
+            # its own path, not upstream's per-sample one-hot
+            from mmpretrain.models.utils import data_preprocessor
+            monkeypatch.setattr(data_preprocessor, 'batch_label_to_onehot',
+                                None)
+        np.random.seed(0)
+        torch.manual_seed(0)
+        outputs.append(cls(**options)(preprocessor_batch(labels, scores),
+                                      training=case != 'eval'))
+    theirs, ours = outputs
+    assert torch.equal(ours['inputs'], theirs['inputs'])
+    assert len(ours['data_samples']) == len(theirs['data_samples'])
+    for a, b in zip(ours['data_samples'], theirs['data_samples']):
+        for key in ('gt_label', 'gt_score'):
+            assert a.get(key).dtype == b.get(key).dtype, key
+            assert torch.equal(a.get(key), b.get(key)), key
+        assert a.num_classes == b.num_classes == 10
+    if case == 'single':  # Mixup/CutMix acted: soft scores
+        scores = torch.stack([s.gt_score for s in ours['data_samples']])
+        assert scores.dtype.is_floating_point
+        assert not torch.equal(scores, scores.round())
 
 
 def test_in1k_configs_evaluate_with_batched_accuracy():

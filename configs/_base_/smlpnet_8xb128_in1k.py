@@ -25,6 +25,11 @@ model = dict(
     ]),
 )
 
+# mmpretrain's data preprocessor (the base's mean, std and RGB order; the
+# same outputs), making the one-hot labels for Mixup/CutMix in one op
+# instead of one per image
+data_preprocessor = dict(type='BatchedClsDataPreprocessor')
+
 # mmpretrain's pipelines (imagenet_bs64_swin_224.py: RandAugment and random
 # erasing, as DeiT) with CheckedLoadImageFromFile as the first step: a
 # corrupt or truncated image raises an error naming it (`skip_broken=True`
