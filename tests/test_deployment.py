@@ -11,7 +11,7 @@ import pytest
 import torch
 from mmpretrain.registry import MODELS
 
-from mmsmlp.models.utils.eager import is_eager, is_exporting
+from mmsmlp.models.utils.fast_paths import is_eager, is_exporting
 from .conftest import REPO_ROOT, run_tool
 
 

@@ -1,5 +1,6 @@
 # Copyright (c) mmsmlp contributors. All rights reserved.
 """The speed-oriented formulation equals the plain one, in training too."""
+import copy
 import importlib.util
 import os.path as osp
 import runpy
@@ -12,6 +13,7 @@ from torch import nn
 
 from mmsmlp.models import SMLPNet
 from mmsmlp.models.utils.channel_mlp import ChannelMLP, LayerNormKeepDtype
+from mmsmlp.models.utils.fast_paths import set_mode
 from mmsmlp.testing import OfficialSMLPNet
 from .conftest import REPO_ROOT, assert_same_gradients
 from .test_converter import randomize
@@ -56,6 +58,111 @@ def test_layer_norm_keeps_dtype():
         atol=0.05, rtol=0.02)
     out.float().sum().backward()  # fp32 parameters get fp32 gradients
     assert norm.weight.grad.dtype == norm.bias.grad.dtype == torch.float32
+
+
+def autograd_nodes(outputs):
+    """The type names of the autograd graph's nodes behind ``outputs``, and
+    whether each is a custom (``torch.autograd.Function``) node."""
+    names, seen, stack = {}, set(), [o.grad_fn for o in outputs]
+    while stack:
+        node = stack.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        names[type(node).__name__] = isinstance(
+            node, torch.autograd.function.BackwardCFunction)
+        stack.extend(next_node for next_node, _ in node.next_functions)
+    return names
+
+
+def count_norm_calls(model):
+    """How often each kind of the blocks' BatchNorms (``norm1``: before the
+    depth-wise conv, ``norm2``: after it) is called as a module."""
+    calls = {'norm1': 0, 'norm2': 0}
+    for name, module in model.named_modules():
+        kind = name.rpartition('.')[2]
+        if kind in calls and '.' in name:  # not the stage outputs' norms
+
+            def hook(*_, kind=kind):
+                calls[kind] += 1
+
+            module.register_forward_hook(hook)
+    return calls
+
+
+def assert_close_to_scale(got, want, rtol, name=''):
+    """``got`` equals ``want`` within ``rtol`` of ``want``'s largest
+    magnitude (elementwise relative tolerances fail on the small entries of
+    sums whose terms cancel), or of 1 (a gradient that is zero in exact
+    arithmetic, as a bias's before a train-mode BatchNorm, is rounding
+    noise)."""
+    scale = max(want.abs().max().item(), 1.) \
+        if want.is_floating_point() else 0.
+    torch.testing.assert_close(
+        got, want, rtol=rtol, atol=rtol * scale,
+        msg=lambda m: f'{name}: {m}')
+
+
+# fp64: the formulas are the same (differences at fp64 rounding); fp32: the
+# fast forms lose no precision (within ~100 fp32 roundings of the largest
+# value; half precision anywhere would be off by 1e-3).
+@pytest.mark.parametrize('dtype,rtol', [(torch.float64, 1e-12),
+                                        (torch.float32, 1e-5)])
+@pytest.mark.parametrize('training', [True, False])
+def test_backbone_plain_mode_equals_default_mode(training, dtype, rtol):
+    """The whole backbone in ``plain`` mode (the plain formulas) and in the
+    default mode (its fast forms): the same outputs, the same gradients for
+    the input and every parameter, and the same running statistics; and each
+    mode takes its own ops. Train mode: the default takes the hand-written
+    autograd nodes, plain none. Eval mode (with autograd, as a frozen-norm
+    fine-tuning): the default folds the BatchNorm after each depth-wise
+    conv into it, plain calls it."""
+    torch.manual_seed(0)
+    model = randomize(SMLPNet(arch=dict(embed_dims=8, depths=[1, 2, 1, 1],
+                                        mlp_ratio=3), img_size=64,
+                              out_indices=(0, 1, 2, 3)), seed=1)
+    x = torch.randn(2, 3, 64, 64, dtype=dtype)
+    grad_outputs = None
+    results = {}
+    for mode in ('plain', 'default'):
+        m = copy.deepcopy(model).to(dtype).train(training)
+        calls = count_norm_calls(m)
+        inputs = [x.clone().requires_grad_(), *m.parameters()]
+        with set_mode(mode):
+            outs = m(inputs[0])
+        if grad_outputs is None:
+            grad_outputs = [torch.randn_like(o) for o in outs]
+        # Backward outside the block: the recorded nodes decide it.
+        grads = torch.autograd.grad(outs, inputs, grad_outputs)
+        results[mode] = (outs, grads, m.state_dict(), autograd_nodes(outs),
+                         calls)
+    plain, fast = results['plain'], results['default']
+    for i, (got, want) in enumerate(zip(fast[0], plain[0])):
+        assert_close_to_scale(got, want, rtol, f'output {i}')
+    names = ['input'] + [n for n, _ in model.named_parameters()]
+    assert len(fast[1]) == len(names) == len(plain[1])
+    for name, got, want in zip(names, fast[1], plain[1]):
+        assert_close_to_scale(got, want, rtol, f'gradient of {name}')
+    for name, want in plain[2].items():  # running statistics too
+        assert_close_to_scale(fast[2][name], want, rtol, name)
+
+    plain_custom = {n for n, custom in plain[3].items() if custom}
+    fast_custom = {n for n, custom in fast[3].items() if custom}
+    assert plain_custom == set()
+    blocks = sum(model.depths)
+    assert plain[4] == {'norm1': blocks, 'norm2': blocks}
+    if training:
+        assert fast_custom == {'_SparseMLPFunctionBackward',
+                               '_ChannelMLPFunctionBackward',
+                               '_BatchNormGELUBackward'}
+        # Every block's BatchNorms run inside the autograd node.
+        assert fast[4] == {'norm1': 0, 'norm2': 0}
+        # The plain formulas' own ops are there instead.
+        assert {'BmmBackward0', 'GeluBackward0',
+                'NativeBatchNormBackward0'} <= set(plain[3])
+    else:
+        assert fast_custom == set()  # autograd nodes: in training only
+        assert fast[4] == {'norm1': blocks, 'norm2': 0}  # norm2: folded
 
 
 def test_training_step_matches_official_formulation():

@@ -14,9 +14,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from mmsmlp.models.backbones.smlpnet import SMLPBlock
-from mmsmlp.models.utils import triton_utils
 from mmsmlp.models.utils import layer_norm as layer_norm_module
 from mmsmlp.models.utils import norm_act as norm_act_module
+from mmsmlp.models.utils.fast_paths import (get_mode, mode_from_environment,
+                                            set_mode, use_triton)
 from mmsmlp.models.utils.layer_norm import layer_norm
 from mmsmlp.models.utils.norm_act import batch_norm_gelu
 from .conftest import assert_same_gradients
@@ -26,64 +27,104 @@ DEVICE = 'cuda' if torch.cuda.is_available() else 'cpu'
 
 
 @pytest.fixture
-def kernels(monkeypatch):
+def kernels():
     """The Triton kernels, forward and backward, run for tensors of
     DEVICE."""
-    monkeypatch.setattr(triton_utils, 'ENABLED', True)
-    monkeypatch.setattr(triton_utils, 'TRAINING', True)
-    monkeypatch.setattr(triton_utils, 'ON_CPU', DEVICE == 'cpu')
-    x = torch.empty(1, device=DEVICE)
-    assert triton_utils.use_triton(x, backward=True)
-    return DEVICE
+    with set_mode('triton-train', triton_on_cpu=DEVICE == 'cpu'):
+        assert use_triton(torch.empty(1, device=DEVICE), backward=True)
+        yield DEVICE
 
 
-def test_when_kernels_run(monkeypatch):
+def test_when_kernels_run():
     x = torch.empty(1)
-    assert not triton_utils.use_triton(x, backward=False)  # a CPU tensor
-    monkeypatch.setattr(triton_utils, 'ON_CPU', True)
-    # Default (MMSMLP_TRITON=1): inference only.
-    assert triton_utils.use_triton(x, backward=False)
-    assert not triton_utils.use_triton(x, backward=True)
-    monkeypatch.setattr(triton_utils, 'TRAINING', True)  # MMSMLP_TRITON=train
-    assert triton_utils.use_triton(x, backward=True)
-    monkeypatch.setattr(triton_utils, 'ENABLED', False)  # MMSMLP_TRITON=0
-    assert not triton_utils.use_triton(x, backward=False)
-    assert not triton_utils.use_triton(x, backward=True)
+    with set_mode('default', triton_on_cpu=False):
+        assert not use_triton(x, backward=False)  # a CPU tensor
+        with set_mode(triton_on_cpu=True):
+            # default: inference only
+            assert use_triton(x, backward=False)
+            assert not use_triton(x, backward=True)
+            with set_mode('triton-train'):
+                assert use_triton(x, backward=False)
+                assert use_triton(x, backward=True)
+            for mode in ('no-triton', 'plain'):
+                with set_mode(mode):
+                    assert not use_triton(x, backward=False)
+                    assert not use_triton(x, backward=True)
+            assert get_mode() == 'default'  # restored at each block's end
+            assert use_triton(x, backward=False)
+        assert not use_triton(x, backward=False)
+
+
+def test_set_mode_for_the_process():
+    """Called without ``with``, set_mode lasts until the next call."""
+    previous = get_mode()
+    try:
+        set_mode('plain')
+        assert get_mode() == 'plain'
+    finally:
+        set_mode(previous)
+    assert get_mode() == previous
+    with pytest.raises(ValueError, match="mode must be one of .*'plain'.*"
+                       "got 'fast'"):
+        set_mode('fast')
+    assert get_mode() == previous
 
 
 def test_kernels_only_on_the_current_cuda_device(monkeypatch):
     """Triton launches on the current device: a tensor on another CUDA
     device takes PyTorch's ops (stand-ins for CUDA tensors here)."""
-    monkeypatch.setattr(triton_utils, 'ENABLED', True)
     monkeypatch.setattr(torch.cuda, 'current_device', lambda: 0)
 
     def cuda_tensor(index):
         return types.SimpleNamespace(is_cuda=True, get_device=lambda: index)
 
-    assert triton_utils.use_triton(cuda_tensor(0), backward=False)
-    assert not triton_utils.use_triton(cuda_tensor(1), backward=False)
+    with set_mode('default', triton_on_cpu=False):
+        assert use_triton(cuda_tensor(0), backward=False)
+        assert not use_triton(cuda_tensor(1), backward=False)
 
 
 def test_environment_switch():
-    assert triton_utils.parse_mode('0') == (False, False)
-    assert triton_utils.parse_mode('1') == (True, False)
-    assert triton_utils.parse_mode('train') == (True, True)
+    assert mode_from_environment({}) == 'default'
+    for mode in ('plain', 'no-triton', 'default', 'triton-train'):
+        assert mode_from_environment({'MMSMLP_FAST_PATHS': mode}) == mode
+    # The older variable, with its meanings.
+    for value, mode in (('0', 'no-triton'), ('1', 'default'),
+                        ('train', 'triton-train')):
+        assert mode_from_environment({'MMSMLP_TRITON': value}) == mode
+        assert mode_from_environment({'MMSMLP_TRITON': value,
+                                      'MMSMLP_FAST_PATHS': mode}) == mode
+    with pytest.raises(ValueError, match="MMSMLP_FAST_PATHS must be one of "
+                       r"\('plain', 'no-triton', 'default', 'triton-train'\)"
+                       ", got 'yes'"):
+        mode_from_environment({'MMSMLP_FAST_PATHS': 'yes'})
     with pytest.raises(ValueError, match="MMSMLP_TRITON must be 0, 1 or "
                        "train, got 'yes'"):
-        triton_utils.parse_mode('yes')
+        mode_from_environment({'MMSMLP_TRITON': 'yes'})
+    with pytest.raises(ValueError, match='MMSMLP_FAST_PATHS=plain and '
+                       'MMSMLP_TRITON=train disagree'):
+        mode_from_environment({'MMSMLP_FAST_PATHS': 'plain',
+                               'MMSMLP_TRITON': 'train'})
+    # Read at import.
+    env = {k: v for k, v in os.environ.items() if k != 'MMSMLP_TRITON'}
     out = subprocess.run(
-        [sys.executable, '-c', 'from mmsmlp.models.utils import triton_utils'
-         ' as t; print(t.ENABLED, t.TRAINING)'],
-        env={**os.environ, 'MMSMLP_TRITON': 'train'}, capture_output=True,
+        [sys.executable, '-c', 'from mmsmlp.models.utils import fast_paths'
+         ' as f; print(f.get_mode())'],
+        env={**env, 'MMSMLP_FAST_PATHS': 'plain'}, capture_output=True,
         text=True, check=True).stdout
-    assert out.split() == ['True', 'True']
+    assert out.split() == ['plain']
 
 
-def test_inference_kernels_by_default(monkeypatch):
+@pytest.fixture
+def default_mode():
+    """The default mode, the kernels running for tensors of DEVICE."""
+    with set_mode('default', triton_on_cpu=DEVICE == 'cpu'):
+        yield DEVICE
+
+
+def test_inference_kernels_by_default(default_mode, monkeypatch):
     """Default mode: an eval-mode block without autograd launches the
-    kernels (its output differs from PyTorch's by rounding only); training
-    launches none."""
-    monkeypatch.setattr(triton_utils, 'ON_CPU', DEVICE == 'cpu')
+    kernels (its output differs from the plain formulas' by rounding only);
+    training launches none."""
     launched = []
     for module, name in ((layer_norm_module, '_layer_norm_fwd'),
                          (norm_act_module, '_bn_gelu_fwd')):
@@ -97,8 +138,8 @@ def test_inference_kernels_by_default(monkeypatch):
     with torch.no_grad():
         out = block(x)
         assert sorted(set(launched)) == ['_bn_gelu_fwd', '_layer_norm_fwd']
-        monkeypatch.setattr(triton_utils, 'ENABLED', False)
-        torch.testing.assert_close(out, block(x))
+        with set_mode('plain'):
+            torch.testing.assert_close(out, block(x))
 
 
 class _Recorder:
@@ -173,8 +214,9 @@ def test_batch_norm_gelu_kernel_in_inference(kernels):
     torch.testing.assert_close(out16.float(), out, atol=0.05, rtol=0.02)
 
 
-def test_block_with_kernels_equals_block_without(kernels, monkeypatch):
-    """A whole training step of a block, kernels on and off."""
+def test_block_with_kernels_equals_block_without(kernels):
+    """A whole training step of a block, kernels on and the plain
+    formulas."""
     torch.manual_seed(0)
     fast = SMLPBlock(16, (6, 6)).to(kernels)
     plain = SMLPBlock(16, (6, 6)).to(kernels)
@@ -182,8 +224,8 @@ def test_block_with_kernels_equals_block_without(kernels, monkeypatch):
     x = torch.randn(2, 6, 6, 16, device=kernels)
     x1, x2 = x.clone().requires_grad_(), x.clone().requires_grad_()
     out = fast(x1)
-    monkeypatch.setattr(triton_utils, 'ENABLED', False)
-    want = plain(x2)
+    with set_mode('plain'):
+        want = plain(x2)
     torch.testing.assert_close(out, want)
     assert_same_gradients(out, want, [x1, *fast.parameters()],
                           [x2, *plain.parameters()])

@@ -5,13 +5,14 @@
     python tools/analysis_tools/benchmark.py --compile           # torch.compile
     python tools/analysis_tools/benchmark.py --compile --compile-mode reduce-overhead
     python tools/analysis_tools/benchmark.py --models smlpnet-t reference-t convnext-t
-    python tools/analysis_tools/benchmark.py --models smlpnet-t smlpnet-t-notriton smlpnet-t-tritontrain
+    python tools/analysis_tools/benchmark.py --models smlpnet-t smlpnet-t-plain smlpnet-t-notriton smlpnet-t-tritontrain
 
-``-notriton`` after an sMLPNet's name measures it without mmsmlp's Triton
-kernels (PyTorch's LayerNorm and BatchNorm ops, as on a CPU; as
-``MMSMLP_TRITON=0``), ``-tritontrain`` with them in training too (as
-``MMSMLP_TRITON=train``); without a suffix, as the environment says
-(default: in inference only).
+A suffix after an sMLPNet's name picks its fast-path mode
+(``mmsmlp/models/utils/fast_paths.py``): ``-plain`` the plain formulas
+only, ``-notriton`` without mmsmlp's Triton kernels (PyTorch's LayerNorm
+and BatchNorm ops, as on a CPU), ``-tritontrain`` with them in training too;
+without a suffix, the mode ``MMSMLP_FAST_PATHS`` sets (default: Triton
+kernels in inference only).
 
 For each model: inference images/s (eval, no grad) and training images/s (a
 step of forward, cross-entropy, backward and AdamW) with the same input size,
@@ -30,7 +31,7 @@ from mmpretrain import get_model
 from mmpretrain.registry import MODELS
 
 from mmsmlp.models import SMLPNet
-from mmsmlp.models.utils import triton_utils
+from mmsmlp.models.utils.fast_paths import get_mode, set_mode
 from mmsmlp.testing import OfficialSMLPNet
 
 PEERS = {
@@ -41,9 +42,10 @@ PEERS = {
 }
 SMLPNETS = {'smlpnet-t': 'tiny', 'smlpnet-s': 'small', 'smlpnet-b': 'base'}
 REFERENCES = {'reference-t': dict(dim=80, depths=[2, 8, 14, 2])}
-# Name suffix -> (triton_utils.ENABLED, triton_utils.TRAINING).
-TRITON_VARIANTS = {'-notriton': (False, False), '-tritontrain': (True, True)}
-ENV_SWITCHES = (triton_utils.ENABLED, triton_utils.TRAINING)
+# Name suffix -> fast-path mode.
+MODE_SUFFIXES = {'-plain': 'plain', '-notriton': 'no-triton',
+                 '-tritontrain': 'triton-train'}
+ENV_MODE = get_mode()
 DEFAULT_MODELS = ['smlpnet-t', 'smlpnet-s', 'smlpnet-b', 'reference-t',
                   'swin-t', 'convnext-t', 'resnet-50', 'mixer-b16']
 
@@ -59,16 +61,16 @@ class Logits(torch.nn.Module):
         return self.classifier(x, mode='tensor')
 
 
-def triton_variant(name: str):
-    """The model's name without a Triton suffix, and the Triton switches."""
-    for suffix, switches in TRITON_VARIANTS.items():
+def fast_path_mode(name: str):
+    """The model's name without a mode suffix, and its fast-path mode."""
+    for suffix, mode in MODE_SUFFIXES.items():
         if name.endswith(suffix):
-            return name.removesuffix(suffix), switches
-    return name, ENV_SWITCHES
+            return name.removesuffix(suffix), mode
+    return name, ENV_MODE
 
 
 def build(name: str) -> torch.nn.Module:
-    name, _ = triton_variant(name)
+    name, _ = fast_path_mode(name)
     if name in SMLPNETS:
         arch = SMLPNETS[name]
         return Logits(MODELS.build(dict(
@@ -108,7 +110,7 @@ def bench(name, args):
     memory_format = (torch.channels_last
                      if args.channels_last else torch.contiguous_format)
     model = build(name).cuda().to(memory_format=memory_format)
-    triton_utils.ENABLED, triton_utils.TRAINING = triton_variant(name)[1]
+    set_mode(fast_path_mode(name)[1])
     fn = torch.compile(model, mode=args.compile_mode) if args.compile \
         else model
     autocast = torch.autocast('cuda', dtype=dtype,

@@ -11,9 +11,10 @@ prints it in microseconds and in "copies": the time over that of one copy
 of the block's input (read + write of B x H x W x C bf16 values), a unit
 that tells how many passes over the activation a part costs. The last
 column multiplies by the stage's depth: a training step's share.
-``MMSMLP_TRITON=train`` profiles the parts with mmsmlp's Triton training
-kernels, ``MMSMLP_TRITON=0`` without any (the default uses them in
-inference only, so a training profile shows PyTorch's ops).
+``MMSMLP_FAST_PATHS=triton-train`` profiles the parts with mmsmlp's Triton
+training kernels, ``=plain`` as the plain formulas (the default uses the
+kernels in inference only, so a training profile shows PyTorch's ops and
+the hand-written autograd nodes).
 """
 import argparse
 

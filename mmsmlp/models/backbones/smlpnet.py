@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..utils.channel_mlp import ChannelMLP, LayerNormKeepDtype
-from ..utils.eager import is_exporting
+from ..utils.fast_paths import is_exporting
 from ..utils.norm_act import batch_norm_gelu, conv_batch_norm_gelu
 from ..utils.sparse_mlp import SparseMLP
 
@@ -82,7 +82,7 @@ class Downsample(nn.Conv2d):
     Inputs whose size is not a multiple of the stride are zero-padded at the
     bottom and right first (mmcv's ``AdaptivePadding(padding='corner')``
     behaviour), so a stage output has ``ceil(H / stride)`` rows. An export
-    (:func:`..utils.eager.is_exporting`) always pads, by the amount its
+    (:func:`..utils.fast_paths.is_exporting`) always pads, by the amount its
     symbolic size needs (zero at multiples of the stride), so the graph is
     right at every input size.
     """

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .eager import compute_dtype, is_eager
+from .fast_paths import compute_dtype, training_fast_path
 from .layer_norm import layer_norm
 
 
@@ -23,6 +23,31 @@ class LayerNormKeepDtype(nn.LayerNorm):
     def forward(self, x: Tensor) -> Tensor:
         return layer_norm(x, self.weight, self.bias, self.eps,
                           self.normalized_shape)
+
+
+class ChannelMLP(nn.Module):
+    """``fc2(gelu(fc1(x)))`` over the last (channel) dimension.
+
+    Args:
+        channels (int): Input and output channels.
+        hidden_channels (int): Hidden channels.
+    """
+
+    def __init__(self, channels: int, hidden_channels: int):
+        super().__init__()
+        self.fc1 = nn.Linear(channels, hidden_channels)
+        self.fc2 = nn.Linear(hidden_channels, channels)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not training_fast_path(self):
+            return self.fc2(F.gelu(self.fc1(x)))
+        # Eager training: one autograd node that keeps the hidden activation
+        # once, not twice (gelu recomputed in backward), and casts inside.
+        dtype = compute_dtype(x)  # before autocast is turned off
+        with torch.autocast(x.device.type, enabled=False):
+            return _ChannelMLPFunction.apply(x, dtype, self.fc1.weight,
+                                             self.fc1.bias, self.fc2.weight,
+                                             self.fc2.bias)
 
 
 class _ChannelMLPFunction(torch.autograd.Function):
@@ -55,28 +80,3 @@ class _ChannelMLPFunction(torch.autograd.Function):
                  grad.t() @ F.gelu(h), grad.sum(0, dtype=acc))
         grad_x, *grads = [g.to(dtype) for g, dtype in zip(grads, ctx.dtypes)]
         return grad_x.view(ctx.shape), None, *grads
-
-
-class ChannelMLP(nn.Module):
-    """``fc2(gelu(fc1(x)))`` over the last (channel) dimension.
-
-    Args:
-        channels (int): Input and output channels.
-        hidden_channels (int): Hidden channels.
-    """
-
-    def __init__(self, channels: int, hidden_channels: int):
-        super().__init__()
-        self.fc1 = nn.Linear(channels, hidden_channels)
-        self.fc2 = nn.Linear(hidden_channels, channels)
-
-    def forward(self, x: Tensor) -> Tensor:
-        if self.training and torch.is_grad_enabled() and is_eager():
-            # torch.compile chooses what to recompute by itself; mmengine's
-            # FLOP counter traces the Linear layers.
-            dtype = compute_dtype(x)  # before autocast is turned off
-            with torch.autocast(x.device.type, enabled=False):
-                return _ChannelMLPFunction.apply(
-                    x, dtype, self.fc1.weight, self.fc1.bias,
-                    self.fc2.weight, self.fc2.bias)
-        return self.fc2(F.gelu(self.fc1(x)))

@@ -16,8 +16,32 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .triton_utils import max_programs, row_tile, tl, triton, use_triton
+from .fast_paths import use_triton
+from .triton_utils import max_programs, row_tile, tl, triton
 
+
+def layer_norm(x: Tensor, weight: Tensor, bias: Tensor, eps: float,
+               normalized_shape: Optional[Tuple[int]] = None) -> Tensor:
+    """LayerNorm over the last dim of ``x``, output in ``x``'s dtype.
+
+    ``F.layer_norm``, or the Triton kernels for CUDA tensors in eager mode
+    as :mod:`.fast_paths` says; torch.compile (whose own LayerNorm kernels
+    are fast) and tracing see ``F.layer_norm``. ``normalized_shape``
+    (default ``x.shape[-1:]``): a module passes its own, a constant, which
+    the TorchScript-based ONNX exporter needs (it sees ``x.shape[-1:]`` as a
+    dynamic value and refuses it)."""
+    backward = torch.is_grad_enabled() and (
+        x.requires_grad or weight.requires_grad or bias.requires_grad)
+    if not use_triton(x, backward):
+        with torch.autocast(x.device.type, enabled=False):
+            return F.layer_norm(x, normalized_shape or x.shape[-1:],
+                                weight.to(x.dtype), bias.to(x.dtype), eps)
+    # A tile of rows per program: PyTorch's one row per thread block is
+    # slow at sMLPNet's widths. Autocast does not touch Triton kernels.
+    return _TritonLayerNorm.apply(x.contiguous(), weight, bias, eps)
+
+
+# Triton kernels of layer_norm's fast form.
 if triton is not None:
 
     @triton.jit
@@ -114,22 +138,3 @@ class _TritonLayerNorm(torch.autograd.Function):
             BLOCK_M=block_m, BLOCK_N=block_n, num_warps=warps)
         dw, db = dwb.sum(1).to(weight.dtype)
         return dx, dw, db, None
-
-
-def layer_norm(x: Tensor, weight: Tensor, bias: Tensor, eps: float,
-               normalized_shape: Optional[Tuple[int]] = None) -> Tensor:
-    """LayerNorm over the last dim of ``x``, output in ``x``'s dtype.
-
-    The Triton kernels run for CUDA tensors in eager mode as
-    :mod:`.triton_utils` says; torch.compile (whose own LayerNorm kernels
-    are fast) and tracing see ``F.layer_norm``. ``normalized_shape``
-    (default ``x.shape[-1:]``): a module passes its own, a constant, which
-    the TorchScript-based ONNX exporter needs (it sees ``x.shape[-1:]`` as a
-    dynamic value and refuses it)."""
-    backward = torch.is_grad_enabled() and (
-        x.requires_grad or weight.requires_grad or bias.requires_grad)
-    if use_triton(x, backward):  # autocast does not touch Triton kernels
-        return _TritonLayerNorm.apply(x.contiguous(), weight, bias, eps)
-    with torch.autocast(x.device.type, enabled=False):
-        return F.layer_norm(x, normalized_shape or x.shape[-1:],
-                            weight.to(x.dtype), bias.to(x.dtype), eps)

@@ -1,17 +1,107 @@
 # Copyright (c) mmsmlp contributors. All rights reserved.
-"""The token mixer's BatchNorm steps, organised for speed and memory:
-BN -> GELU keeping only its input for backward (with Triton kernels on
-CUDA: normalise, scale and GELU in one pass, and a backward of two passes),
-and a depth-wise conv followed by a BN in eval mode run as one conv with
-folded weights."""
+"""The token mixer's BatchNorm steps: BN -> GELU, and a depth-wise conv ->
+BN -> GELU, as their plain formulas, with the fast forms beside them (run
+as :mod:`.fast_paths` says): BN -> GELU keeping only its input for backward
+(with Triton kernels on CUDA: normalise, scale and GELU in one pass, and a
+backward of two passes), and a BN in eval mode folded into the conv."""
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from .eager import is_eager
-from .triton_utils import max_programs, row_tile, tl, triton, use_triton
+from .fast_paths import fold_batch_norm, training_fast_path, use_triton
+from .triton_utils import max_programs, row_tile, tl, triton
 
+
+def batch_norm_gelu(norm: nn.Module, x: Tensor) -> Tensor:
+    """``gelu(norm(x))`` over the last dim of a channels-last ``(..., C)``
+    tensor. A BatchNorm sees it as ``(N, C, 1, 1)``: the same statistics as
+    over ``(B, C, H, W)``, in the layout the memory already has, so neither
+    eager kernels nor torch.compile's see a permuted tensor.
+
+    A plain ``nn.BatchNorm2d`` (affine, with running statistics) has fast
+    forms, run as :mod:`.fast_paths` says: in training, an autograd node that
+    keeps only ``x`` for backward (with Triton kernels in ``triton-train``
+    mode); in inference without autograd, on CUDA, one Triton pass."""
+    if not isinstance(norm, _BatchNorm):  # e.g. GroupNorm: needs (B, C, H, W)
+        return F.gelu(norm(x.movedim(-1, 1))).movedim(1, -1)
+    C = x.shape[-1]
+    fusable = (type(norm) is nn.BatchNorm2d and norm.affine
+               and norm.track_running_stats)
+    if fusable and norm.momentum is not None and training_fast_path(norm):
+        # Training: x, not the normalised tensor, is kept for backward (one
+        # activation fewer per use).
+        norm.num_batches_tracked.add_(1)  # as nn.BatchNorm does
+        args = (norm.weight, norm.bias, norm.running_mean, norm.running_var,
+                norm.momentum, norm.eps)
+        if use_triton(x, backward=True):
+            y = _TritonBatchNormGELU.apply(x.reshape(-1, C).contiguous(),
+                                           *args)
+        else:
+            y = _BatchNormGELU.apply(x.reshape(-1, C, 1, 1), *args)
+    elif (fusable and not norm.training and not torch.is_grad_enabled()
+          and use_triton(x, backward=False)):
+        # Inference: normalise, scale and GELU in one pass.
+        y = _bn_gelu_apply(x.reshape(-1, C).contiguous(), norm.running_mean,
+                           norm.running_var, norm.weight, norm.bias, norm.eps)
+    else:  # the plain formula; torch.compile fuses it by itself
+        y = F.gelu(norm(x.reshape(-1, C, 1, 1)))
+    return y.view(x.shape)
+
+
+def conv_batch_norm_gelu(conv: nn.Conv2d, norm: nn.Module,
+                         x: Tensor) -> Tensor:
+    """``gelu(norm(conv(x)))`` for a bias-free conv, on a channels-last
+    ``(B, H, W, C)`` tensor (the conv sees its ``(B, C, H, W)`` view). When
+    the BatchNorm uses its running statistics (eval mode, or frozen with
+    ``norm_eval``) it is an affine map per output channel: folded into the
+    conv's weight and bias (in every mode but ``plain``), one pass over the
+    activation is saved. Differentiable, so frozen-norm training still
+    reaches the conv and the norm's affine parameters."""
+    x = x.permute(0, 3, 1, 2)
+    if not (isinstance(norm, _BatchNorm) and not norm.training
+            and norm.track_running_stats and norm.affine
+            and conv.bias is None and fold_batch_norm()):
+        return batch_norm_gelu(norm, conv(x).permute(0, 2, 3, 1))
+    # Running statistics: the norm is folded into the conv (one pass fewer).
+    scale = norm.weight * torch.rsqrt(norm.running_var + norm.eps)
+    shift = norm.bias - norm.running_mean * scale
+    return F.gelu(conv._conv_forward(x, conv.weight * scale.view(-1, 1, 1, 1),
+                                     shift)).permute(0, 2, 3, 1)
+
+
+class _BatchNormGELU(torch.autograd.Function):
+    """``gelu(batch_norm(x))`` with batch statistics that keeps ``x`` and the
+    per-channel statistics for backward, not the normalised tensor (one
+    activation fewer per use); backward recomputes it in one pass."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, running_mean, running_var, momentum,
+                eps):
+        y, mean, invstd = torch.native_batch_norm(
+            x, weight, bias, running_mean, running_var, True, momentum, eps)
+        # Not the running statistics: backward uses the batch statistics.
+        ctx.save_for_backward(x, weight, bias, mean, invstd)
+        ctx.eps = eps
+        return F.gelu(y)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, weight, bias, mean, invstd = ctx.saved_tensors
+        # The normalised tensor again, as one eval-mode batch norm with the
+        # batch statistics (var + eps = 1 / invstd^2): few ops, as eager
+        # training is bound by the host issuing them.
+        var = invstd.pow(-2).sub_(ctx.eps)
+        y = torch.native_batch_norm(x, weight, bias, mean, var, False, 0.,
+                                    ctx.eps)[0]
+        grad_y = torch.ops.aten.gelu_backward(grad.to(x.dtype), y)
+        grads = torch.ops.aten.native_batch_norm_backward(
+            grad_y, x, weight, None, None, mean, invstd, True,
+            ctx.eps, [True, True, True])
+        return (*grads, None, None, None, None)
+
+
+# Triton kernels of batch_norm_gelu's fast forms.
 if triton is not None:
 
     @triton.jit
@@ -145,91 +235,3 @@ class _TritonBatchNormGELU(torch.autograd.Function):
             BLOCK_M=block_m, BLOCK_C=block_c, num_warps=warps)
         grad_bias, grad_weight = sums.to(weight.dtype)
         return dx, grad_weight, grad_bias, None, None, None, None
-
-
-class _BatchNormGELU(torch.autograd.Function):
-    """``gelu(batch_norm(x))`` with batch statistics that keeps ``x`` and the
-    per-channel statistics for backward, not the normalised tensor (one
-    activation fewer per use); backward recomputes it in one pass."""
-
-    @staticmethod
-    def forward(ctx, x, weight, bias, running_mean, running_var, momentum,
-                eps):
-        y, mean, invstd = torch.native_batch_norm(
-            x, weight, bias, running_mean, running_var, True, momentum, eps)
-        # Not the running statistics: backward uses the batch statistics.
-        ctx.save_for_backward(x, weight, bias, mean, invstd)
-        ctx.eps = eps
-        return F.gelu(y)
-
-    @staticmethod
-    def backward(ctx, grad):
-        x, weight, bias, mean, invstd = ctx.saved_tensors
-        # The normalised tensor again, as one eval-mode batch norm with the
-        # batch statistics (var + eps = 1 / invstd^2): few ops, as eager
-        # training is bound by the host issuing them.
-        var = invstd.pow(-2).sub_(ctx.eps)
-        y = torch.native_batch_norm(x, weight, bias, mean, var, False, 0.,
-                                    ctx.eps)[0]
-        grad_y = torch.ops.aten.gelu_backward(grad.to(x.dtype), y)
-        grads = torch.ops.aten.native_batch_norm_backward(
-            grad_y, x, weight, None, None, mean, invstd, True,
-            ctx.eps, [True, True, True])
-        return (*grads, None, None, None, None)
-
-
-def batch_norm_gelu(norm: nn.Module, x: Tensor) -> Tensor:
-    """``gelu(norm(x))`` over the last dim of a channels-last ``(..., C)``
-    tensor. A BatchNorm sees it as ``(N, C, 1, 1)``: the same statistics as
-    over ``(B, C, H, W)``, in the layout the memory already has, so neither
-    eager kernels nor torch.compile's see a permuted tensor.
-
-    A plain BatchNorm takes a fused path: in training under autograd (batch
-    statistics), one that keeps only ``x`` for backward; in inference
-    without autograd, on CUDA, one Triton pass. Which paths use the Triton
-    kernels: see :mod:`.triton_utils`."""
-    if not isinstance(norm, _BatchNorm):  # e.g. GroupNorm: needs (B, C, H, W)
-        return F.gelu(norm(x.movedim(-1, 1))).movedim(1, -1)
-    C = x.shape[-1]
-    plain = (type(norm) is nn.BatchNorm2d and norm.affine
-             and norm.track_running_stats)
-    fused = plain and is_eager()
-    if (fused and norm.training and norm.momentum is not None
-            and torch.is_grad_enabled()):
-        norm.num_batches_tracked.add_(1)  # as nn.BatchNorm does
-        args = (norm.weight, norm.bias, norm.running_mean, norm.running_var,
-                norm.momentum, norm.eps)
-        if use_triton(x, backward=True):
-            y = _TritonBatchNormGELU.apply(x.reshape(-1, C).contiguous(),
-                                           *args)
-        else:
-            y = _BatchNormGELU.apply(x.reshape(-1, C, 1, 1), *args)
-    elif (fused and not norm.training and not torch.is_grad_enabled()
-          and use_triton(x, backward=False)):
-        y = _bn_gelu_apply(x.reshape(-1, C).contiguous(), norm.running_mean,
-                           norm.running_var, norm.weight, norm.bias, norm.eps)
-    else:
-        # torch.compile fuses this form by itself.
-        y = F.gelu(norm(x.reshape(-1, C, 1, 1)))
-    return y.view(x.shape)
-
-
-def conv_batch_norm_gelu(conv: nn.Conv2d, norm: nn.Module,
-                         x: Tensor) -> Tensor:
-    """``gelu(norm(conv(x)))`` for a bias-free conv, on a channels-last
-    ``(B, H, W, C)`` tensor (the conv sees its ``(B, C, H, W)`` view). When
-    the BatchNorm uses its running statistics (eval mode, or frozen with
-    ``norm_eval``) it is an affine map per output channel: folded into the
-    conv's weight and bias, one pass over the activation is saved.
-    Differentiable, so frozen-norm training still reaches the conv and the
-    norm's affine parameters."""
-    x = x.permute(0, 3, 1, 2)
-    if (isinstance(norm, _BatchNorm) and not norm.training
-            and norm.track_running_stats and norm.affine
-            and conv.bias is None):
-        scale = norm.weight * torch.rsqrt(norm.running_var + norm.eps)
-        shift = norm.bias - norm.running_mean * scale
-        return F.gelu(conv._conv_forward(
-            x, conv.weight * scale.view(-1, 1, 1, 1),
-            shift)).permute(0, 2, 3, 1)
-    return batch_norm_gelu(norm, conv(x).permute(0, 2, 3, 1))

@@ -8,7 +8,7 @@ from mmengine.logging import MMLogger
 from mmengine.model import BaseModule
 from torch import Tensor, nn
 
-from .eager import compute_dtype, is_eager, is_exporting
+from .fast_paths import compute_dtype, is_exporting, training_fast_path
 
 
 def resample_axial_mixing(weight: Tensor, bias: Tensor,
@@ -23,8 +23,8 @@ def resample_axial_mixing(weight: Tensor, bias: Tensor,
     its magnitude. At ``size == N`` the inputs are returned untouched.
     Differentiable, so gradients reach the stored ``N x N`` weights.
 
-    In an export (:func:`.eager.is_exporting`) ``size`` is symbolic and the
-    interpolation is always part of the graph, so the exported model
+    In an export (:func:`.fast_paths.is_exporting`) ``size`` is symbolic
+    and the interpolation is always part of the graph, so the exported model
     resamples for the size it is run at; at ``size == N`` it is the identity
     (pixel-centre aligned bilinear resizing to the same size copies every
     value, and the scale is 1).
@@ -85,6 +85,69 @@ def sparse_mlp(x: Tensor, w_h: Tensor, b_h: Tensor, w_w: Tensor, b_w: Tensor,
                       fuse).add_(bias_table(b_h, b_w, fuse))
 
 
+class SparseMLP(BaseModule):
+    """Sparse MLP: mixes tokens along the rows and along the columns.
+
+    Each axial mix is one linear map over the positions of that axis, shared
+    across the other axis and all channels. The input, its width-mixed and its
+    height-mixed copies are fused by a linear map over channels (the official
+    1x1 conv on their concatenation).
+
+    Args:
+        channels (int): Number of channels.
+        resolution (Sequence[int]): ``(H, W)`` of the feature map the mixing
+            weights are defined for (the trained size). Other sizes resample
+            them, see :func:`resample_axial_mixing`.
+        init_cfg (dict, optional): Initialization config.
+
+    Shape:
+        ``(B, H, W, C)`` -> ``(B, H, W, C)`` (channels last), any ``H, W``.
+    """
+
+    def __init__(self, channels: int, resolution: Sequence[int],
+                 init_cfg=None):
+        super().__init__(init_cfg=init_cfg)
+        self.resolution = tuple(resolution)
+        h, w = self.resolution
+        self.mix_h = nn.Linear(h, h)  # mixes positions along the height
+        self.mix_w = nn.Linear(w, w)  # mixes positions along the width
+        self.fuse = nn.Linear(3 * channels, channels, bias=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        _, H, W, _ = x.shape
+        params = (*resample_axial_mixing(self.mix_h.weight, self.mix_h.bias,
+                                         H),
+                  *resample_axial_mixing(self.mix_w.weight, self.mix_w.bias,
+                                         W), self.fuse.weight)
+        x = x.contiguous()
+        if not training_fast_path(self):
+            return sparse_mlp(x, *params)
+        # Eager training: one autograd node instead of a dozen, as the host
+        # issuing ops is the bound; in autocast's dtype, cast inside.
+        dtype = compute_dtype(x)  # before autocast is turned off
+        with torch.autocast(x.device.type, enabled=False):
+            return _SparseMLPFunction.apply(x, dtype, *params)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # Weights trained at another input size are resampled to this
+        # module's resolution, as mmpretrain does for Swin's bias tables.
+        for name, size in (('mix_h', self.resolution[0]),
+                           ('mix_w', self.resolution[1])):
+            w_key, b_key = f'{prefix}{name}.weight', f'{prefix}{name}.bias'
+            if w_key not in state_dict or b_key not in state_dict:
+                continue
+            weight, bias = state_dict[w_key], state_dict[b_key]
+            if (weight.dim() == 2 and weight.shape[0] == weight.shape[1]
+                    and bias.shape == weight.shape[:1]
+                    and weight.shape[0] != size):
+                MMLogger.get_current_instance().info(
+                    f'Resample {w_key} and {b_key} from {weight.shape[0]} to '
+                    f'{size} positions')
+                state_dict[w_key], state_dict[b_key] = resample_axial_mixing(
+                    weight.float(), bias.float(), size)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+
 class _SparseMLPFunction(torch.autograd.Function):
     """The sMLP for eager training: one autograd node per block instead of
     a dozen, with a hand-written backward (the three gradients reaching
@@ -136,67 +199,3 @@ class _SparseMLPFunction(torch.autograd.Function):
                  grad_w_w, g_w.sum((0, 2), dtype=acc), grad_fuse)
         grads = [g.to(dtype) for g, dtype in zip(grads, ctx.dtypes)]
         return grads[0], None, *grads[1:]
-
-
-class SparseMLP(BaseModule):
-    """Sparse MLP: mixes tokens along the rows and along the columns.
-
-    Each axial mix is one linear map over the positions of that axis, shared
-    across the other axis and all channels. The input, its width-mixed and its
-    height-mixed copies are fused by a linear map over channels (the official
-    1x1 conv on their concatenation).
-
-    Args:
-        channels (int): Number of channels.
-        resolution (Sequence[int]): ``(H, W)`` of the feature map the mixing
-            weights are defined for (the trained size). Other sizes resample
-            them, see :func:`resample_axial_mixing`.
-        init_cfg (dict, optional): Initialization config.
-
-    Shape:
-        ``(B, H, W, C)`` -> ``(B, H, W, C)`` (channels last), any ``H, W``.
-    """
-
-    def __init__(self, channels: int, resolution: Sequence[int],
-                 init_cfg=None):
-        super().__init__(init_cfg=init_cfg)
-        self.resolution = tuple(resolution)
-        h, w = self.resolution
-        self.mix_h = nn.Linear(h, h)  # mixes positions along the height
-        self.mix_w = nn.Linear(w, w)  # mixes positions along the width
-        self.fuse = nn.Linear(3 * channels, channels, bias=False)
-
-    def forward(self, x: Tensor) -> Tensor:
-        _, H, W, _ = x.shape
-        params = (*resample_axial_mixing(self.mix_h.weight, self.mix_h.bias,
-                                         H),
-                  *resample_axial_mixing(self.mix_w.weight, self.mix_w.bias,
-                                         W), self.fuse.weight)
-        x = x.contiguous()
-        if not (self.training and torch.is_grad_enabled() and is_eager()):
-            # Inference, torch.compile (which derives its own backward) and
-            # tracing (mmengine's FLOP counter) take the plain ops.
-            return sparse_mlp(x, *params)
-        # Computed in autocast's dtype (casts inside the function).
-        dtype = compute_dtype(x)  # before autocast is turned off
-        with torch.autocast(x.device.type, enabled=False):
-            return _SparseMLPFunction.apply(x, dtype, *params)
-
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        # Weights trained at another input size are resampled to this
-        # module's resolution, as mmpretrain does for Swin's bias tables.
-        for name, size in (('mix_h', self.resolution[0]),
-                           ('mix_w', self.resolution[1])):
-            w_key, b_key = f'{prefix}{name}.weight', f'{prefix}{name}.bias'
-            if w_key not in state_dict or b_key not in state_dict:
-                continue
-            weight, bias = state_dict[w_key], state_dict[b_key]
-            if (weight.dim() == 2 and weight.shape[0] == weight.shape[1]
-                    and bias.shape == weight.shape[:1]
-                    and weight.shape[0] != size):
-                MMLogger.get_current_instance().info(
-                    f'Resample {w_key} and {b_key} from {weight.shape[0]} to '
-                    f'{size} positions')
-                state_dict[w_key], state_dict[b_key] = resample_axial_mixing(
-                    weight.float(), bias.float(), size)
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
