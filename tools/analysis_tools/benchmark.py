@@ -18,10 +18,15 @@ For each model: inference images/s (eval, no grad) and training images/s (a
 step of forward, cross-entropy, backward and AdamW) with the same input size,
 dtype (autocast), memory format and batch sizes for all, plus the peak memory
 of the training step. Then the ratios to the reference formulation (the
-official code's, ``mmsmlp.testing.OfficialSMLPNet``), Swin-T and ConvNeXt-T.
-Peers come from mmpretrain's model zoo (architecture only, no weights).
+official code's, ``mmsmlp.testing.OfficialSMLPNet``), Swin-T and ConvNeXt-T,
+mmpretrain's and timm's. Peers come from mmpretrain's model zoo and, when
+timm is importable (it is on the GPU machine), from timm (``timm-convnext-t``,
+``timm-swin-t``; architecture only, no weights). timm's are the faster
+implementations of the two in training, so the default list includes them
+when timm is there.
 """
 import argparse
+import importlib.util
 import time
 
 import mmsmlp  # noqa: F401,I001  isort:skip
@@ -40,6 +45,12 @@ PEERS = {
     'resnet-50': 'resnet50_8xb32_in1k',
     'mixer-b16': 'mlp-mixer-base-p16_3rdparty_64xb64_in1k',
 }
+# timm's implementations of the same peers: timm.create_model names.
+TIMM_PEERS = {
+    'timm-convnext-t': 'convnext_tiny',
+    'timm-swin-t': 'swin_tiny_patch4_window7_224',
+}
+HAS_TIMM = importlib.util.find_spec('timm') is not None
 SMLPNETS = {'smlpnet-t': 'tiny', 'smlpnet-s': 'small', 'smlpnet-b': 'base'}
 REFERENCES = {'reference-t': dict(dim=80, depths=[2, 8, 14, 2])}
 # Name suffix -> fast-path mode.
@@ -47,7 +58,11 @@ MODE_SUFFIXES = {'-plain': 'plain', '-notriton': 'no-triton',
                  '-tritontrain': 'triton-train'}
 ENV_MODE = get_mode()
 DEFAULT_MODELS = ['smlpnet-t', 'smlpnet-s', 'smlpnet-b', 'reference-t',
-                  'swin-t', 'convnext-t', 'resnet-50', 'mixer-b16']
+                  'swin-t', 'convnext-t', 'resnet-50', 'mixer-b16'
+                  ] + (list(TIMM_PEERS) if HAS_TIMM else [])
+# the columns of ratios, when measured
+RATIO_PEERS = ('reference-t', 'swin-t', 'convnext-t', 'timm-swin-t',
+               'timm-convnext-t')
 
 
 class Logits(torch.nn.Module):
@@ -83,8 +98,15 @@ def build(name: str) -> torch.nn.Module:
         return OfficialSMLPNet(**REFERENCES[name])
     if name in PEERS:
         return Logits(get_model(PEERS[name]))
+    if name in TIMM_PEERS:
+        if not HAS_TIMM:
+            raise KeyError(f'{name} needs timm, which is not installed '
+                           '(pip install timm)')
+        import timm
+        return timm.create_model(TIMM_PEERS[name], pretrained=False)
     raise KeyError(f'unknown model {name!r}; choose from '
-                   f'{list(SMLPNETS) + list(REFERENCES) + list(PEERS)}')
+                   f'{list(SMLPNETS) + list(REFERENCES) + list(PEERS)}'
+                   f' + {list(TIMM_PEERS)} (with timm)')
 
 
 def timed(fn, iters: int, warmup: int, rounds: int) -> float:
@@ -198,8 +220,7 @@ def main():
         print(f'  measured {name}: {r["infer"]:.0f} / {r["train"]:.0f} '
               f'img/s, {r["mem"]:.1f} GiB', flush=True)
 
-    peers = [p for p in ('reference-t', 'swin-t', 'convnext-t')
-             if p in results]
+    peers = [p for p in RATIO_PEERS if p in results]
     header = (f'| model ({mode}) | infer img/s | train img/s | train peak GiB'
               + ''.join(f' | infer / {p} | train / {p}' for p in peers) +
               ' |')

@@ -1,0 +1,43 @@
+# Copyright (c) mmsmlp contributors. All rights reserved.
+"""tools/analysis_tools/benchmark.py builds every model it compares (speed
+itself is measured on a GPU, never here)."""
+import importlib.util
+import os.path as osp
+
+import pytest
+import torch
+
+from .conftest import REPO_ROOT
+
+
+def load_tool():
+    spec = importlib.util.spec_from_file_location(
+        'benchmark_tool',
+        osp.join(REPO_ROOT, 'tools', 'analysis_tools', 'benchmark.py'))
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    return tool
+
+
+@pytest.mark.parametrize('name', ['timm-convnext-t', 'timm-swin-t',
+                                  'convnext-t', 'smlpnet-t-plain'])
+def test_builds_the_model_it_names(name):
+    tool = load_tool()
+    model = tool.build(name).eval()
+    with torch.no_grad():
+        logits = model(torch.randn(2, 3, 224, 224))
+    assert logits.shape == (2, 1000)
+    if name.startswith('timm-'):
+        assert type(model).__module__.startswith('timm.')
+
+
+def test_timm_peers_are_measured_and_compared_to():
+    """With timm installed (requirements/tests.txt; the GPU machine has
+    it) its ConvNeXt-T and Swin-T are in the default list and get ratio
+    columns; an unknown name lists the choices."""
+    tool = load_tool()
+    assert tool.HAS_TIMM
+    for name in ('timm-convnext-t', 'timm-swin-t'):
+        assert name in tool.DEFAULT_MODELS and name in tool.RATIO_PEERS
+    with pytest.raises(KeyError, match='timm-convnext-t'):
+        tool.build('convnext-x')
