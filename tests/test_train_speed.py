@@ -3,6 +3,7 @@
 compute: merged optimizer parameter groups (same update, schedules, state
 and resume) and the foreach EMA (same averages); and the speed tool runs."""
 import copy
+import json
 import os.path as osp
 import re
 
@@ -366,3 +367,118 @@ def test_fast_paths_equal_upstream_on_cuda():
         assert torch.equal(a, b)
     for a, b in zip(emas[0].module.parameters(), emas[1].module.parameters()):
         assert torch.equal(a, b)
+
+
+def test_train_speed_tool_profiles_tools_train(tmp_path):
+    """--parts e2e-profile profile on the CPU at a tiny size: the
+    tools/train.py subprocess and the same run in-process are profiled;
+    every range of an iteration (loader wait, before-iteration hooks,
+    train_step's parts, each after-iteration hook by name) is printed and
+    written once per profiled iteration, with the processes' thread and
+    worker facts, CPU use and load; and a table sets both side by side.
+    Values are not checked against speeds (measured on a GPU), only that
+    they are numbers and that the ranges cover the profiled iterations."""
+    quick = osp.join(REPO_ROOT, 'configs', 'quickstart',
+                     'smlpnet-mini_1xb32_synthetic-in1k-format.py')
+    out_dir = tmp_path / 'out'
+    count = 2
+    out = run_tool(
+        'analysis_tools/train_speed.py', quick, '--data',
+        str(tmp_path / 'data'), '--work-dir', str(tmp_path / 'work'),
+        '--out-dir', str(out_dir), '--images', '20', '--val-images', '10',
+        '--long-side', '72', '96', '--repeats', '2', '--workers', '1',
+        '--batch', '4', '--size', '64', '--iters', '10', '--warmup-iters',
+        '2', '--restart-iters', '1', '--val-skip', '0', '--profile-iters',
+        str(count), '--rows', '5', '--parts', 'e2e-profile', 'profile')
+    steps = ('train_step: optim_context', 'train_step: data preprocessor',
+             'train_step: forward + loss',
+             'train_step: parse losses + backward',
+             'train_step: optimizer step',
+             'train_step: after optimizer step (zero_grad, log vars)')
+    # the quick-start config's hooks with an after_train_iter, each in a
+    # range named by it (hooks of one priority share one)
+    hooks = ('RuntimeInfoHook', 'FiniteLossHook', 'LoggerHook',
+             'ParamSchedulerHook', 'SafeCheckpointHook', 'IterTimestampHook')
+    with open(out_dir / 'train_speed.json') as f:
+        rows = json.load(f)
+    assert [r['name'] for r in rows] == ['main']
+    number = r'[0-9]+\.[0-9]+'
+    for part, process in (('e2e-profile', 'train.py'),
+                          ('profile', 'train_speed.py')):
+        with open(out_dir / f'main_{part}.json') as f:
+            summary = json.load(f)
+        assert rows[0][part]['profile'] == summary
+        assert (out_dir / f'main_{part}.txt').read_text().strip() in out
+        for suffix in ('_ops.txt', '_python.txt'):
+            assert (out_dir / f'main_{part}{suffix}').stat().st_size > 0
+        # the unprofiled iterations of the same run, timed apart
+        assert rows[0][part]['iter_s'] > 0
+        assert summary['window'] == dict(
+            first_iter=2, last_iter=2 + 3 * count - 1, count=count, epoch=0,
+            epoch_after=0)
+        ranges = summary['ranges_ms']
+        assert list(ranges)[:2 + len(steps)] == [
+            'loader wait', 'before_train_iter hooks', *steps]
+        hook_ranges = list(ranges)[2 + len(steps):]
+        assert sorted(
+            name for r in hook_ranges
+            for name in r[len('after_train_iter: '):].split(', ')) == \
+            sorted(hooks), hook_ranges
+        assert hook_ranges[-1] == 'after_train_iter: IterTimestampHook'
+        for name, ms in ranges.items():
+            assert isinstance(ms, float) and ms >= 0, (name, ms)
+            assert summary['range_counts'][name] == count, name
+            assert re.search(rf'^    {re.escape(name)} +{number} ms$', out,
+                             re.M), name
+        assert ranges['train_step: forward + loss'] > 0
+        assert ranges['train_step: parse losses + backward'] > 0
+        # the ranges follow one another through the profiled iterations
+        wall = summary['profiled_wall_ms']
+        assert 0.8 * wall < sum(ranges.values()) < 1.1 * wall, (ranges, wall)
+        for key in ('wall_ms', 'kernel_ms', 'aten_ops', 'launches',
+                    'host_reads', 'syncs'):
+            assert isinstance(summary[key], (int, float)) and \
+                summary[key] >= 0, key
+        assert summary['aten_ops'] > 0
+        assert summary['top_aten_ops'][0]['name'].startswith('aten::')
+        assert len(summary['top_aten_ops']) == 5
+        assert summary['cprofile_top'] and all(
+            r['cumulative_ms'] >= 0 and r['calls'] > 0
+            for r in summary['cprofile_top'])
+        facts = summary['facts']
+        assert facts['process'] == process
+        assert facts['torch_threads'] >= 1
+        assert facts['affinity_cpus'] >= 1
+        assert facts['workers'] == 1 and facts['persistent_workers'] is True
+        assert facts['mp_start_method'] == 'fork'  # mmengine's default
+        assert facts['child_processes'] >= 1  # the loader's worker
+        assert all(n >= 1 for n in facts['child_threads'])
+        for key in ('OMP_NUM_THREADS', 'MKL_NUM_THREADS', 'cv2_threads',
+                    'cudnn_benchmark', 'main_process_threads'):
+            assert key in facts
+        for key in ('load_average_before', ):
+            assert len(facts[key]) == 3
+        assert len(summary['load_average_after']) == 3
+        cpu = summary['cpu']
+        assert cpu['main_process_cores'] > 0
+        assert cpu['threads_cores']['main thread'] > 0
+        for key in ('main_process_cpu_ms', 'children_cores',
+                    'host_busy_cores', 'host_cores'):
+            assert cpu[key] >= 0, key
+        assert re.search(
+            rf'\[main\] {part}: .* unprofiled iterations of the same run: '
+            rf'{number} s/iter steady', out), out
+        assert (out_dir / 'main_e2e-profile_tools_train.log').exists()
+        for fact in ('torch_threads=', 'affinity_cpus=', 'OMP_NUM_THREADS=',
+                     'MKL_NUM_THREADS=', 'cv2_threads=', 'workers=1',
+                     'persistent_workers=True', 'mp_start_method=fork',
+                     'load_average_before='):
+            assert re.search(rf'\[profile main_{part}\][^[]*facts: .*'
+                             f'{re.escape(fact)}', out), fact
+    # side by side: each range, for tools/train.py and in-process
+    assert '| | tools/train.py (e2e) | tools/train.py (e2e-profile) | ' \
+        'in-process Runner (profile) | e2e-profile - profile |' in out
+    for name in ('loader wait', *steps, 'torch_threads', 'workers'):
+        assert re.search(
+            rf'^\| {re.escape(name)} \| - \| \S+ \| \S+ \| \S+ \|$', out,
+            re.M), name

@@ -8,6 +8,10 @@ call, on generated ImageNet-format JPEGs of ImageNet's size.
     python tools/analysis_tools/train_speed.py CONFIG --variant upstream \\
         optim_wrapper.constructor=DefaultOptimWrapperConstructor
     python tools/analysis_tools/train_speed.py CONFIG --profile
+    # one GPU call: bare step, tools/train.py end to end, tools/train.py
+    # profiled, the same run profiled in this process
+    PYTHONUNBUFFERED=1 python tools/analysis_tools/train_speed.py CONFIG \\
+        --workers 12 --quick --out-dir OUT
 
 For the config (and the ``--peer`` config), each measured in this call:
 
@@ -34,21 +38,38 @@ with a long side of 400-500 px (``--long-side``), listed ``--repeats`` times
 in the annotation file so that epochs are long (the page cache holds the
 files either way); validation likewise.
 
-``--profile`` instead builds the Runner in this process and profiles
-Runner iterations of the config: wall time per iteration, the GPU's kernel
-time, ATen ops, kernel launches and host reads of device values per
-iteration, the host time of the loader wait / train_step / hooks, and the
-Python functions taking the main thread's time (cProfile).
+Profiles of the end-to-end run (the same derived config, hooks, logging
+and checkpoints), by :class:`ProfileHook` after ``--warmup-iters``
+iterations: ``--profile-iters`` iterations unprofiled and timed (with the
+cores kept busy: host, this process by thread, the loader's workers), as
+many under torch.profiler, each cut into ranges (loader wait,
+before_train_iter hooks, data preprocessor, forward + loss, backward,
+optimizer step, each after_train_iter hook by name), as many under
+cProfile; with the process's threads, workers, start method and load
+average. ``e2e-profile`` profiles the ``tools/train.py`` subprocess,
+``profile`` (or ``--profile``) the same run in this process (mmengine's
+Runner as tools/train.py builds it); with both, a table sets them side by
+side with the unprofiled run. Each writes ``<label>.json`` and
+``<label>.txt`` (label ``<run>_e2e-profile`` / ``<run>_profile``) to
+``--out-dir`` (else the run's work dir), before its run ends.
+
+``--out-dir``: ``train_speed.json`` is written after each part, and each
+``tools/train.py`` run's output goes to a log there; ``--e2e-timeout``
+stops a ``tools/train.py`` run that takes longer (what was written stays).
+``--quick``: ``--parts bare e2e e2e-profile profile --iters 200
+--e2e-timeout 200``, about 5 minutes on one H200 with 12 workers.
 """
 import argparse
 import copy
 import cProfile
+import glob
 import importlib
 import io
 import json
 import os
 import os.path as osp
 import pstats
+import signal
 import subprocess
 import sys
 import time
@@ -58,6 +79,7 @@ import torch
 import torch.nn.functional as F
 from mmengine.config import Config, DictAction
 from mmengine.hooks import Hook
+from mmengine.model import is_model_wrapper
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import HOOKS, MODELS, init_default_scope
 from mmengine.runner import Runner
@@ -66,6 +88,7 @@ from mmsmlp.datasets import make_imagenet
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 TIMES_FILE = 'train_speed_times.json'
+LOG_INTERVAL = 50  # the end-to-end runs' LoggerHook interval
 
 
 @HOOKS.register_module()
@@ -308,13 +331,19 @@ def time_transforms(cfg, args):
 
 
 # --- end to end -------------------------------------------------------------
-def run_e2e(name, config, options, args, ann_files, work_root, iters):
-    """tools/train.py on a derived config; returns the timing summary."""
+def e2e_config(name, config, options, args, ann_files, work_root, iters,
+               profile=None):
+    """The config of an end-to-end run: the config of this call trained for
+    about ``iters`` iterations (whole epochs), validated once at the end,
+    logged every 50 iterations, one checkpoint, and :class:`IterTimestampHook`
+    last. ``profile`` (a label): :class:`ProfileHook` and its marks added
+    after every other hook, profiling iterations ``--warmup-iters`` onwards.
+    Returns (config, work dir, iterations per epoch)."""
     cfg = load_config(config, args, options, ann_files)
     batch = cfg.train_dataloader.batch_size
     with open(cfg.train_dataloader.dataset.ann_file) as f:
         train_images = sum(1 for _ in f)
-    iters_per_epoch = train_images // batch  # drop_last or not: about
+    iters_per_epoch = train_images // batch  # drop_last or not: at least
     epochs = max(1, round(iters / max(iters_per_epoch, 1)))
     cfg.train_cfg = dict(
         type='EpochBasedTrainLoop', max_epochs=epochs, val_interval=epochs)
@@ -325,41 +354,119 @@ def run_e2e(name, config, options, args, ann_files, work_root, iters):
         s for s in (cfg.get('param_scheduler') or [])
         if not s.get('by_epoch', True) or s.get('begin', 0) < epochs
     ]
-    cfg.default_hooks.logger.interval = 50
+    cfg.default_hooks.logger.interval = LOG_INTERVAL
     cfg.default_hooks.checkpoint = dict(
         type='SafeCheckpointHook', interval=epochs)
     cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + [
         dict(type='IterTimestampHook')
     ]
+    if profile:
+        start = profile_start(args)
+        needed = start + 3 * args.profile_iters + 1
+        if needed > iters_per_epoch:
+            raise ValueError(
+                f'the profile from iteration {start} (--warmup-iters '
+                f'{args.warmup_iters}, past the logging iterations) + 3 x '
+                f'--profile-iters {args.profile_iters} + 1 = {needed} '
+                'iterations do not fit '
+                f'in the first epoch of {name} ({iters_per_epoch} '
+                f'iterations of batch {batch}): lower them, or raise '
+                '--repeats / --images')
+    work_dir = osp.join(work_root, name if not profile else
+                        f'{name}_{profile}')
+    os.makedirs(work_dir, exist_ok=True)
+    cfg.work_dir = work_dir
+    if profile:
+        label, out_dir = f'{name}_{profile}', args.out_dir or work_dir
+        if osp.exists(osp.join(out_dir, label + '.json')):  # an older run's
+            os.remove(osp.join(out_dir, label + '.json'))
+        cfg.custom_hooks += profile_hooks(args, label, out_dir)
     imports = list(cfg.get('custom_imports', {}).get('imports', []))
     cfg.custom_imports = dict(
         imports=imports + ['train_speed'], allow_failed_imports=False)
-    work_dir = osp.join(work_root, name)
-    os.makedirs(work_dir, exist_ok=True)
+    return cfg, work_dir, iters_per_epoch
+
+
+def run_e2e(name, config, options, args, ann_files, work_root, iters,
+            profile=None):
+    """tools/train.py on the derived config (profiled: ``profile='e2e-
+    profile'``); returns the timing summary, the profile's if any.
+    tools/train.py's output goes to ``<name>_<part>_tools_train.log`` in
+    ``--out-dir`` (or the run's work dir); past ``--e2e-timeout`` seconds
+    the run is stopped (its process group killed) and what it wrote kept."""
+    cfg, work_dir, _ = e2e_config(name, config, options, args, ann_files,
+                                  work_root, iters, profile)
     path = osp.join(work_dir, 'config.py')
     cfg.dump(path)
     env = dict(os.environ)
     env['PYTHONPATH'] = os.pathsep.join(
         [osp.join(ROOT, 'tools', 'analysis_tools'), ROOT] +
         [p for p in env.get('PYTHONPATH', '').split(os.pathsep) if p])
+    env['PYTHONUNBUFFERED'] = '1'  # a run cut short keeps its log
+    out_dir = args.out_dir or work_dir
+    os.makedirs(out_dir, exist_ok=True)
+    log = osp.join(out_dir, f'{name}_{profile or "e2e"}_tools_train.log')
     start = time.perf_counter()
-    result = subprocess.run(
-        [sys.executable, osp.join(ROOT, 'tools', 'train.py'), path,
-         '--work-dir', work_dir],
-        env=env, capture_output=True, text=True)
-    if result.returncode:
-        print(result.stdout[-3000:], result.stderr[-5000:])
-        raise RuntimeError(f'tools/train.py failed for {name}')
-    with open(osp.join(work_dir, TIMES_FILE)) as f:
-        times = json.load(f)
-    summary = summarize(times, batch, cfg.val_dataloader.batch_size, args)
-    summary.update(
-        epochs=epochs, iters=len(times['train']),
-        seconds=time.perf_counter() - start)
+    timed_out = False
+    # its own process group, ended with its loader workers on a timeout, or
+    # when this process is stopped (SIGTERM, e.g. by `timeout`: a
+    # SystemExit then, for the `finally`)
+    terminate = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    with open(log, 'w') as f:
+        process = subprocess.Popen(
+            [sys.executable, osp.join(ROOT, 'tools', 'train.py'), path,
+             '--work-dir', work_dir],
+            env=env, stdout=f, stderr=subprocess.STDOUT,
+            start_new_session=True)
+        try:
+            returncode = process.wait(timeout=args.e2e_timeout)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+        finally:
+            signal.signal(signal.SIGTERM, terminate)
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                returncode = process.wait()
+    seconds = time.perf_counter() - start
+    summary = dict(seconds=seconds)
+    if profile:
+        summary['profile'] = read_profile(out_dir, f'{name}_{profile}')
+    if timed_out:
+        print(f'[{name}] tools/train.py ({profile or "e2e"}) stopped after '
+              f'--e2e-timeout {args.e2e_timeout} s; its log: {log}',
+              flush=True)
+        summary['timed_out'] = True
+        return summary
+    if returncode:
+        with open(log) as f:
+            print(f.read()[-8000:])
+        raise RuntimeError(f'tools/train.py failed for {name} (exit '
+                           f'{returncode}); its output: {log}')
+    summary.update(read_times(work_dir, cfg, args, summary.get('profile')))
     return summary
 
 
-def summarize(times, batch, val_batch, args):
+def read_times(work_dir, cfg, args, profile=None):
+    """The summary of a run's IterTimestampHook record; the profiled
+    iterations (and the one after them) left out."""
+    with open(osp.join(work_dir, TIMES_FILE)) as f:
+        times = json.load(f)
+    exclude = None
+    if profile:
+        exclude = (profile['window']['first_iter'],
+                   profile['window']['last_iter'] + 1)
+    summary = summarize(times, cfg.train_dataloader.batch_size,
+                        cfg.val_dataloader.batch_size, args, exclude)
+    summary['iters'] = len(times['train'])
+    summary['epochs'] = cfg.train_cfg.max_epochs
+    return summary
+
+
+def summarize(times, batch, val_batch, args, exclude=None):
+    """Images/s and s/iter from the timestamps: ``steady`` without the first
+    ``--warmup-iters`` iterations, the first ``--restart-iters`` of each
+    later epoch and the iterations in ``exclude`` (first, last: those
+    profiled); ``all`` with the epoch restarts."""
     train = times['train']
     steady, every, waits = [], [], []
     first_epoch = train[0][0] if train else 0
@@ -367,6 +474,8 @@ def summarize(times, batch, val_batch, args):
         epoch, inner, before, after = train[i]
         cycle = after - train[i - 1][3]
         if i < args.warmup_iters:
+            continue
+        if exclude and exclude[0] <= i <= exclude[1]:
             continue
         every.append(cycle)
         if epoch != first_epoch and inner < args.restart_iters:
@@ -390,7 +499,51 @@ def summarize(times, batch, val_batch, args):
 
 
 # --- profile ----------------------------------------------------------------
+# The profile's ranges of one training iteration, in their order (the
+# after_train_iter hooks' ranges, named by the hooks, come after these).
+LOADER_WAIT = 'loader wait'
+BEFORE_HOOKS = 'before_train_iter hooks'
+STEP_RANGES = ('train_step: optim_context', 'train_step: data preprocessor',
+               'train_step: forward + loss',
+               'train_step: parse losses + backward',
+               'train_step: optimizer step',
+               'train_step: after optimizer step (zero_grad, log vars)')
+RANGE_PREFIX = 'runner: '
+# A mark at each multiple of 10 of mmengine's priorities (0-100), added
+# after every other hook, sits after the hooks of its priority or a higher
+# one (register_hook), so that hooks of different priorities get ranges of
+# their own (those of one priority share one).
+MARK_PRIORITIES = tuple(range(0, 100, 10))
+
+
+def profile_start(args):
+    """Where the profile starts: after ``--warmup-iters`` iterations, or
+    after the next iteration that logs (every ``LOG_INTERVAL``) if its
+    windows would hold it: one log line in 5 profiled iterations would
+    overstate LoggerHook's part tenfold."""
+    start = args.warmup_iters
+    end = start + 3 * args.profile_iters  # the windows: (start, end]
+    if end // LOG_INTERVAL > start // LOG_INTERVAL and \
+            3 * args.profile_iters < LOG_INTERVAL:
+        start = (start // LOG_INTERVAL + 1) * LOG_INTERVAL
+    return start
+
+
+def profile_hooks(args, label, out_dir):
+    """The custom hooks (dicts) that profile a run, to add after all
+    others: the marks, then :class:`ProfileHook`."""
+    return [
+        dict(type='TrainSpeedProfileMark', priority=p)
+        for p in MARK_PRIORITIES
+    ] + [
+        dict(type='TrainSpeedProfileHook', start=profile_start(args),
+             count=args.profile_iters, out_dir=out_dir,
+             label=label, rows=args.rows, priority='LOWEST')
+    ]
+
+
 class _Range:
+    """One torch.profiler range open at a time (record_function)."""
 
     def __init__(self):
         self.current = None
@@ -400,150 +553,550 @@ class _Range:
             self.current.__exit__(None, None, None)
         self.current = None
         if name:
-            self.current = torch.profiler.record_function(name)
+            self.current = torch.profiler.record_function(RANGE_PREFIX +
+                                                          name)
             self.current.__enter__()
 
 
-class _HooksMark(Hook):
-    """Opens the profile's range of the after-iteration hooks: it runs
-    first of them."""
-    priority = 'HIGHEST'
+def _overrides(hook, method):
+    return getattr(type(hook), method, None) is not getattr(Hook, method)
 
-    def __init__(self, profile_hook):
-        self.profile_hook = profile_hook
+
+@HOOKS.register_module(name='TrainSpeedProfileMark')
+class ProfileMarkHook(Hook):
+    """Opens the profile's range of the after_train_iter hooks between it
+    and the next mark (or :class:`ProfileHook`) in the Runner's hook list;
+    the first mark also the range of the before_train_iter hooks. Inactive
+    until a ProfileHook names its range (ProfileHook.before_train)."""
+
+    def __init__(self):
+        self.profile_hook = None
+        self.after_name = self.before_name = None
+
+    def before_train_iter(self, runner, batch_idx, data_batch=None):
+        if self.profile_hook is not None and self.before_name:
+            self.profile_hook.switch(self.before_name)
 
     def after_train_iter(self, runner, batch_idx, data_batch=None,
                          outputs=None):
-        self.profile_hook.mark_hooks()
+        if self.profile_hook is not None and self.after_name:
+            self.profile_hook.switch(self.after_name)
 
 
+@HOOKS.register_module(name='TrainSpeedProfileHook')
 class ProfileHook(Hook):
-    """Profiles iterations ``[start, start + count)`` of the training loop:
-    torch.profiler (host ops, kernels, ranges) then cProfile over as many."""
+    """Profiles training iterations from ``start`` (iterations done) on, in
+    this process (the in-process Runner or tools/train.py's):
 
-    def __init__(self, start, count, rows, out):
-        self.start, self.count, self.rows, self.out = start, count, rows, out
+    1. ``count`` iterations unprofiled, timed with a synchronisation at each
+       end, with the CPU time of the host, this process (by thread name) and
+       its child processes (the loader's workers);
+    2. ``count`` under torch.profiler (CPU, and CUDA when available), each
+       iteration cut into ranges: the loader wait, the before_train_iter
+       hooks, train_step's parts (through module hooks on the data
+       preprocessor and the model and optimizer step hooks, added for these
+       iterations only) and the after_train_iter hooks by name (through
+       :class:`ProfileMarkHook`);
+    3. ``count`` under cProfile.
+
+    Then writes ``<out_dir>/<label>.json`` (``self.summary``: the window,
+    wall times, ranges, kernel time, op counts, top ATen ops, top Python
+    functions, CPU use and the process's facts) and ``<label>.txt`` (the
+    table it prints), ``<label>_ops.txt`` (torch.profiler's table) and
+    ``<label>_python.txt`` (cProfile's). The run goes on unprofiled. It
+    must be the last hook (priority LOWEST, added last)."""
+    priority = 'LOWEST'
+
+    def __init__(self, start, count, out_dir, label='profile', rows=30):
+        if start < 1 or count < 1:
+            raise ValueError(f'{type(self).__name__}: start ({start}) and '
+                             f'count ({count}) must be at least 1')
+        self.start, self.count, self.rows = start, count, rows
+        self.out_dir, self.label = out_dir, label
         self.range = _Range()
         self.prof = self.cprof = None
-        self.marks = {}
+        self.handles = []
+        self.samples = {}
+        self.summary = dict(label=label, window=dict(
+            first_iter=start, last_iter=start + 3 * count - 1, count=count))
+
+    # the iteration's ranges
+    def switch(self, name):
+        if self.prof is not None:
+            self.range.switch(name)
+
+    def before_train(self, runner):
+        """Names the marks' ranges after the hooks that follow each."""
+        hooks = runner.hooks
+        if hooks[-1] is not self:
+            raise RuntimeError(
+                f'{type(self).__name__} must be the last hook (priority '
+                f'LOWEST, added last); the last is {type(hooks[-1]).__name__}')
+        segments, marks = [[]], []
+        for hook in hooks[:-1]:
+            if isinstance(hook, ProfileMarkHook):
+                marks.append(hook)
+                segments.append([])
+            elif _overrides(hook, 'after_train_iter'):
+                segments[-1].append(type(hook).__name__)
+        self.after_step = STEP_RANGES[-1]
+        if segments[0]:  # hooks of priority 0, before the first mark
+            self.after_step += ' + after_train_iter: ' + ', '.join(
+                segments[0])
+        self.hook_ranges = []
+        for mark, names in zip(marks, segments[1:]):
+            mark.profile_hook = self
+            mark.after_name = ('after_train_iter: ' + ', '.join(names)
+                               if names else None)
+            if names:
+                self.hook_ranges.append(mark.after_name)
+        before = [
+            type(h).__name__ for h in hooks[hooks.index(marks[0]) + 1:-1]
+            if _overrides(h, 'before_train_iter')
+        ] if marks else []
+        if marks:
+            marks[0].before_name = BEFORE_HOOKS
+        self.summary['before_train_iter_hooks'] = before
+        self.summary['ranges_order'] = [LOADER_WAIT, BEFORE_HOOKS] + list(
+            STEP_RANGES[:-1]) + [self.after_step] + self.hook_ranges
 
     def before_train_iter(self, runner, batch_idx, data_batch=None):
-        if self.prof is not None:
-            self.range.switch('runner: train_step')
+        self.switch(STEP_RANGES[0])
 
-    def mark_hooks(self):
-        """Called first after each iteration (see _HooksMark)."""
-        if self.prof is not None:
-            self.range.switch('runner: after_train_iter hooks')
+    def _install(self, runner):
+        """Module and optimizer hooks marking train_step's parts."""
+        model = runner.model.module if is_model_wrapper(
+            runner.model) else runner.model
+
+        def to(name):
+            return lambda *args: self.switch(name)
+
+        self.handles = [
+            model.data_preprocessor.register_forward_pre_hook(
+                to(STEP_RANGES[1])),
+            model.data_preprocessor.register_forward_hook(to(STEP_RANGES[2])),
+            model.register_forward_hook(to(STEP_RANGES[3])),
+        ]
+        wrappers = getattr(runner.optim_wrapper, 'optim_wrappers', None)
+        for wrapper in (wrappers.values() if wrappers else
+                        [runner.optim_wrapper]):
+            self.handles += [
+                wrapper.optimizer.register_step_pre_hook(to(STEP_RANGES[4])),
+                wrapper.optimizer.register_step_post_hook(
+                    to(self.after_step))
+            ]
 
     def after_train_iter(self, runner, batch_idx, data_batch=None,
                          outputs=None):
         i = runner.iter + 1  # iterations done
-        if i == self.start:
+        start, count = self.start, self.count
+        if i == start:
             sync()
-            self.marks['wall0'] = time.perf_counter()
-        if i == self.start + self.count:
+            self.summary['facts'] = process_facts(runner)
+            self.summary['window']['epoch'] = runner.epoch
+            self.samples['start'] = cpu_sample()
+        elif i == start + count:
             sync()
-            self.marks['wall'] = (time.perf_counter() -
-                                  self.marks['wall0']) / self.count
+            self.samples['unprofiled'] = cpu_sample()
+            self.summary['cpu'] = cpu_usage(self.samples['start'],
+                                            self.samples['unprofiled'], count)
+            self.summary['wall_ms'] = self.summary['cpu'].pop('wall_ms')
             activities = [torch.profiler.ProfilerActivity.CPU]
             if torch.cuda.is_available():
                 activities.append(torch.profiler.ProfilerActivity.CUDA)
+            self._install(runner)
             self.prof = torch.profiler.profile(activities=activities)
             self.prof.__enter__()
-            self.range.switch('runner: loader wait')
-        elif i == self.start + 2 * self.count:
-            self.range.switch(None)
+            self.samples['profiled'] = time.perf_counter()
+            self.switch(LOADER_WAIT)
+        elif i == start + 2 * count:
+            self.switch(None)
             sync()
+            self.summary['profiled_wall_ms'] = (
+                time.perf_counter() - self.samples['profiled']) / count * 1e3
             self.prof.__exit__(None, None, None)
+            for handle in self.handles:
+                handle.remove()
+            self.handles = []
             self.report_profile()
             self.prof = None
             self.cprof = cProfile.Profile()
             self.cprof.enable()
-        elif i == self.start + 3 * self.count:
+        elif i == start + 3 * count:
             self.cprof.disable()
             self.report_cprofile()
-            runner.train_loop.stop_training = True
             self.cprof = None
-        elif self.prof is not None:
-            self.range.switch('runner: loader wait')
+            self.summary['load_average_after'] = load_average()
+            self.summary['window']['epoch_after'] = runner.epoch
+            self.write()
+        else:
+            self.switch(LOADER_WAIT)
 
     def report_profile(self):
         n = self.count
         events = self.prof.key_averages()
         cpu = torch.autograd.DeviceType.CPU
+        host = [e for e in events if e.device_type == cpu]
         # kernels' time as the profiler's table sums it (attributed to the
         # host ops that launched them; kernel rows would count it twice)
-        kernels = sum(e.self_device_time_total for e in events
-                      if e.device_type == cpu) / n / 1e3
-        aten = sum(e.count for e in events
-                   if e.device_type == cpu and e.key.startswith('aten::')) / n
-        launches = sum(e.count for e in events if e.key in (
-            'cudaLaunchKernel', 'cuLaunchKernel', 'cuLaunchKernelEx',
-            'cudaLaunchKernelExC', 'cudaMemsetAsync', 'cudaMemcpyAsync')) / n
-        reads = sum(e.count for e in events
-                    if e.key == 'aten::_local_scalar_dense') / n
-        syncs = sum(e.count for e in events if e.key in (
-            'cudaStreamSynchronize', 'cudaDeviceSynchronize',
-            'cudaEventSynchronize')) / n
-        ranges = {e.key: e.cpu_time_total / n / 1e3 for e in events
-                  if e.key.startswith('runner: ') and e.device_type == cpu}
-        lines = [
-            f'[profile] wall {self.marks["wall"] * 1e3:.1f} ms/iter '
-            f'(unprofiled), kernels {kernels:.1f} ms/iter, '
-            f'{aten:.0f} ATen ops/iter, {launches:.0f} kernel launches and '
-            f'copies/iter, {reads:.0f} reads of tensor values by the host/'
-            'iter (CPU tensors too), '
-            f'{syncs:.1f} explicit synchronisations/iter',
-            '[profile] host time per iteration (under the profiler, which '
-            'slows the host): ' + ', '.join(
-                f'{k[8:]} {v:.1f} ms' for k, v in sorted(ranges.items()))
+        self.summary.update(
+            kernel_ms=sum(e.self_device_time_total for e in host) / n / 1e3,
+            aten_ops=sum(e.count for e in host
+                         if e.key.startswith('aten::')) / n,
+            launches=sum(e.count for e in events if e.key in (
+                'cudaLaunchKernel', 'cuLaunchKernel', 'cuLaunchKernelEx',
+                'cudaLaunchKernelExC', 'cudaMemsetAsync', 'cudaMemcpyAsync'))
+            / n,
+            host_reads=sum(e.count for e in events
+                           if e.key == 'aten::_local_scalar_dense') / n,
+            syncs=sum(e.count for e in events if e.key in (
+                'cudaStreamSynchronize', 'cudaDeviceSynchronize',
+                'cudaEventSynchronize')) / n)
+        ranges = {e.key[len(RANGE_PREFIX):]: e for e in host
+                  if e.key.startswith(RANGE_PREFIX)}
+        self.summary['ranges_ms'] = {
+            name: ranges[name].cpu_time_total / n / 1e3 if name in ranges
+            else 0.0 for name in self.summary['ranges_order']
+        }
+        self.summary['range_counts'] = {
+            name: e.count for name, e in ranges.items()}
+        ops = sorted((e for e in host if e.key.startswith('aten::')),
+                     key=lambda e: e.self_cpu_time_total, reverse=True)
+        self.summary['top_aten_ops'] = [
+            dict(name=e.key, per_iter=e.count / n,
+                 self_host_ms=e.self_cpu_time_total / n / 1e3,
+                 host_ms=e.cpu_time_total / n / 1e3)
+            for e in ops[:self.rows]
         ]
         table = events.table(sort_by='self_cpu_time_total',
                              row_limit=self.rows, max_name_column_width=60)
-        print('\n'.join(lines), flush=True)
-        with open(self.out + '_ops.txt', 'w') as f:
-            f.write('\n'.join(lines) + '\n' + table)
-        print(table[:6000], flush=True)
+        with open(self.path('_ops.txt'), 'w') as f:
+            f.write(table)
 
     def report_cprofile(self):
+        n = self.count
+        stats = pstats.Stats(self.cprof)
+        rows = []
+        for (file, line, func), (_, calls, own, cum, _) in \
+                stats.stats.items():
+            where = '/'.join(file.split(os.sep)[-2:])
+            rows.append(dict(function=f'{where}:{line}({func})',
+                             calls=calls / n, own_ms=own / n * 1e3,
+                             cumulative_ms=cum / n * 1e3))
+        rows.sort(key=lambda r: r['cumulative_ms'], reverse=True)
+        self.summary['cprofile_top'] = rows[:self.rows * 2]
+        self.summary['cprofile_top_own'] = sorted(
+            rows, key=lambda r: r['own_ms'], reverse=True)[:self.rows]
         stream = io.StringIO()
-        stats = pstats.Stats(self.cprof, stream=stream)
+        stats.stream = stream
         stats.sort_stats('cumulative').print_stats(self.rows * 2)
-        text = stream.getvalue()
-        with open(self.out + '_python.txt', 'w') as f:
-            f.write(text)
-        print(f'[profile] Python functions, cumulative time over {self.count}'
-              ' iterations (cProfile slows the host down):')
-        print(text[:8000], flush=True)
+        with open(self.path('_python.txt'), 'w') as f:
+            f.write(stream.getvalue())
+
+    def path(self, suffix):
+        os.makedirs(self.out_dir, exist_ok=True)
+        return osp.join(self.out_dir, self.label + suffix)
+
+    def write(self):
+        text = profile_table(self.summary)
+        with open(self.path('.json'), 'w') as f:
+            json.dump(self.summary, f, indent=1)
+        with open(self.path('.txt'), 'w') as f:
+            f.write(text + '\n')
+        print(text, flush=True)
 
 
-def run_profile(args, ann_files, work_root):
-    cfg = load_config(args.config, args, args.cfg_options, ann_files)
-    start, count = args.warmup_iters, args.profile_iters
-    cfg.train_cfg = dict(type='IterBasedTrainLoop',
-                         max_iters=start + 3 * count + 2, val_interval=10**9)
-    cfg.default_hooks.logger.interval = 10**6
-    cfg.default_hooks.checkpoint = dict(type='SafeCheckpointHook',
-                                        interval=10**9)
-    cfg.val_cfg = cfg.val_dataloader = cfg.val_evaluator = None
-    cfg.work_dir = osp.join(work_root, 'profile')
-    cfg.param_scheduler = [
-        s for s in cfg.get('param_scheduler', []) or []
+def read_profile(out_dir, label):
+    """A ProfileHook's summary, or None if the run did not write one."""
+    path = osp.join(out_dir, f'{label}.json')
+    if not osp.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+# --- the host: threads, cores, load ----------------------------------------
+def _children():
+    """The pids of this process's child processes (Linux; else none)."""
+    pids = []
+    for task in glob.glob(f'/proc/{os.getpid()}/task/*/children'):
+        try:
+            with open(task) as f:
+                pids += [int(p) for p in f.read().split()]
+        except OSError:
+            pass
+    return sorted(set(pids))
+
+
+def _stat(path):
+    """(name, CPU seconds) from a /proc .../stat file, or None."""
+    try:
+        with open(path) as f:
+            text = f.read()
+    except OSError:
+        return None
+    name = text[text.index('(') + 1:text.rindex(')')]
+    fields = text[text.rindex(')') + 2:].split()
+    tick = os.sysconf('SC_CLK_TCK')
+    return name, (int(fields[11]) + int(fields[12])) / tick
+
+
+def _threads(pid):
+    try:
+        with open(f'/proc/{pid}/status') as f:
+            for line in f:
+                if line.startswith('Threads:'):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+
+
+def _affinity(pid=0):
+    try:
+        return len(os.sched_getaffinity(pid))
+    except (AttributeError, OSError):
+        return None
+
+
+def process_facts(runner):
+    """Threads and processes of this training process: the known suspects
+    for a slower step (the main process's threads against the loader
+    workers', the start method, the host's load)."""
+    try:
+        import cv2
+        cv2_threads = cv2.getNumThreads()
+    except ImportError:
+        cv2_threads = None
+    loader = runner.train_loop.dataloader
+    context = loader.multiprocessing_context
+    children = _children()
+    return dict(
+        process=osp.basename(sys.argv[0]), pid=os.getpid(),
+        torch=torch.__version__,
+        device=(torch.cuda.get_device_name()
+                if torch.cuda.is_available() else 'CPU'),
+        torch_threads=torch.get_num_threads(),
+        torch_interop_threads=torch.get_num_interop_threads(),
+        cpu_count=os.cpu_count(), affinity_cpus=_affinity(),
+        OMP_NUM_THREADS=os.environ.get('OMP_NUM_THREADS'),
+        MKL_NUM_THREADS=os.environ.get('MKL_NUM_THREADS'),
+        cv2_threads=cv2_threads,
+        cudnn_benchmark=torch.backends.cudnn.benchmark,
+        workers=loader.num_workers,
+        persistent_workers=loader.persistent_workers,
+        pin_memory=loader.pin_memory,
+        prefetch_factor=loader.prefetch_factor,
+        mp_start_method=torch.multiprocessing.get_start_method(
+            allow_none=True),
+        loader_start_method=(context.get_start_method()
+                             if context is not None else None),
+        main_process_threads=_threads(os.getpid()),
+        child_processes=len(children),
+        child_threads=[_threads(pid) for pid in children],
+        child_affinity_cpus=sorted({_affinity(pid) for pid in children} -
+                                   {None}),
+        load_average_before=load_average())
+
+
+def load_average():
+    return [round(v, 2) for v in os.getloadavg()]
+
+
+def cpu_sample():
+    """Wall clock, the host's busy and total CPU time (/proc/stat), this
+    process's CPU time by thread name and its children's."""
+    sample = dict(wall=time.perf_counter(), host=None, threads={},
+                  children={})
+    try:
+        with open('/proc/stat') as f:
+            fields = [int(v) for v in f.readline().split()[1:9]]
+        tick = os.sysconf('SC_CLK_TCK')
+        idle = fields[3] + fields[4]  # idle, iowait
+        sample['host'] = ((sum(fields) - idle) / tick, sum(fields) / tick)
+    except (OSError, ValueError, IndexError):
+        pass
+    pid = os.getpid()
+    for task in glob.glob(f'/proc/{pid}/task/*/stat'):
+        stat = _stat(task)
+        if stat:
+            tid = task.split('/')[-2]
+            # the main thread apart from the other Python threads (the
+            # loader's pin-memory thread), which share its name
+            if tid == str(pid):
+                sample['name'] = stat[0]
+                stat = ('main thread', stat[1])
+            sample['threads'][tid] = stat
+    for pid in _children():
+        stat = _stat(f'/proc/{pid}/stat')
+        if stat:
+            sample['children'][pid] = stat[1]
+    return sample
+
+
+def cpu_usage(a, b, iters):
+    """Cores kept busy between two samples: the whole host, this process
+    (and its threads by name), its child processes; and ms/iteration."""
+    wall = b['wall'] - a['wall']
+    out = dict(wall_ms=wall / iters * 1e3)
+    if a['host'] and b['host']:
+        out['host_busy_cores'] = (b['host'][0] - a['host'][0]) / wall
+        out['host_cores'] = (b['host'][1] - a['host'][1]) / wall
+    by_name, count = {}, {}
+    main = b.get('name')
+    for tid, (name, seconds) in b['threads'].items():
+        if tid in a['threads']:
+            if name == main:  # threads that kept the process's name
+                name = f'other threads named {name}'
+            by_name[name] = by_name.get(name, 0.0) + seconds - a['threads'][
+                tid][1]
+            count[name] = count.get(name, 0) + 1
+    out['main_process_cores'] = sum(by_name.values()) / wall
+    out['main_process_cpu_ms'] = sum(by_name.values()) / iters * 1e3
+    out['threads_cores'] = {
+        name: seconds / wall for name, seconds in sorted(
+            by_name.items(), key=lambda kv: -kv[1]) if seconds > 0
+    }
+    out['threads_count'] = count
+    both = [pid for pid in b['children'] if pid in a['children']]
+    out['children_cores'] = sum(b['children'][p] - a['children'][p]
+                                for p in both) / wall
+    return out
+
+
+def profile_table(s):
+    """The text table of a ProfileHook summary."""
+    facts, cpu = s.get('facts', {}), s.get('cpu', {})
+    n = s['window']['count']
+    lines = [
+        f'[profile {s["label"]}] iterations {s["window"]["first_iter"]}-'
+        f'{s["window"]["last_iter"]} ({n} unprofiled, {n} torch.profiler, '
+        f'{n} cProfile), process {facts.get("process")}',
+        f'  wall, unprofiled (synchronised): {s.get("wall_ms", 0):.1f} ms/iter'
+        f'; under torch.profiler: {s.get("profiled_wall_ms", 0):.1f} ms/iter',
+        f'  kernels {s.get("kernel_ms", 0):.1f} ms/iter, '
+        f'{s.get("aten_ops", 0):.0f} ATen ops/iter, '
+        f'{s.get("launches", 0):.0f} kernel launches and copies/iter, '
+        f'{s.get("host_reads", 0):.0f} host reads of tensor values/iter '
+        f'(CPU tensors too), {s.get("syncs", 0):.1f} explicit '
+        'synchronisations/iter',
+        '  host time per iteration by range (under torch.profiler):'
     ]
-    for s in cfg.param_scheduler:  # epoch-based schedules in an iter loop
-        s.pop('convert_to_iter_based', None)
-        s.by_epoch = False
-    runner = Runner.from_cfg(cfg)
-    out = osp.join(args.out_dir or cfg.work_dir, 'profile')
-    os.makedirs(osp.dirname(out), exist_ok=True)
-    profile_hook = ProfileHook(start, count, args.rows, out)
-    runner.register_hook(profile_hook, priority='LOWEST')
-    runner.register_hook(_HooksMark(profile_hook), priority='HIGHEST')
-    runner.train()
+    ranges = s.get('ranges_ms', {})
+    for name, ms in ranges.items():
+        lines.append(f'    {name:<60} {ms:8.2f} ms')
+    lines.append(f'    {"sum of the ranges":<60} '
+                 f'{sum(ranges.values()):8.2f} ms')
+    lines.append('  CPU, unprofiled iterations: ' + ', '.join(
+        f'{k} {v:.2f}' for k, v in cpu.items() if not isinstance(v, dict)))
+    counts = cpu.get('threads_count', {})
+    lines.append('  threads of this process (how many), cores busy: ' +
+                 ', '.join(f'{k} ({counts.get(k)}) {v:.2f}' for k, v in list(
+                     cpu.get('threads_cores', {}).items())[:8]))
+    lines.append('  facts: ' + ', '.join(f'{k}={v}' for k, v in facts.items()
+                                         if k not in ('pid', )))
+    lines.append(f'  load average after: {s.get("load_average_after")}')
+    lines.append('  top ATen ops by host time (self ms/iter, calls/iter): ' +
+                 ', '.join(f'{o["name"]} {o["self_host_ms"]:.2f} '
+                           f'({o["per_iter"]:.0f})'
+                           for o in s.get('top_aten_ops', [])[:10]))
+    lines.append('  top Python functions by cumulative time (cProfile, ms/'
+                 'iter):')
+    for row in s.get('cprofile_top', [])[:15]:
+        lines.append(f'    {row["function"][-70:]:<70} '
+                     f'{row["cumulative_ms"]:8.2f} ({row["calls"]:.0f} calls)')
+    return '\n'.join(lines)
+
+
+def run_profile(name, config, options, args, ann_files, work_root, iters):
+    """The end-to-end run's config, profiled, in this process (Runner.
+    from_cfg and train, as tools/train.py does without its checks)."""
+    cfg, work_dir, _ = e2e_config(name, config, options, args, ann_files,
+                                  work_root, iters, 'profile')
+    # cuDNN's autotuning as in tools/train.py: the config's (main() turns it
+    # on for the bare step; the Runner only ever turns it on)
+    benchmark = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = bool(
+        cfg.get('env_cfg', {}).get('cudnn_benchmark', False))
+    start = time.perf_counter()
+    try:
+        runner = Runner.from_cfg(cfg)
+        runner.train()
+        del runner
+    finally:
+        torch.backends.cudnn.benchmark = benchmark
+    summary = dict(seconds=time.perf_counter() - start)
+    summary['profile'] = read_profile(args.out_dir or work_dir,
+                                      f'{name}_profile')
+    summary.update(read_times(work_dir, cfg, args, summary['profile']))
+    return summary
+
+
+def compare_profiles(row):
+    """Side by side: tools/train.py's unprofiled run, its profiled run and
+    the in-process Runner's, per iteration."""
+    runs = [(part, row[part]) for part in ('e2e-profile', 'profile')
+            if row.get(part, {}).get('profile')]
+    if not runs:
+        return
+    heads = ['tools/train.py (e2e)'] + [
+        {'e2e-profile': 'tools/train.py (e2e-profile)',
+         'profile': 'in-process Runner (profile)'}[p] for p, _ in runs]
+    print(f'\n[{row["name"]}] per iteration, side by side (ms unless said)')
+    print('| | ' + ' | '.join(heads) + ' |' +
+          (' e2e-profile - profile |' if len(runs) == 2 else ''))
+    print('|' + '---|' * (len(heads) + 1 + (len(runs) == 2)))
+
+    def number(v):
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+    def line(label, values, spec='.1f'):
+        diff = ''
+        if len(runs) == 2:
+            a, b = values[1], values[2]
+            diff = (' ' + fmt(a - b, '+' + spec) + ' |'
+                    if number(a) and number(b) else ' - |')
+        print(f'| {label} | ' + ' | '.join(
+            ('-' if v is None else str(v)) if not number(v) else
+            str(v) if isinstance(v, int) else fmt(v, spec)
+            for v in values) + ' |' + diff, flush=True)
+
+    iter_ms = [row.get('iter_s')] + [r.get('iter_s') for _, r in runs]
+    line('wall, unprofiled iterations of the run (timestamps, steady)',
+         [v * 1e3 if v else None for v in iter_ms])
+    profiles = [r['profile'] for _, r in runs]
+    for key, label in (('wall_ms', 'wall, unprofiled window (synchronised)'),
+                       ('profiled_wall_ms', 'wall under torch.profiler'),
+                       ('kernel_ms', 'GPU kernel time'),
+                       ('aten_ops', 'ATen ops'),
+                       ('launches', 'kernel launches and copies'),
+                       ('host_reads', 'host reads of tensor values')):
+        line(label, [None] + [p.get(key) for p in profiles])
+    names = []
+    for p in profiles:
+        names += [k for k in p.get('ranges_ms', {}) if k not in names]
+    for name in names:
+        line(name, [None] + [p.get('ranges_ms', {}).get(name)
+                             for p in profiles], '.2f')
+    for key in ('main_process_cores', 'main_process_cpu_ms',
+                'children_cores', 'host_busy_cores'):
+        line(f'CPU: {key}', [None] + [p.get('cpu', {}).get(key)
+                                      for p in profiles], '.2f')
+    keys = []
+    for p in profiles:
+        keys += [k for k in p.get('facts', {}) if k not in keys]
+    for key in keys:
+        if key in ('pid', 'torch', 'device'):
+            continue
+        line(key, [None] + [p.get('facts', {}).get(key) for p in profiles])
+    line('load average after', [None] + [
+        p.get('load_average_after') for p in profiles])
 
 
 # --- main -------------------------------------------------------------------
+QUICK = dict(parts=['bare', 'e2e', 'e2e-profile', 'profile'], iters=200,
+             e2e_timeout=200)
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('config')
@@ -574,12 +1127,16 @@ def parse_args(argv=None):
         '--bf16-loss-scale', choices=['none', 'dynamic'], default='none',
         help='bf16 AMP without (default) or with a dynamic GradScaler')
     parser.add_argument('--size', type=int, default=224)
-    parser.add_argument('--iters', type=int, default=400,
-                        help='end-to-end training iterations (about)')
+    parser.add_argument('--iters', type=int,
+                        help='end-to-end training iterations (about; '
+                        'default 400, --quick 200)')
     parser.add_argument('--variant-iters', type=int,
                         help='the same for the --variant runs (default: '
                         '--iters)')
-    parser.add_argument('--warmup-iters', type=int, default=40)
+    parser.add_argument(
+        '--warmup-iters', type=int, default=40,
+        help='iterations left out at the start; the profiles start after '
+        'them')
     parser.add_argument(
         '--restart-iters', type=int, default=15,
         help='iterations left out at the start of each later epoch')
@@ -592,15 +1149,40 @@ def parse_args(argv=None):
     parser.add_argument('--loader-batches', type=int, default=60)
     parser.add_argument('--transform-images', type=int, default=200)
     parser.add_argument(
-        '--parts', nargs='+', default=['bare', 'step', 'loader', 'e2e'],
-        choices=['bare', 'step', 'loader', 'transforms', 'e2e'])
-    parser.add_argument('--profile', action='store_true',
-                        help='profile Runner iterations of the config')
-    parser.add_argument('--profile-iters', type=int, default=5)
+        '--parts', nargs='+',
+        choices=['bare', 'step', 'loader', 'transforms', 'e2e',
+                 'e2e-profile', 'profile'],
+        help='what to measure (default: bare step loader e2e; --quick: '
+        'bare e2e e2e-profile profile)')
+    parser.add_argument(
+        '--profile', action='store_true',
+        help='the same as --parts profile: the end-to-end run profiled in '
+        'this process')
+    parser.add_argument(
+        '--quick', action='store_true',
+        help='one GPU call of about 5 minutes: --parts bare e2e e2e-profile '
+        'profile --iters 200 --e2e-timeout 200 (options given win)')
+    parser.add_argument('--profile-iters', type=int, default=5,
+                        help='iterations in each profile window')
+    parser.add_argument('--e2e-timeout', type=float,
+                        help='seconds after which a tools/train.py run is '
+                        'stopped (what it wrote is kept)')
     parser.add_argument('--rows', type=int, default=30)
     parser.add_argument('--work-dir', default='/tmp/train_speed_work')
-    parser.add_argument('--out-dir', help='where --profile writes its tables')
-    return parser.parse_args(argv)
+    parser.add_argument(
+        '--out-dir', help='where the figures (train_speed.json, saved after '
+        'each part), profiles and tools/train.py logs are written')
+    args = parser.parse_args(argv)
+    defaults = dict(parts=['bare', 'step', 'loader', 'e2e'], iters=400,
+                    e2e_timeout=None)
+    if args.quick:
+        defaults.update(QUICK)
+    if args.profile:
+        defaults['parts'] = ['profile']
+    for key, value in defaults.items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    return args
 
 
 def fmt(value, spec='.0f', suffix=''):
@@ -615,9 +1197,8 @@ def main(argv=None):
            if torch.cuda.is_available() else 'CPU')
     print(f'[data] mean training JPEG {mean_file_size(args.data):.0f} KiB; '
           f'{os.cpu_count()} CPUs, {args.workers} workers, {gpu}, '
-          f'torch {torch.__version__}, AMP {args.amp}', flush=True)
-    if args.profile:
-        return run_profile(args, ann_files, args.work_dir)
+          f'torch {torch.__version__}, AMP {args.amp}, parts '
+          f'{" ".join(args.parts)}', flush=True)
     runs = [('main', args.config, args.cfg_options)]
     for name, *options in args.variant:
         opts = dict(args.cfg_options or {})
@@ -641,11 +1222,15 @@ def main(argv=None):
                    batch_size)
         rows.append(row)
         is_variant = name not in ('main', 'peer')
+        iters = args.iters if not is_variant else (args.variant_iters
+                                                    or args.iters)
         if 'bare' in args.parts and not is_variant:
             row.update(measure_bare(cfg, args))
+            step_ms = row['batch'] / row['bare_train'] * 1e3
             print(f'[{name}] bare: {row["bare_train"]:.0f} img/s training '
                   f'step, {row["bare_infer"]:.0f} img/s inference '
-                  f'({row["val_precision"]})', flush=True)
+                  f'({row["val_precision"]}); the step {step_ms:.1f} ms',
+                  flush=True)
             save()
         if 'step' in args.parts:
             row.update(measure_train_step(cfg, args))
@@ -669,19 +1254,41 @@ def main(argv=None):
                   flush=True)
             save()
         if 'e2e' in args.parts:
-            iters = args.iters if not is_variant else (args.variant_iters
-                                                        or args.iters)
-            row.update(
-                run_e2e(name, config, options, args, ann_files,
-                        args.work_dir, iters))
+            result = run_e2e(name, config, options, args, ann_files,
+                             args.work_dir, iters)
+            row.update(result)
             print(f'[{name}] tools/train.py: {fmt(row.get("e2e_steady"))} '
                   f'img/s steady ({fmt(row.get("iter_s"), ".4f")} s/iter, '
                   f'data wait {fmt(row.get("data_wait_s"), ".4f")} s), '
                   f'{fmt(row.get("e2e_all"))} img/s with epoch restarts; '
-                  f'validation {fmt(row.get("val"))} img/s ({row["iters"]} '
-                  f'iterations, {row["seconds"]:.0f} s with start-up)',
-                  flush=True)
+                  f'validation {fmt(row.get("val"))} img/s '
+                  f'({row.get("iters", "-")} iterations, '
+                  f'{row["seconds"]:.0f} s with start-up)', flush=True)
             save()
+        for part in ('e2e-profile', 'profile'):
+            if part not in args.parts:
+                continue
+            if part == 'e2e-profile':
+                result = run_e2e(name, config, options, args, ann_files,
+                                 args.work_dir, iters, profile=part)
+            else:
+                result = run_profile(name, config, options, args, ann_files,
+                                     args.work_dir, iters)
+            row[part] = result
+            save()
+            profile = result.get('profile')
+            if profile and part == 'e2e-profile':  # its print went to its log
+                print(profile_table(profile), flush=True)
+            where = ('tools/train.py' if part == 'e2e-profile' else
+                     'in-process Runner')
+            print(f'[{name}] {part}: {where}, unprofiled iterations of the '
+                  f'same run: {fmt(result.get("iter_s"), ".4f")} s/iter '
+                  f'steady ({result.get("steady_iters", 0)} iterations, '
+                  f'data wait {fmt(result.get("data_wait_s"), ".4f")} s); '
+                  'synchronised window '
+                  f'{fmt((profile or {}).get("wall_ms"), ".1f")} ms/iter; '
+                  f'{result["seconds"]:.0f} s with start-up', flush=True)
+        compare_profiles(row)
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
 
@@ -701,7 +1308,8 @@ def main(argv=None):
               f'{fmt(e2e)} | {fmt(ratio, ".2f", "x")} | '
               f'{fmt(r.get("e2e_all"))} | '
               f'{fmt(r.get("data_wait_s"), ".4f")} | {fmt(val)} | {fmt(i)} | '
-              f'{fmt(val / i if val and i else None, ".2f", "x")} |')
+              f'{fmt(val / i if val and i else None, ".2f", "x")} |',
+              flush=True)
 
 
 if __name__ == '__main__':
