@@ -1,8 +1,8 @@
 # Copyright (c) mmsmlp contributors. All rights reserved.
-"""Importing mmsmlp registers its modules (SMLPNet, hooks, datasets,
-transforms) in the OpenMMLab registries, its model index in mmpretrain's
-``ModelHub`` and, where transformers is too new
-for mmpretrain 1.2.0, mmpretrain's multimodal placeholders (see
+"""Importing mmsmlp registers its modules (SMLPNet, its data preprocessor,
+hooks, datasets, transforms, metrics) in the OpenMMLab registries, its model
+index in mmpretrain's ``ModelHub`` and, where transformers is too new for
+mmpretrain 1.2.0, mmpretrain's multimodal placeholders (see
 :mod:`mmsmlp.compat`). It changes nothing else in other libraries."""
 import warnings
 
