@@ -151,8 +151,7 @@ def training_fast_path(module: nn.Module) -> bool:
     (train mode, autograd recording) in eager mode, unless the mode is
     ``plain``."""
     return (module.training and _switch.autograd and torch.is_grad_enabled()
-            and not torch.compiler.is_compiling()
-            and not torch.jit.is_tracing())
+            and is_eager())
 
 
 def use_triton(x: Tensor, backward: bool) -> bool:
