@@ -30,7 +30,7 @@ import os.path as osp
 import subprocess
 import sys
 
-# First: mmsmlp's fixes to the stack (and no pkg_resources warning).
+# First: mmsmlp's registrations (and no pkg_resources warning).
 import mmsmlp  # noqa: F401,I001  isort:skip
 from mmsmlp.datasets import make_imagenet
 from mmsmlp.datasets.synthetic_coco import make_coco

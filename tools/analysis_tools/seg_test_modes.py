@@ -22,7 +22,7 @@ import os.path as osp
 import subprocess
 import sys
 
-# First: mmsmlp's fixes to the stack (and no pkg_resources warning).
+# First: mmsmlp's registrations (and no pkg_resources warning).
 import mmsmlp  # noqa: F401,I001  isort:skip
 from mmsmlp.datasets.synthetic_ade20k import make_ade20k
 
