@@ -162,6 +162,12 @@ custom_hooks = [
     # stop at the first NaN/Inf loss (skip such steps instead with
     # optim_wrapper.type='SkipNonFiniteOptimWrapper', which trains in fp32)
     dict(type='FiniteLossHook'),
+    # the backbone's training forward and backward replayed as CUDA graphs
+    # (the eager step is bound by the host issuing its kernels; the same
+    # values are computed; docs/benchmarks.md). Batches are fixed-size
+    # (224 crops, drop_last); without CUDA it does nothing. Turn it off
+    # with `--cfg-options custom_hooks.3.enabled=False`.
+    dict(type='CUDAGraphHook'),
 ]
 
 # Checkpoints written atomically (a kill while saving leaves the previous

@@ -6,6 +6,7 @@
     python tools/analysis_tools/benchmark.py --compile --compile-mode reduce-overhead
     python tools/analysis_tools/benchmark.py --models smlpnet-t reference-t convnext-t
     python tools/analysis_tools/benchmark.py --models smlpnet-t smlpnet-t-plain smlpnet-t-notriton smlpnet-t-tritontrain
+    python tools/analysis_tools/benchmark.py --cuda-graph --models smlpnet-t timm-convnext-t   # training step as CUDA graphs
 
 A suffix after an sMLPNet's name picks its fast-path mode
 (``mmsmlp/models/utils/fast_paths.py``): ``-plain`` the plain formulas
@@ -36,6 +37,7 @@ from mmpretrain import get_model
 from mmpretrain.registry import MODELS
 
 from mmsmlp.models import SMLPNet
+from mmsmlp.models.utils.cuda_graph import GraphedTraining
 from mmsmlp.models.utils.fast_paths import get_mode, set_mode
 from mmsmlp.testing import OfficialSMLPNet
 
@@ -135,6 +137,8 @@ def bench(name, args):
     set_mode(fast_path_mode(name)[1])
     fn = torch.compile(model, mode=args.compile_mode) if args.compile \
         else model
+    if args.cuda_graph:  # what CUDAGraphHook does to the backbone
+        GraphedTraining.wrap(model)
     autocast = torch.autocast('cuda', dtype=dtype,
                               enabled=dtype != torch.float32)
     result = {}
@@ -171,8 +175,13 @@ def bench(name, args):
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
+    if args.cuda_graph:
+        # the peak of the capture (its eager warm-up steps) and replays:
+        # the graphs' private memory is allocated while capturing
+        torch.cuda.reset_peak_memory_stats()
     train()  # allocate the optimizer state before measuring memory
-    torch.cuda.reset_peak_memory_stats()
+    if not args.cuda_graph:
+        torch.cuda.reset_peak_memory_stats()
     result['train'] = args.batch_train / timed(train, args.iters,
                                                args.warmup, args.rounds)
     result['mem'] = torch.cuda.max_memory_allocated() / 2**30
@@ -187,6 +196,11 @@ def main():
         '--compile-mode', choices=['default', 'reduce-overhead',
                                    'max-autotune-no-cudagraphs'],
         help="torch.compile's mode (reduce-overhead: CUDA graphs)")
+    parser.add_argument(
+        '--cuda-graph', action='store_true',
+        help='eager, the whole model\'s training forward and backward '
+        'replayed as CUDA graphs (GraphedTraining, as CUDAGraphHook does to '
+        'the backbone); inference stays eager')
     parser.add_argument('--dtype', choices=['bf16', 'fp16', 'fp32'],
                         default='bf16', help='autocast dtype')
     parser.add_argument('--no-channels-last', dest='channels_last',
@@ -208,6 +222,11 @@ def main():
     mode = 'eager'
     if args.compile:
         mode = f'compiled ({args.compile_mode or "default"})'
+    if args.cuda_graph:
+        if args.compile:
+            raise SystemExit('--cuda-graph is for eager models; with '
+                             '--compile, use --compile-mode reduce-overhead')
+        mode = 'eager, training step as CUDA graphs'
     print(f'{torch.cuda.get_device_name()}, torch {torch.__version__}, '
           f'{args.dtype} autocast, {mode}, channels_last='
           f'{args.channels_last}, {args.size}x{args.size}, inference batch '

@@ -85,6 +85,7 @@ from mmengine.registry import HOOKS, MODELS, init_default_scope
 from mmengine.runner import Runner
 
 from mmsmlp.datasets import make_imagenet
+from mmsmlp.models.utils.cuda_graph import GraphedTraining
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 TIMES_FILE = 'train_speed_times.json'
@@ -246,6 +247,15 @@ def measure_bare(cfg, args):
         optimizer.zero_grad(set_to_none=True)
 
     train_s = timed(train, args.bare_iters, args.bare_warmup)
+    result = {}
+    if graphs_backbone(cfg):
+        # as the config trains it: the backbone through CUDA graphs
+        # (CUDAGraphHook); the eager step is kept beside it
+        result['bare_train_eager'] = batch / train_s
+        graphed = GraphedTraining.wrap(model.backbone)
+        train_s = timed(train, args.bare_iters, args.bare_warmup)
+        GraphedTraining.unwrap(model.backbone)
+        del graphed
     model.eval()
     val_batch = cfg.val_dataloader.batch_size
     xv = torch.randn(val_batch, 3, size, size, device=device()).to(
@@ -258,8 +268,16 @@ def measure_bare(cfg, args):
             model(xv, mode='tensor')
 
     infer_s = timed(infer, args.bare_iters, args.bare_warmup)
-    return dict(bare_train=batch / train_s, bare_infer=val_batch / infer_s,
+    return dict(result, bare_train=batch / train_s,
+                bare_infer=val_batch / infer_s,
                 val_precision='fp16' if val_fp16 else 'fp32')
+
+
+def graphs_backbone(cfg):
+    """Whether the config trains its backbone through CUDA graphs."""
+    return torch.cuda.is_available() and any(
+        h.get('type') == 'CUDAGraphHook' and h.get('enabled', True)
+        for h in cfg.get('custom_hooks', None) or [])
 
 
 def build_loader(cfg, split='train'):
@@ -1227,6 +1245,10 @@ def main(argv=None):
         if 'bare' in args.parts and not is_variant:
             row.update(measure_bare(cfg, args))
             step_ms = row['batch'] / row['bare_train'] * 1e3
+            if 'bare_train_eager' in row:
+                print(f'[{name}] bare, eager: {row["bare_train_eager"]:.0f} '
+                      'img/s training step; below, the backbone through '
+                      'CUDA graphs, as the config trains', flush=True)
             print(f'[{name}] bare: {row["bare_train"]:.0f} img/s training '
                   f'step, {row["bare_infer"]:.0f} img/s inference '
                   f'({row["val_precision"]}); the step {step_ms:.1f} ms',

@@ -67,7 +67,7 @@ LEGACY_TRITON_MODES = {
 class _Switch:
     """The mode, and what it turns on (read by the predicates)."""
     __slots__ = ('mode', 'autograd', 'fold', 'triton_inference',
-                 'triton_training', 'triton_on_cpu')
+                 'triton_training', 'triton_on_cpu', 'in_graph')
 
     def set(self, mode: str, triton_on_cpu: bool) -> None:
         if mode not in MODES:
@@ -109,6 +109,7 @@ def mode_from_environment(environ=os.environ) -> str:
 
 _switch = _Switch()
 _switch.set(mode_from_environment(), triton_on_cpu=False)
+_switch.in_graph = False
 
 
 def get_mode() -> str:
@@ -138,6 +139,21 @@ class set_mode:
         _switch.set(*self.prev)
 
 
+class graph_capture:
+    """Within it, a training forward is being captured into a CUDA graph
+    (:class:`.cuda_graph.GraphedTraining`): the Triton kernels run in
+    training too (in the ``default`` and ``triton-train`` modes). Replayed,
+    a launch costs the host nothing, so the kernels' GPU time is what
+    counts, and theirs is shorter than PyTorch's ops'."""
+
+    def __enter__(self) -> None:
+        self.prev = _switch.in_graph
+        _switch.in_graph = True
+
+    def __exit__(self, *exc) -> None:
+        _switch.in_graph = self.prev
+
+
 def is_eager() -> bool:
     """Neither torch.compile (which derives its own backward and writes its
     own kernels; torch.export counts as compiling too) nor tracing
@@ -161,8 +177,9 @@ def use_triton(x: Tensor, backward: bool) -> bool:
     Triton launches on the current CUDA device, so a tensor on another one
     (a model on ``cuda:1`` in a process whose current device is 0) takes
     PyTorch's ops."""
-    return ((_switch.triton_training if backward else
-             _switch.triton_inference)
+    return ((_switch.triton_training
+             or (_switch.in_graph and _switch.triton_inference)
+             if backward else _switch.triton_inference)
             and (_switch.triton_on_cpu or
                  (x.is_cuda
                   and x.get_device() == torch.cuda.current_device()))

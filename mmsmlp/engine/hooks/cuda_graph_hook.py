@@ -1,0 +1,83 @@
+# Copyright (c) mmsmlp contributors. All rights reserved.
+"""Trains a submodule (the backbone) through CUDA graphs."""
+from typing import Sequence
+
+import torch
+from mmengine.hooks import Hook
+from mmengine.model import is_model_wrapper
+from mmengine.registry import HOOKS
+
+from mmsmlp.models.utils.cuda_graph import GraphedTraining
+
+
+@HOOKS.register_module()
+class CUDAGraphHook(Hook):
+    """Run the training forward and backward of ``modules`` (default: the
+    backbone) as CUDA graphs (:class:`~mmsmlp.models.utils.cuda_graph.
+    GraphedTraining`).
+
+    sMLPNet's eager training step is bound by the host issuing its kernels;
+    replayed from a graph, it costs what its kernels cost
+    (docs/benchmarks.md). The graph is captured at the first training
+    iteration from that batch and replayed for every batch of the same
+    shape: fixed-size batches (the ImageNet configs: 224x224 crops,
+    ``drop_last=True``; UperNet's 512x512 crops) replay every iteration;
+    other shapes (mmdet's varying image sizes) run eagerly, with a warning
+    saying so. The same values are computed as without it (tested on a GPU
+    in ``tests/test_cuda_graph.py``); validation and testing (eval mode)
+    run the module eagerly.
+
+    It does nothing without CUDA, or with ``enabled=False``. It wraps the
+    model inside DDP (``tools/dist_train.sh``: the gradients reach DDP's
+    hooks through autograd as usual). Not with ``--compile``
+    (``CompileForwardHook``, whose ``reduce-overhead`` mode makes its own
+    graphs): then this hook steps aside, with a log line.
+
+    Args:
+        modules (Sequence[str]): Names of the model's submodules to graph
+            (``model.get_submodule`` names). Defaults to ``('backbone', )``.
+        enabled (bool): Defaults to True.
+    """
+
+    priority = 'LOWEST'  # after CompileForwardHook's before_train
+
+    def __init__(self, modules: Sequence[str] = ('backbone', ),
+                 enabled: bool = True):
+        if isinstance(modules, str):
+            modules = (modules, )
+        self.modules = tuple(modules)
+        self.enabled = enabled
+
+    def submodules(self, model) -> list:
+        """The modules to graph; an error names a missing one."""
+        found = []
+        for name in self.modules:
+            try:
+                found.append(model.get_submodule(name))
+            except AttributeError:
+                children = [n for n, _ in model.named_children()]
+                raise KeyError(
+                    f'CUDAGraphHook: the model has no submodule {name!r} '
+                    f'(its children: {children})') from None
+        return found
+
+    def before_train(self, runner) -> None:
+        model = runner.model.module if is_model_wrapper(
+            runner.model) else runner.model
+        if not self.enabled:
+            return
+        modules = self.submodules(model)
+        if getattr(model, '_forward_compiled', False):
+            runner.logger.info('CUDAGraphHook: the forward is compiled '
+                               '(--compile): no graphs of its own')
+            return
+        device = next(model.parameters()).device
+        if device.type != 'cuda':
+            runner.logger.info(f'CUDAGraphHook: the model is on {device}, '
+                               'not CUDA: it trains eagerly')
+            return
+        for module in modules:
+            GraphedTraining.wrap(module)
+        runner.logger.info(
+            f'CUDAGraphHook: {list(self.modules)} train through CUDA graphs '
+            '(captured at the first iteration)')

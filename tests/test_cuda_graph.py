@@ -1,0 +1,226 @@
+# Copyright (c) mmsmlp contributors. All rights reserved.
+"""Training through CUDA graphs (GraphedTraining, CUDAGraphHook) computes
+what eager training computes.
+
+The graph tests need CUDA (CUDA graphs exist only there) and run on the GPU
+machine; on a CPU the module and the hook must leave training eager and
+unchanged, which the CPU tests check."""
+import copy
+import logging
+
+import pytest
+import torch
+import torch.nn.functional as F
+from mmengine.logging import MMLogger
+from mmpretrain.registry import MODELS
+
+from mmsmlp.engine import CUDAGraphHook
+from mmsmlp.models.utils import fast_paths
+from mmsmlp.models.utils.cuda_graph import GraphedTraining
+from mmsmlp.models.utils.fast_paths import graph_capture, set_mode
+
+needs_cuda = pytest.mark.skipif(
+    not torch.cuda.is_available(), reason='CUDA graphs need a CUDA GPU')
+
+
+def classifier(drop_path_rate=0.):
+    return MODELS.build(dict(
+        type='ImageClassifier',
+        backbone=dict(type='SMLPNet', arch=dict(
+            embed_dims=16, depths=[1, 2, 2, 1], mlp_ratio=3), img_size=64,
+                      drop_path_rate=drop_path_rate),
+        neck=dict(type='GlobalAveragePooling'),
+        head=dict(type='LinearClsHead', num_classes=10, in_channels=128)))
+
+
+class FakeRunner:
+
+    def __init__(self, model):
+        self.model = model
+        self.logger = MMLogger.get_instance('test_cuda_graph')
+        self.records = []
+        handler = logging.Handler()
+        handler.emit = lambda record: self.records.append(record.msg)
+        self.logger.addHandler(handler)
+
+
+def test_graph_capture_turns_on_triton_in_training_in_default_mode():
+    x = torch.zeros(2, 8)
+    with set_mode('default', triton_on_cpu=True):
+        assert not fast_paths.use_triton(x, backward=True)
+        with graph_capture():
+            assert fast_paths.use_triton(x, backward=True)
+            assert fast_paths.use_triton(x, backward=False)
+        assert not fast_paths.use_triton(x, backward=True)
+    if fast_paths.triton is None:  # no Triton: never, whatever the mode
+        return
+    for mode in ('plain', 'no-triton'):
+        with set_mode(mode, triton_on_cpu=True), graph_capture():
+            assert not fast_paths.use_triton(x, backward=True)
+
+
+def test_graphed_training_stays_eager_on_cpu():
+    torch.manual_seed(0)
+    model = classifier()
+    reference = copy.deepcopy(model)
+    graphed = GraphedTraining.wrap(model.backbone)
+    assert GraphedTraining.wrap(model.backbone) is graphed  # idempotent
+    x = torch.randn(2, 3, 64, 64)
+    model.train()
+    reference.train()
+    out = model(x, mode='tensor')
+    torch.testing.assert_close(out, reference(x, mode='tensor'))
+    out.sum().backward()
+    assert graphed.captures == 0 and graphed.graphed is None
+    GraphedTraining.unwrap(model.backbone)
+    assert 'forward' not in vars(model.backbone)
+
+
+def test_hook_leaves_a_cpu_model_eager():
+    model = classifier()
+    runner = FakeRunner(model)
+    CUDAGraphHook().before_train(runner)
+    assert 'forward' not in vars(model.backbone)
+    assert any('not CUDA' in m for m in runner.records)
+
+
+def test_hook_names_the_missing_submodule():
+    hook = CUDAGraphHook(modules=['backbone', 'encoder'])
+    with pytest.raises(KeyError, match=r"'encoder'.*'backbone', 'neck', "
+                       r"'head'\]"):
+        hook.before_train(FakeRunner(classifier()))
+
+
+def test_hook_disabled_or_compiled_does_nothing():
+    model = classifier()
+    if torch.cuda.is_available():
+        model.cuda()
+    CUDAGraphHook(enabled=False).before_train(FakeRunner(model))
+    assert 'forward' not in vars(model.backbone)
+    model._forward_compiled = True  # what CompileForwardHook marks
+    runner = FakeRunner(model)
+    CUDAGraphHook().before_train(runner)
+    assert 'forward' not in vars(model.backbone)
+    assert any('compiled' in m for m in runner.records)
+
+
+def _step(model, x, y, autocast_dtype):
+    with torch.autocast('cuda', dtype=autocast_dtype or torch.float32,
+                        enabled=autocast_dtype is not None):
+        out = model(x, mode='tensor')
+    loss = F.cross_entropy(out.float(), y)
+    loss.backward()
+    grads = [p.grad.clone() for p in model.parameters()]
+    for p in model.parameters():
+        p.grad = None
+    return out.detach().float(), grads
+
+
+@needs_cuda
+@pytest.mark.parametrize('autocast_dtype', [None, torch.bfloat16])
+def test_graphed_backbone_equals_eager(autocast_dtype):
+    """Three training steps (outputs, every gradient, BatchNorm statistics
+    after them) of the graphed backbone against the eager one; the graph
+    runs the Triton kernels, eager PyTorch's ops, so equal to rounding.
+    A batch of another size runs eagerly; capturing changes no statistic."""
+    torch.manual_seed(0)
+    eager = classifier().cuda().train()
+    graphed_model = copy.deepcopy(eager)
+    graphed = GraphedTraining.wrap(graphed_model.backbone)
+    x = torch.randn(4, 3, 64, 64, device='cuda')
+    y = torch.randint(0, 10, (4, ), device='cuda')
+    tol = dict(atol=2e-2, rtol=2e-2) if autocast_dtype else dict(
+        atol=2e-4, rtol=2e-4)
+    for step in range(3):
+        xs = x + step  # a new input each step
+        out_e, grads_e = _step(eager, xs, y, autocast_dtype)
+        out_g, grads_g = _step(graphed_model, xs, y, autocast_dtype)
+        torch.testing.assert_close(out_g, out_e, **tol)
+        for (name, _), a, b in zip(eager.named_parameters(), grads_g,
+                                   grads_e):
+            torch.testing.assert_close(a, b, **tol, msg=name)
+    assert graphed.captures == 1
+    for (name, a), b in zip(eager.named_buffers(), graphed_model.buffers()):
+        if a.is_floating_point():
+            torch.testing.assert_close(b, a, **tol, msg=name)
+        else:  # num_batches_tracked: 3 steps, none for the capture
+            assert torch.equal(a, b), name
+    # another batch size: eager, with a warning; the same values
+    with pytest.warns(UserWarning, match='another form'):
+        out_g, _ = _step(graphed_model, x[:2], y[:2], autocast_dtype)
+    out_e, _ = _step(eager, x[:2], y[:2], autocast_dtype)
+    torch.testing.assert_close(out_g, out_e, **tol)
+    # eval mode: the module's own forward
+    graphed_model.eval()
+    eager.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(
+            graphed_model(x, mode='tensor'), eager(x, mode='tensor'),
+            **tol)
+
+
+@needs_cuda
+def test_graphed_drop_path_follows_the_seed():
+    """Drop path inside the graph: the generator's seed sets its draws (a
+    resumed run repeats an unbroken one), capturing consumes none, and
+    consecutive steps draw differently."""
+    torch.manual_seed(0)
+    model = classifier(drop_path_rate=0.5).cuda().train()
+    GraphedTraining.wrap(model.backbone)
+    x = torch.randn(4, 3, 64, 64, device='cuda')
+
+    def forward():
+        return model.backbone(x)[0].detach().clone()
+
+    torch.cuda.manual_seed(1)
+    before = torch.cuda.get_rng_state()
+    first = forward()  # captures, then replays
+    torch.cuda.manual_seed(1)
+    assert torch.equal(forward(), first)
+    second = forward()
+    assert not torch.equal(second, first)
+    torch.cuda.set_rng_state(before)
+    assert torch.equal(forward(), first)
+
+
+@needs_cuda
+def test_graphed_training_captures_again_after_a_move_and_skips_pending_grads(
+):
+    torch.manual_seed(0)
+    model = classifier().cuda().train()
+    graphed = GraphedTraining.wrap(model.backbone)
+    x = torch.randn(4, 3, 64, 64, device='cuda')
+    y = torch.randint(0, 10, (4, ), device='cuda')
+    _step(model, x, y, None)
+    model.cpu().cuda()  # new memory for every parameter
+    with pytest.warns(UserWarning, match='capturing again'):
+        _step(model, x, y, None)
+    assert graphed.captures == 2
+    # gradients accumulated over iterations (no zero_grad): the first
+    # replays, later ones run eagerly; the sums are eager's
+    reference = copy.deepcopy(model)
+    GraphedTraining.unwrap(reference.backbone)
+    for m in (model, reference):
+        for p in m.parameters():
+            p.grad = None
+        F.cross_entropy(m(x, mode='tensor'), y).backward()
+    with pytest.warns(UserWarning, match='pending'):
+        F.cross_entropy(model(x, mode='tensor'), y).backward()
+    F.cross_entropy(reference(x, mode='tensor'), y).backward()
+    for (name, a), b in zip(model.named_parameters(), reference.parameters()):
+        torch.testing.assert_close(a.grad, b.grad, atol=1e-4, rtol=1e-4,
+                                   msg=name)
+
+
+def test_a_copied_module_gets_its_own_wrapper():
+    model = classifier().train()
+    graphed = GraphedTraining.wrap(model.backbone)
+    copied = copy.deepcopy(model)
+    wrapper = vars(copied.backbone)['forward']
+    assert isinstance(wrapper, GraphedTraining) and wrapper is not graphed
+    assert wrapper.module is copied.backbone and wrapper.graphed is None
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        copied.backbone.stages[0][0].ffn.fc1.weight.add_(1)
+        assert not torch.allclose(copied(x, mode='tensor'),
+                                  model(x, mode='tensor'))
