@@ -224,3 +224,25 @@ def test_a_copied_module_gets_its_own_wrapper():
         copied.backbone.stages[0][0].ffn.fc1.weight.add_(1)
         assert not torch.allclose(copied(x, mode='tensor'),
                                   model(x, mode='tensor'))
+
+
+@pytest.mark.parametrize('config, index', [
+    ('smlpnet/smlpnet-t_8xb128_in1k.py', 3),
+    ('smlpnet/smlpnet-s_8xb128_in1k.py', 3),
+    ('smlpnet/smlpnet-b_8xb128_in1k.py', 3),
+    ('upernet/smlpnet-t_upernet_8xb2-160k_ade20k-512x512.py', 2),
+    ('upernet/smlpnet-b_upernet_8xb2-160k_ade20k-512x512.py', 2),
+])
+def test_configs_train_the_backbone_through_graphs(config, index):
+    """The configs with fixed-size training batches add CUDAGraphHook at the
+    index the docs name for turning it off (README:
+    ``custom_hooks.3.enabled=False``)."""
+    from mmengine.config import Config
+
+    from .conftest import REPO_ROOT
+    cfg = Config.fromfile(f'{REPO_ROOT}/configs/{config}')
+    assert cfg.custom_hooks[index] == dict(type='CUDAGraphHook')
+    if 'in1k' in config:  # fixed-size batches: no last, smaller one
+        assert cfg.train_dataloader.drop_last is True
+    cfg.merge_from_dict({f'custom_hooks.{index}.enabled': False})
+    assert cfg.custom_hooks[index].enabled is False

@@ -37,7 +37,10 @@ step of sMLPNet is bound by the host issuing ops, and a Triton launch plus
 an autograd Function cost the host more than the PyTorch ops they replace
 (measured on an H200: the step slowed by about 15% with them, while their
 kernels took 10% less GPU time; see docs/benchmarks.md). Where the GPU is
-the bound (large inputs, a fast host), ``triton-train`` pays.
+the bound (large inputs, a fast host), ``triton-train`` pays; and while a
+training forward is captured into a CUDA graph (:class:`graph_capture`,
+:mod:`.cuda_graph`), ``default`` takes the kernels in training too: a
+replay costs the host nothing per kernel.
 
 torch.compile (which derives its own backward and writes its own kernels)
 and tracing (mmengine's FLOP counter, the TorchScript-based ONNX exporter)
