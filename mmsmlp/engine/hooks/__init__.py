@@ -7,6 +7,6 @@ from .raw_and_ema_hook import RawAndEMAHook
 from .safe_checkpoint_hook import SafeCheckpointHook
 
 __all__ = [
-    'CompileForwardHook', 'CUDAGraphHook', 'EpochSeedHook', 'FiniteLossHook', 'RawAndEMAHook',
-    'SafeCheckpointHook'
+    'CompileForwardHook', 'CUDAGraphHook', 'EpochSeedHook', 'FiniteLossHook',
+    'RawAndEMAHook', 'SafeCheckpointHook'
 ]

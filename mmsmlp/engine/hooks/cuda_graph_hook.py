@@ -27,11 +27,15 @@ class CUDAGraphHook(Hook):
     in ``tests/test_cuda_graph.py``); validation and testing (eval mode)
     run the module eagerly.
 
-    It does nothing without CUDA, or with ``enabled=False``. It wraps the
-    model inside DDP (``tools/dist_train.sh``: the gradients reach DDP's
-    hooks through autograd as usual). Not with ``--compile``
-    (``CompileForwardHook``, whose ``reduce-overhead`` mode makes its own
-    graphs): then this hook steps aside, with a log line.
+    It does nothing without CUDA, or with ``enabled=False``. It steps
+    aside, with a log line, under ``--compile`` (``CompileForwardHook``,
+    whose ``reduce-overhead`` mode makes its own graphs) and when the model
+    is wrapped for distributed training (``tools/dist_train.sh``): DDP
+    creates the parameters' gradient accumulators on the default stream
+    when it is built, and PyTorch's capture, on a side stream, cannot feed
+    gradients into them (PyTorch's own advice is to build DDP on the
+    capture's stream, which mmengine's Runner does not); not tried on
+    several GPUs yet, so multi-GPU training stays eager.
 
     Args:
         modules (Sequence[str]): Names of the model's submodules to graph
@@ -41,7 +45,8 @@ class CUDAGraphHook(Hook):
 
     priority = 'LOWEST'  # after CompileForwardHook's before_train
 
-    def __init__(self, modules: Sequence[str] = ('backbone', ),
+    def __init__(self,
+                 modules: Sequence[str] = ('backbone', ),
                  enabled: bool = True):
         if isinstance(modules, str):
             modules = (modules, )
@@ -62,11 +67,17 @@ class CUDAGraphHook(Hook):
         return found
 
     def before_train(self, runner) -> None:
-        model = runner.model.module if is_model_wrapper(
-            runner.model) else runner.model
+        wrapped = is_model_wrapper(runner.model)
+        model = runner.model.module if wrapped else runner.model
         if not self.enabled:
             return
         modules = self.submodules(model)
+        if wrapped:
+            runner.logger.info(
+                f'CUDAGraphHook: the model is wrapped in '
+                f'{type(runner.model).__name__} (distributed training): it '
+                'trains eagerly (docs/benchmarks.md)')
+            return
         if getattr(model, '_forward_compiled', False):
             runner.logger.info('CUDAGraphHook: the forward is compiled '
                                '(--compile): no graphs of its own')

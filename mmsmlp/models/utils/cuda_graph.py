@@ -21,8 +21,9 @@ know about it (mmengine's Runner, mmdet's and mmseg's):
   kernel would; they follow the generator's seed, so a resumed run repeats
   an unbroken one);
 - it checks before each replay that the module's parameters and buffers
-  are the tensors captured (a graph reads fixed addresses: after
-  ``model.to()`` or a parameter replaced, it captures again) and that no
+  still where they were captured (a graph reads fixed addresses: after
+  ``model.to()`` or ``.cuda()`` gives them new memory, it captures again;
+  assigning new Parameter objects to the module is not supported) and that no
   gradient is pending in them (a replay writes the gradients into the same
   buffers each time, so accumulating over iterations without
   ``zero_grad(set_to_none=True)`` would double-count: such a call runs
@@ -102,8 +103,8 @@ class GraphedTraining:
             return None
         autocast = (torch.get_autocast_dtype('cuda')
                     if torch.is_autocast_enabled('cuda') else None)
-        return (tuple(x.shape), x.stride(), x.dtype, x.device,
-                x.requires_grad, autocast)
+        return (tuple(x.shape), x.stride(), x.dtype, x.device, x.requires_grad,
+                autocast)
 
     def __call__(self, x: Tensor, *args, **kwargs):
         key = self.call_key(x) if self.module.training else None
@@ -111,23 +112,25 @@ class GraphedTraining:
             return self.eager_forward(x, *args, **kwargs)
         if self.graphed is not None and key == self.key:
             if self._moved():
-                self._warn('moved', 'its parameters or buffers are new '
-                           'tensors (model.to(), a replaced parameter): '
-                           'capturing again')
+                self._warn(
+                    'moved', 'its parameters or buffers moved to new memory '
+                    '(model.to(), .cuda()): capturing again')
                 self.graphed = None
             elif self._grads_pending():
-                self._warn('grads', 'gradients are pending in its '
-                           'parameters (accumulated over iterations, or '
-                           'zero_grad without set_to_none): a replay would '
-                           'overwrite them, so such calls run eagerly')
+                self._warn(
+                    'grads', 'gradients are pending in its '
+                    'parameters (accumulated over iterations, or '
+                    'zero_grad without set_to_none): a replay would '
+                    'overwrite them, so such calls run eagerly')
                 return self.eager_forward(x)
             else:
                 return self.graphed(x)
         if self.graphed is None:
             self._capture(x, key)
             return self.graphed(x)
-        self._warn(key, f'a call of another form ({self._describe(key)}; '
-                   f'captured: {self._describe(self.key)}) runs eagerly')
+        self._warn(
+            key, f'a call of another form ({self._describe(key)}; '
+            f'captured: {self._describe(self.key)}) runs eagerly')
         return self.eager_forward(x)
 
     def _capture(self, x: Tensor, key: tuple) -> None:
@@ -139,9 +142,10 @@ class GraphedTraining:
         # make_graphed_callables needs autocast's weight cache off; the
         # cache only saves repeated casts within one step, and the graph
         # replays the casts it recorded anyway.
-        autocast = torch.autocast(
-            'cuda', dtype=key[-1] or torch.float32,
-            enabled=key[-1] is not None, cache_enabled=False)
+        autocast = torch.autocast('cuda',
+                                  dtype=key[-1] or torch.float32,
+                                  enabled=key[-1] is not None,
+                                  cache_enabled=False)
         # It replaces the forward of the module it is given: let it do so,
         # keep what it made, and put this object back.
         del module.forward

@@ -64,7 +64,10 @@ from .triton_utils import triton
 MODES = ('plain', 'no-triton', 'default', 'triton-train')
 # MMSMLP_TRITON's values and the modes they meant.
 LEGACY_TRITON_MODES = {
-    '0': 'no-triton', '1': 'default', 'train': 'triton-train'}
+    '0': 'no-triton',
+    '1': 'default',
+    'train': 'triton-train'
+}
 
 
 class _Switch:
@@ -129,7 +132,9 @@ class set_mode:
     the previous setting at its end.
     """
 
-    def __init__(self, mode: Optional[str] = None, *,
+    def __init__(self,
+                 mode: Optional[str] = None,
+                 *,
                  triton_on_cpu: Optional[bool] = None):
         self.prev = (_switch.mode, _switch.triton_on_cpu)
         _switch.set(self.prev[0] if mode is None else mode,
@@ -180,12 +185,11 @@ def use_triton(x: Tensor, backward: bool) -> bool:
     Triton launches on the current CUDA device, so a tensor on another one
     (a model on ``cuda:1`` in a process whose current device is 0) takes
     PyTorch's ops."""
-    return ((_switch.triton_training
-             or (_switch.in_graph and _switch.triton_inference)
+    return ((_switch.triton_training or
+             (_switch.in_graph and _switch.triton_inference)
              if backward else _switch.triton_inference)
             and (_switch.triton_on_cpu or
-                 (x.is_cuda
-                  and x.get_device() == torch.cuda.current_device()))
+                 (x.is_cuda and x.get_device() == torch.cuda.current_device()))
             and is_eager())
 
 
