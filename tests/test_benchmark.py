@@ -41,3 +41,16 @@ def test_timm_peers_are_measured_and_compared_to():
         assert name in tool.DEFAULT_MODELS and name in tool.RATIO_PEERS
     with pytest.raises(KeyError, match='timm-convnext-t'):
         tool.build('convnext-x')
+
+
+@pytest.mark.parametrize('size', ['t', 's', 'b'])
+def test_reference_formulations_match_each_size(size):
+    """reference-s / -b are the official formulation of sMLPNet-S / -B:
+    as many parameters, tensor by tensor in size, as mmsmlp's model the
+    converter maps them to (one 1:1 key table for every size)."""
+    tool = load_tool()
+    ours = tool.build(f'smlpnet-{size}')
+    reference = tool.build(f'reference-{size}')
+    numel = sorted(p.numel() for p in ours.parameters())
+    assert numel == sorted(p.numel() for p in reference.parameters())
+    assert sum(numel) > 20e6

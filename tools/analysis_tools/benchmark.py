@@ -5,6 +5,7 @@
     python tools/analysis_tools/benchmark.py --compile           # torch.compile
     python tools/analysis_tools/benchmark.py --compile --compile-mode reduce-overhead
     python tools/analysis_tools/benchmark.py --models smlpnet-t reference-t convnext-t
+    python tools/analysis_tools/benchmark.py --models smlpnet-s reference-s smlpnet-b reference-b
     python tools/analysis_tools/benchmark.py --models smlpnet-t smlpnet-t-plain smlpnet-t-notriton smlpnet-t-tritontrain
     python tools/analysis_tools/benchmark.py --cuda-graph --models smlpnet-t timm-convnext-t   # training step as CUDA graphs
 
@@ -54,7 +55,12 @@ TIMM_PEERS = {
 }
 HAS_TIMM = importlib.util.find_spec('timm') is not None
 SMLPNETS = {'smlpnet-t': 'tiny', 'smlpnet-s': 'small', 'smlpnet-b': 'base'}
-REFERENCES = {'reference-t': dict(dim=80, depths=[2, 8, 14, 2])}
+# the official formulation at each size (SPACH's smlp_t / smlp_s / smlp_b)
+REFERENCES = {
+    'reference-t': dict(dim=80, depths=[2, 8, 14, 2]),
+    'reference-s': dict(dim=96, depths=[2, 10, 24, 2]),
+    'reference-b': dict(dim=112, depths=[2, 10, 24, 2]),
+}
 # Name suffix -> fast-path mode.
 MODE_SUFFIXES = {'-plain': 'plain', '-notriton': 'no-triton',
                  '-tritontrain': 'triton-train'}
