@@ -128,9 +128,11 @@ class GraphedTraining:
         if self.graphed is None:
             self._capture(x, key)
             return self.graphed(x)
+        # once, not once per shape (mmdet's batches change shape often)
         self._warn(
-            key, f'a call of another form ({self._describe(key)}; '
-            f'captured: {self._describe(self.key)}) runs eagerly')
+            'form', f'a call of another form ({self._describe(key)}; '
+            f'captured: {self._describe(self.key)}) runs eagerly, as will '
+            'any other')
         return self.eager_forward(x)
 
     def _capture(self, x: Tensor, key: tuple) -> None:
