@@ -252,10 +252,9 @@ def measure_bare(cfg, args):
         # as the config trains it: the backbone through CUDA graphs
         # (CUDAGraphHook); the eager step is kept beside it
         result['bare_train_eager'] = batch / train_s
-        graphed = GraphedTraining.wrap(model.backbone)
+        GraphedTraining.wrap(model.backbone)
         train_s = timed(train, args.bare_iters, args.bare_warmup)
-        GraphedTraining.unwrap(model.backbone)
-        del graphed
+        GraphedTraining.unwrap(model.backbone)  # its graphs' memory freed
     model.eval()
     val_batch = cfg.val_dataloader.batch_size
     xv = torch.randn(val_batch, 3, size, size, device=device()).to(

@@ -2,7 +2,6 @@
 """Trains a submodule (the backbone) through CUDA graphs."""
 from typing import Sequence
 
-import torch
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS

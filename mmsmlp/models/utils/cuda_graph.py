@@ -65,6 +65,7 @@ class GraphedTraining:
         self.warmup_iters = warmup_iters
         self.graphed = None  # the graphed forward, once captured
         self.key = None  # what the captured call looked like
+        self.params = ()  # the captured parameters
         self.tensors = ()  # parameters and buffers, in capture order
         self.pointers = ()  # their addresses at capture
         self.captures = 0
@@ -77,8 +78,7 @@ class GraphedTraining:
         module = memo.get(id(self.module))
         if module is None:
             raise TypeError('copy the module, not its GraphedTraining')
-        copied = type(self).__new__(type(self))
-        copied.__init__(module, self.warmup_iters)
+        copied = type(self)(module, self.warmup_iters)
         copied.eager_forward = type(self.module).forward.__get__(module)
         return copied
 
@@ -137,8 +137,10 @@ class GraphedTraining:
 
     def _capture(self, x: Tensor, key: tuple) -> None:
         module = self.module
-        self.tensors = tuple(module.parameters()) + tuple(module.buffers())
-        buffers = [b.clone() for b in module.buffers()]
+        self.params = tuple(module.parameters())
+        buffers = tuple(module.buffers())
+        self.tensors = self.params + buffers
+        saved = [b.clone() for b in buffers]
         rng = torch.cuda.get_rng_state()
         sample = x.detach().clone().requires_grad_(x.requires_grad)
         # make_graphed_callables needs autocast's weight cache off; the
@@ -158,8 +160,8 @@ class GraphedTraining:
             self.graphed = module.forward
         finally:
             module.forward = self
-            for b, saved in zip(module.buffers(), buffers):
-                b.copy_(saved)
+            for b, value in zip(buffers, saved):
+                b.copy_(value)
             torch.cuda.set_rng_state(rng)
         self.key = key
         self.pointers = tuple(t.data_ptr() for t in self.tensors)
@@ -172,7 +174,7 @@ class GraphedTraining:
                    for t, p in zip(self.tensors, self.pointers))
 
     def _grads_pending(self) -> bool:
-        return any(t.grad is not None for t in self.tensors)
+        return any(p.grad is not None for p in self.params)
 
     @staticmethod
     def _describe(key: tuple) -> str:
