@@ -26,15 +26,13 @@ class CUDAGraphHook(Hook):
     in ``tests/test_cuda_graph.py``); validation and testing (eval mode)
     run the module eagerly.
 
-    It does nothing without CUDA, or with ``enabled=False``. It steps
+    It does nothing without CUDA, or with ``enabled=False``, and steps
     aside, with a log line, under ``--compile`` (``CompileForwardHook``,
-    whose ``reduce-overhead`` mode makes its own graphs) and when the model
-    is wrapped for distributed training (``tools/dist_train.sh``): DDP
-    creates the parameters' gradient accumulators on the default stream
-    when it is built, and PyTorch's capture, on a side stream, cannot feed
-    gradients into them (PyTorch's own advice is to build DDP on the
-    capture's stream, which mmengine's Runner does not); not tried on
-    several GPUs yet, so multi-GPU training stays eager.
+    whose ``reduce-overhead`` mode makes its own graphs). Under DDP
+    (``tools/dist_train.sh``) it captures with aliases of the parameters
+    (``GraphedTraining(alias_parameters=True)``): DDP creates the
+    parameters' gradient accumulators on the default stream when it is
+    built, and the capture, on a side stream, cannot feed them.
 
     Args:
         modules (Sequence[str]): Names of the model's submodules to graph
@@ -71,12 +69,6 @@ class CUDAGraphHook(Hook):
         if not self.enabled:
             return
         modules = self.submodules(model)
-        if wrapped:
-            runner.logger.info(
-                f'CUDAGraphHook: the model is wrapped in '
-                f'{type(runner.model).__name__} (distributed training): it '
-                'trains eagerly (docs/benchmarks.md)')
-            return
         if getattr(model, '_forward_compiled', False):
             runner.logger.info('CUDAGraphHook: the forward is compiled '
                                '(--compile): no graphs of its own')
@@ -87,7 +79,7 @@ class CUDAGraphHook(Hook):
                                'not CUDA: it trains eagerly')
             return
         for module in modules:
-            GraphedTraining.wrap(module)
+            GraphedTraining.wrap(module, alias_parameters=wrapped)
         runner.logger.info(
             f'CUDAGraphHook: {list(self.modules)} train through CUDA graphs '
             '(captured at the first iteration)')

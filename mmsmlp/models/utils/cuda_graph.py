@@ -57,12 +57,23 @@ class GraphedTraining:
         warmup_iters (int): ``make_graphed_callables``' warm-up iterations
             (cuDNN autotuning, Triton compilation, cuBLAS workspaces happen
             there, not in the capture). Defaults to 3.
+        alias_parameters (bool): Capture with aliases of the parameters
+            (the same memory, other tensor objects) and give the gradients
+            to the real ones through the replay's autograd node. Needed
+            under DDP: DDP creates the parameters' gradient accumulators on
+            the default stream, and the capture, on a side stream, cannot
+            feed gradients into them; the aliases' accumulators are made
+            during the capture, on its stream. Defaults to False.
     """
 
-    def __init__(self, module: nn.Module, warmup_iters: int = 3):
+    def __init__(self,
+                 module: nn.Module,
+                 warmup_iters: int = 3,
+                 alias_parameters: bool = False):
         self.module = module
         self.eager_forward = module.forward
         self.warmup_iters = warmup_iters
+        self.alias_parameters = alias_parameters
         self.graphed = None  # the graphed forward, once captured
         self.key = None  # what the captured call looked like
         self.params = ()  # the captured parameters
@@ -78,7 +89,8 @@ class GraphedTraining:
         module = memo.get(id(self.module))
         if module is None:
             raise TypeError('copy the module, not its GraphedTraining')
-        copied = type(self)(module, self.warmup_iters)
+        copied = type(self)(module, self.warmup_iters,
+                            self.alias_parameters)
         copied.eager_forward = type(self.module).forward.__get__(module)
         return copied
 
@@ -155,9 +167,12 @@ class GraphedTraining:
         del module.forward
         try:
             with autocast, graph_capture():
-                torch.cuda.make_graphed_callables(
-                    module, (sample, ), num_warmup_iters=self.warmup_iters)
-            self.graphed = module.forward
+                if self.alias_parameters:
+                    self.graphed = self._capture_with_aliases(sample)
+                else:
+                    torch.cuda.make_graphed_callables(
+                        module, (sample, ), num_warmup_iters=self.warmup_iters)
+                    self.graphed = module.forward
         finally:
             module.forward = self
             for b, value in zip(buffers, saved):
@@ -166,6 +181,23 @@ class GraphedTraining:
         self.key = key
         self.pointers = tuple(t.data_ptr() for t in self.tensors)
         self.captures += 1
+
+    def _capture_with_aliases(self, sample: Tensor):
+        module = self.module
+        names, params = zip(*module.named_parameters())
+        aliases = tuple(p.detach().requires_grad_(p.requires_grad)
+                        for p in params)
+
+        def forward(x, *parameters):
+            return torch.func.functional_call(module,
+                                              dict(zip(names, parameters)),
+                                              (x, ))
+
+        graphed = torch.cuda.make_graphed_callables(
+            forward, (sample, *aliases), num_warmup_iters=self.warmup_iters)
+        # the real parameters: the same memory as the aliases (no copy at
+        # replay), and their own gradient accumulators
+        return lambda x: graphed(x, *params)
 
     def _moved(self) -> bool:
         # the captured tensors' addresses (model.to() and .cuda() give a
