@@ -26,10 +26,9 @@ OPTIONS=(
   train_cfg.max_iters="$ITERS" train_cfg.val_interval="$ITERS"
   default_hooks.logger.interval=50
   default_hooks.checkpoint.interval="$ITERS" default_hooks.checkpoint.by_epoch=False
-  param_scheduler.0.by_epoch=False param_scheduler.0.end="$WARMUP"
-  param_scheduler.0.convert_to_iter_based=False
-  param_scheduler.1.by_epoch=False param_scheduler.1.begin="$WARMUP"
-  param_scheduler.1.T_max="$ITERS"
+  # the configs' TimmCosineLR, counted in iterations: warm-up, then cosine
+  param_scheduler.0.by_epoch=False param_scheduler.0.t_initial="$ITERS"
+  param_scheduler.0.warmup_t="$WARMUP" param_scheduler.0.delay=0
 )
 if [[ "${AMP_DTYPE:-bfloat16}" != none ]]; then  # none: fp32 (e.g. on a CPU)
   OPTIONS+=(optim_wrapper.type=AmpOptimWrapper optim_wrapper.dtype="${AMP_DTYPE:-bfloat16}")
