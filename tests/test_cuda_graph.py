@@ -110,6 +110,18 @@ def test_hook_looks_inside_a_distributed_model():
     assert any('not CUDA' in m for m in runner.records)
 
 
+def test_hook_leaves_a_module_with_syncbn_eager():
+    """SyncBatchNorm's all-reduces are not captured: the module stays eager,
+    saying why."""
+    model = classifier()
+    model.backbone = torch.nn.SyncBatchNorm.convert_sync_batchnorm(
+        model.backbone)
+    runner = FakeRunner(model)
+    CUDAGraphHook().before_train(runner)
+    assert 'forward' not in vars(model.backbone)
+    assert any('SyncBatchNorm' in m for m in runner.records)
+
+
 def test_hook_disabled_or_compiled_does_nothing():
     model = classifier()
     if torch.cuda.is_available():

@@ -165,9 +165,8 @@ custom_hooks = [
     # the backbone's training forward and backward replayed as CUDA graphs
     # (the eager step is bound by the host issuing its kernels; the same
     # values are computed; docs/benchmarks.md). Batches are fixed-size
-    # (224 crops, drop_last); without CUDA, and under DDP (several GPUs,
-    # for now), it does nothing. Turn it off with `--cfg-options
-    # custom_hooks.3.enabled=False`.
+    # (224 crops, drop_last); without CUDA it does nothing. Turn it off
+    # with `--cfg-options custom_hooks.3.enabled=False`.
     dict(type='CUDAGraphHook'),
 ]
 

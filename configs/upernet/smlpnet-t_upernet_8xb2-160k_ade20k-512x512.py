@@ -84,8 +84,8 @@ test_dataloader = val_dataloader
 # of the run (docs/get_started.md, "Fault tolerance").
 # CUDAGraphHook: the backbone's training forward and backward replayed as
 # CUDA graphs (training crops are all 512x512; at 2 images per GPU the
-# eager step is bound by the host issuing kernels; evaluation, and
-# training under DDP for now, stay eager).
+# eager step is bound by the host issuing kernels; evaluation stays
+# eager).
 custom_hooks = [
     dict(type='EpochSeedHook'),
     dict(type='FiniteLossHook'),

@@ -3,6 +3,7 @@
 from typing import Sequence
 
 from mmengine.hooks import Hook
+from torch import nn
 from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
 
@@ -32,7 +33,9 @@ class CUDAGraphHook(Hook):
     (``tools/dist_train.sh``) it captures with aliases of the parameters
     (``GraphedTraining(alias_parameters=True)``): DDP creates the
     parameters' gradient accumulators on the default stream when it is
-    built, and the capture, on a side stream, cannot feed them.
+    built, and the capture, on a side stream, cannot feed them. A module
+    holding ``SyncBatchNorm`` trains eagerly (its all-reduces would be
+    captured too: not tested).
 
     Args:
         modules (Sequence[str]): Names of the model's submodules to graph
@@ -72,6 +75,14 @@ class CUDAGraphHook(Hook):
         if getattr(model, '_forward_compiled', False):
             runner.logger.info('CUDAGraphHook: the forward is compiled '
                                '(--compile): no graphs of its own')
+            return
+        synced = [
+            name for name, module in zip(self.modules, modules)
+            if any(isinstance(m, nn.SyncBatchNorm) for m in module.modules())
+        ]
+        if synced:
+            runner.logger.info(f'CUDAGraphHook: {synced} hold SyncBatchNorm '
+                               '(collectives in the step): eager training')
             return
         device = next(model.parameters()).device
         if device.type != 'cuda':
