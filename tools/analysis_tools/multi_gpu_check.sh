@@ -26,7 +26,8 @@ for n in 1 "$GPUS"; do
   echo "== dist_test, $n GPU(s), checkpoint of the $GPUS-GPU run"
   "$ROOT/tools/dist_test.sh" "$CFG" "$OUT/cls_${GPUS}gpu/iter_${ITERS}.pth" "$n" \
     --work-dir "$OUT/test_${n}gpu" --cfg-options test_dataloader.dataset.data_root="$DATA" \
-    2>&1 | grep -E "Epoch\(test\)" | tail -1
+    > "$OUT/test_${n}gpu.log" 2>&1 || { tail -30 "$OUT/test_${n}gpu.log"; exit 1; }
+  grep -E "Epoch\(test\)" "$OUT/test_${n}gpu.log" | tail -1
 done
 
 echo "== Mask R-CNN sMLPNet-T, $GPUS GPUs, fp16 AMP, 1333x800"
