@@ -1,12 +1,14 @@
 # Copyright (c) mmsmlp contributors. All rights reserved.
 from .compile_forward_hook import CompileForwardHook
 from .cuda_graph_hook import CUDAGraphHook
+from .deferred_runtime_info_hook import DeferredRuntimeInfoHook
 from .epoch_seed_hook import EpochSeedHook
 from .finite_loss_hook import FiniteLossHook
 from .raw_and_ema_hook import RawAndEMAHook
 from .safe_checkpoint_hook import SafeCheckpointHook
 
 __all__ = [
-    'CompileForwardHook', 'CUDAGraphHook', 'EpochSeedHook', 'FiniteLossHook',
+    'CompileForwardHook', 'CUDAGraphHook', 'DeferredRuntimeInfoHook',
+    'EpochSeedHook', 'FiniteLossHook',
     'RawAndEMAHook', 'SafeCheckpointHook'
 ]

@@ -68,26 +68,90 @@ class FiniteLossHook(Hook):
     (An EMA model averages these weights after this hook's check of each
     iteration, so it stays finite with them.)
 
+    With ``check_interval=N`` (N > 1) the host reads the losses' finiteness
+    every N iterations (and at each epoch's end, before each checkpoint and
+    at the end of training) instead of after each iteration, where it would
+    wait for the GPU to finish the step (a host synchronisation per
+    iteration, which leaves the GPU idle while the host prepares the next
+    batch). The error then names the first non-finite iteration, up to N - 1
+    iterations after it; the weights (and the EMA in memory) may have taken
+    those steps, but no checkpoint holding them is saved: before a
+    checkpoint the pending losses are checked, and the checkpoint's tensors
+    as always.
+
     Registered in mmengine's root ``HOOKS``: every scope finds it.
+
+    Args:
+        check_interval (int): Check the losses every this many iterations.
+            Defaults to 1 (every iteration).
     """
     priority = 'VERY_HIGH'
+
+    def __init__(self, check_interval: int = 1):
+        if not isinstance(check_interval, int) or check_interval < 1:
+            raise ValueError('FiniteLossHook: check_interval must be an '
+                             f'integer >= 1, got {check_interval!r}')
+        self.check_interval = check_interval
+        self._pending = []  # (iteration, epoch, losses, flag) not yet read
 
     def after_train_iter(self, runner, batch_idx, data_batch=None,
                          outputs=None) -> None:
         if not outputs or isinstance(runner.optim_wrapper,
                                      SkipNonFiniteOptimWrapper):
             return
-        for key, value in outputs.items():
-            if 'loss' not in key:  # as mmengine's BaseModel.parse_losses
-                continue
-            value = torch.as_tensor(value).detach()
-            if not torch.isfinite(value).all():
-                name = 'loss' if key == 'loss' else f'loss term {key!r}'
-                raise FloatingPointError(
-                    f'{name} is {value.float().sum().item()} at iteration '
-                    f'{runner.iter + 1} (epoch {runner.epoch + 1})')
+        losses = {
+            key: torch.as_tensor(value).detach()
+            for key, value in outputs.items()
+            if 'loss' in key  # as mmengine's BaseModel.parse_losses
+        }
+        if not losses:
+            return
+        if self.check_interval == 1:
+            for key, value in losses.items():
+                if not torch.isfinite(value).all():
+                    self._raise(key, value, runner.iter + 1, runner.epoch + 1)
+            return
+        # one flag tensor per iteration, on the losses' device: no host read
+        flags = [(~torch.isfinite(v)).any().reshape(1) for v in losses.values()]
+        flag = flags[0] if len(flags) == 1 else torch.cat(
+            [f.to(flags[0].device) for f in flags]).any().reshape(1)
+        self._pending.append((runner.iter + 1, runner.epoch + 1, losses, flag))
+        if (self.every_n_train_iters(runner, self.check_interval)
+                or self.end_of_epoch(runner.train_dataloader, batch_idx)
+                or self.is_last_train_iter(runner)):
+            self.check_pending()
+
+    def check_pending(self) -> None:
+        """Read the pending iterations' flags (one copy to the host) and
+        raise for the first non-finite loss."""
+        pending, self._pending = self._pending, []
+        if not pending:
+            return
+        bad = torch.cat([flag.to(pending[0][3].device)
+                         for *_, flag in pending]).tolist()
+        for (iteration, epoch, losses, _), is_bad in zip(pending, bad):
+            if is_bad:
+                for key, value in losses.items():
+                    if not torch.isfinite(value).all():
+                        self._raise(key, value, iteration, epoch,
+                                    f' (losses checked every '
+                                    f'{self.check_interval} iterations)')
+
+    @staticmethod
+    def _raise(key, value, iteration, epoch, note=''):
+        name = 'loss' if key == 'loss' else f'loss term {key!r}'
+        raise FloatingPointError(
+            f'{name} is {value.float().sum().item()} at iteration '
+            f'{iteration} (epoch {epoch}){note}')
+
+    def after_train_epoch(self, runner) -> None:
+        self.check_pending()
+
+    def after_train(self, runner) -> None:
+        self.check_pending()
 
     def before_save_checkpoint(self, runner, checkpoint: dict) -> None:
+        self.check_pending()
         keys = non_finite_keys(checkpoint)
         if keys:
             shown = ', '.join(keys[:5]) + (
