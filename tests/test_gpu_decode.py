@@ -105,7 +105,8 @@ def jpegs(tmp_path_factory):
 @pytest.fixture(scope='module')
 def odd_files(tmp_path_factory):
     """Files the GPU path hands to the CPU: a PNG named .JPEG (as one
-    ImageNet training image), a CMYK JPEG, an EXIF-rotated JPEG."""
+    ImageNet training image), a CMYK JPEG, an EXIF-rotated JPEG, a
+    progressive JPEG."""
     root = tmp_path_factory.mktemp('odd')
     img = Image.fromarray(sharp_image(320, 240))
     png = str(root / 'png.JPEG')
@@ -116,7 +117,9 @@ def odd_files(tmp_path_factory):
     exif = img.getexif()
     exif[0x0112] = 6  # turned 90 degrees: OpenCV shows it 240 x 320
     img.save(rotated, exif=exif, quality=95)
-    return [png, cmyk, rotated]
+    progressive = str(root / 'progressive.JPEG')
+    img.save(progressive, quality=95, progressive=True)
+    return [png, cmyk, rotated, progressive]
 
 
 def assert_like_cpu(got, want):

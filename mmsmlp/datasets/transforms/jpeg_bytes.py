@@ -12,10 +12,13 @@ from mmpretrain.datasets.transforms import ResizeEdge
 
 from .loading import _JPEG_EOI, _JPEG_SOI, CheckedLoadImageFromFile
 
-# start-of-frame markers of the JPEGs handed to the GPU: baseline, extended
-# sequential and progressive Huffman (the others, lossless, hierarchical
-# and arithmetic-coded, are decoded on the CPU)
-_SOF_DEVICE = (0xC0, 0xC1, 0xC2)
+# start-of-frame markers of the JPEGs handed to the GPU: baseline and
+# extended sequential Huffman. The others are decoded on the CPU: lossless,
+# hierarchical and arithmetic-coded ones, and progressive ones, which
+# torchvision's nvJPEG path decodes one at a time with the Huffman decoding
+# on the host, in the main process (the one validation is short of), where
+# a worker's CPU decoding runs beside it
+_SOF_DEVICE = (0xC0, 0xC1)
 _SOF_ALL = (0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD,
             0xCE, 0xCF)
 
@@ -123,7 +126,9 @@ class LoadJPEGBytes(CheckedLoadImageFromFile):
     tensor of the CPU pipeline): a file that is not a JPEG (a PNG named
     ``.JPEG``), a JPEG with other than 1 or 3 components (CMYK, YCCK), an
     RGB-coded JPEG (Adobe colour transform 0), one that is not 8-bit
-    Huffman-coded, one with an EXIF orientation (OpenCV turns the image, the
+    sequential Huffman-coded (progressive JPEGs among them: nvJPEG would
+    decode them one at a time, Huffman on the host of the main process),
+    one with an EXIF orientation (OpenCV turns the image, the
     GPU decoder would not), and a JPEG whose header cannot be read (the CPU
     decoder then names the error).
 
