@@ -5,7 +5,6 @@ the CPU test pipeline gives. On the CPU, where these tests run, both paths
 decode with libjpeg-turbo; on a GPU the decoder is nvJPEG (pixels differ
 by about a level there, docs/benchmarks.md)."""
 import copy
-import io
 import os.path as osp
 import pickle
 
@@ -228,6 +227,12 @@ def test_files_the_gpu_does_not_take_are_loaded_on_the_cpu(jpegs, odd_files):
         assert_like_cpu(got['inputs'], want['inputs'])
     rotated = got['data_samples'][2]
     assert rotated.ori_shape == (320, 240)
+    # an image loaded by the caller (mmpretrain's inferencers)
+    img = sharp_image(333, 250)[..., ::-1].copy()  # BGR, as OpenCV loads
+    packed = bytes_pipeline()(dict(img=img, gt_label=0))
+    want = cpu_pipeline()(dict(img=img, gt_label=0))  # its load passes it
+    assert torch.equal(packed['inputs'], want['inputs'])
+    assert packed['inputs'].shape == (3, 224, 224)
 
 
 def test_broken_files_are_named(jpegs, tmp_path):

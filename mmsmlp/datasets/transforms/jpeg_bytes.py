@@ -130,7 +130,9 @@ class LoadJPEGBytes(CheckedLoadImageFromFile):
     decode them one at a time, Huffman on the host of the main process),
     one with an EXIF orientation (OpenCV turns the image, the
     GPU decoder would not), and a JPEG whose header cannot be read (the CPU
-    decoder then names the error).
+    decoder then names the error). An image the caller loaded (results
+    with ``img`` and no ``img_path``, as mmpretrain's inferencers give
+    them) is resized and cropped here too.
 
     Args:
         scale (int): The short edge after resizing. Defaults to 256.
@@ -161,6 +163,10 @@ class LoadJPEGBytes(CheckedLoadImageFromFile):
         self.crop = CenterCrop(crop_size)
 
     def transform(self, results: dict) -> dict:
+        if 'img_path' not in results and 'img' in results:
+            # an image loaded by the caller (an inferencer): resized and
+            # cropped here
+            return self._resize_crop(results)
         filename = results['img_path']
         try:
             data = self._read(filename)
@@ -197,7 +203,9 @@ class LoadJPEGBytes(CheckedLoadImageFromFile):
     def _load_on_cpu(self, results: dict) -> dict:
         """The CPU test pipeline: load (errors naming the file), resize,
         crop; the crop as a (3, H, W) BGR tensor."""
-        results = super().transform(results)
+        return self._resize_crop(super().transform(results))
+
+    def _resize_crop(self, results: dict) -> dict:
         results = self.crop(self.resize(results))
         img = np.ascontiguousarray(results['img'].transpose(2, 0, 1))
         results['img'] = torch.from_numpy(img)
