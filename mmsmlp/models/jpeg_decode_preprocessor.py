@@ -33,8 +33,8 @@ class JPEGDecodeDataPreprocessor(BatchedClsDataPreprocessor):
     parent's: the same tensors as the CPU pipeline's, up to the decoders'
     and resamplers' rounding (docs/benchmarks.md).
 
-    Every other batch (decoded images, training batches) goes to the parent
-    unchanged.
+    Every other batch (decoded images: the training pipeline's, the CPU
+    test pipeline's) goes to the parent unchanged.
 
     The transform records what its ``scale`` and ``crop_size`` give
     (``img_shape``, ``scale_factor``); an image for which this
@@ -99,7 +99,8 @@ class JPEGDecodeDataPreprocessor(BatchedClsDataPreprocessor):
                         f'{self.crop_size}, {self.crop_size}) '
                         f'(crop_size={self.crop_size})')
                 crops[i] = x.to(self.device, non_blocking=True).flip(0).float()
-        return torch.stack(crops).to(torch.uint8)  # whole numbers already
+        # the vertical pass's rounding, for the batch at once
+        return torch.stack(crops).round_().clamp_(0, 255).to(torch.uint8)
 
     def _decode(self, inputs: List[torch.Tensor], samples: list) -> list:
         if not inputs:
@@ -120,7 +121,7 @@ class JPEGDecodeDataPreprocessor(BatchedClsDataPreprocessor):
 
     def _resize_crop(self, img: torch.Tensor, sample) -> torch.Tensor:
         """One decoded (3, H, W) image resized and cropped as ResizeEdge and
-        CenterCrop do it (float, whole numbers in [0, 255])."""
+        CenterCrop do it, in float: the last pass not yet rounded."""
         height, width = img.shape[-2:]
         new_h, new_w = resize_edge_shape(height, width, self.scale)
         top, left, crop_h, crop_w = center_crop_box(new_h, new_w,
@@ -143,15 +144,14 @@ class JPEGDecodeDataPreprocessor(BatchedClsDataPreprocessor):
         # which works on each column alone.
         img = img[None].float()
         if new_w != width:
-            img = self._resample(img, (height, new_w))
+            img = self._resample(img, (height, new_w)).round_().clamp_(0, 255)
         img = img[..., left:left + crop_w]
         if new_h != height:
             img = self._resample(img, (new_h, crop_w))
         return img[0, :, top:top + crop_h]
 
     def _resample(self, img: torch.Tensor, size: tuple) -> torch.Tensor:
-        """Pillow's resampling filter along the axis whose size changes,
-        rounded and clipped as Pillow's uint8 output."""
+        """Pillow's resampling filter along the axis whose size changes."""
         return F.interpolate(
             img, size, mode=self.interpolation, align_corners=False,
-            antialias=True).round_().clamp_(0, 255)
+            antialias=True)
