@@ -157,6 +157,18 @@ def test_workers_hand_on_bytes(jpegs):
     assert packed['inputs'].numpy().tobytes() == data
 
 
+def test_exif_without_turn_stays_on_the_gpu_path(tmp_path):
+    img = Image.fromarray(sharp_image(320, 240))
+    exif = img.getexif()
+    exif[0x0112] = 1  # upright
+    exif[0x010F] = 'camera'
+    path = str(tmp_path / 'upright.JPEG')
+    img.save(path, exif=exif)
+    packed = bytes_pipeline()(dict(img_path=path, gt_label=0))
+    assert packed['inputs'].dim() == 1
+    assert packed['data_samples'].ori_shape == (240, 320)
+
+
 def test_tolerance_catches_swaps_and_shifts(jpegs):
     """The tolerance above fails for a channel swap (RGB/BGR), for a crop
     one pixel off in either direction and for a size off by one."""

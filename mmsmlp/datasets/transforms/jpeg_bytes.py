@@ -85,9 +85,9 @@ def jpeg_header(data: bytes) -> Optional[dict]:
 
 
 def _exif_orientation(tiff: bytes) -> int:
-    """The orientation tag (0x0112) of IFD0 of an EXIF block, 1 if none
-    (or the block cannot be read: then the CPU decoder judges it too, since
-    any value but 1 sends the image there)."""
+    """The orientation tag (0x0112) of IFD0 of an EXIF block: 1 without
+    one, 0 if the block cannot be read (any value but 1 sends the image to
+    the CPU decoder, which then judges the block as OpenCV does)."""
     order = {b'II': 'little', b'MM': 'big'}.get(tiff[:2])
     if order is None or len(tiff) < 8:
         return 0
