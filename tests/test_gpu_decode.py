@@ -7,6 +7,7 @@ by about a level there, docs/benchmarks.md)."""
 import copy
 import os.path as osp
 import pickle
+import re
 
 import numpy as np
 import pytest
@@ -18,7 +19,7 @@ from mmpretrain.registry import MODELS
 from PIL import Image
 
 from mmsmlp.datasets import make_imagenet
-from .conftest import REPO_ROOT
+from .conftest import REPO_ROOT, run_tool
 
 T_CONFIG = osp.join(REPO_ROOT, 'configs', 'smlpnet',
                     'smlpnet-t_8xb128_in1k.py')
@@ -364,3 +365,19 @@ def test_runner_gives_the_standard_configs_predictions(tmp_path):
     # the predictions are not all one class (the comparison means something)
     labels = {int(p['pred_label']) for p in cpu_preds}
     assert len(labels) > 1, labels
+
+
+def test_check_tool_compares_and_times(tmp_path):
+    """tools/analysis_tools/gpu_decode_check.py (for the GPU) on the CPU:
+    the differences it reports are the tests' (at most 1 level)."""
+    out = run_tool('analysis_tools/gpu_decode_check.py', GPU_CONFIG,
+                   '--data', str(tmp_path / 'data'), '--images', '20',
+                   '--long-side', '300', '420', '--batch', '8',
+                   '--repeats', '1')
+    match = re.search(
+        r'20 images on cpu: \|GPU path - CPU pipeline\| in levels: mean '
+        r'([0-9.]+), max ([0-9]+); .* per image mean at most ([0-9.]+)', out)
+    assert match, out
+    assert float(match[1]) < 0.01 and int(match[2]) <= 1
+    assert re.search(r'data preprocessor, batch 8: host [0-9.]+ ms, total '
+                     r'[0-9.]+ ms = [0-9]+ img/s', out), out
