@@ -6,20 +6,21 @@
 # What moves: the CPU test pipeline (CheckedLoadImageFromFile: OpenCV's
 # decoding; ResizeEdge 256, Pillow bicubic; CenterCrop 224) runs in the data
 # preprocessor on the GPU (JPEGDecodeDataPreprocessor): batched nvJPEG
-# decoding (torchvision.io.decode_jpeg), the same resize (output size,
-# Pillow's antialiased bicubic filter by F.interpolate(antialias=True)),
-# rounding and crop. The workers only read the files (LoadJPEGBytes: a
-# corrupt or truncated JPEG still raises an error naming it; a PNG, CMYK
-# or EXIF-rotated image is decoded, resized and cropped on the CPU by the
-# transforms above and joins the batch).
+# decoding (torchvision.io.decode_jpeg), then the same resize (output size;
+# Pillow's antialiased bicubic filter by F.interpolate(antialias=True), in
+# Pillow's two passes, each rounded to uint8) and crop. The workers only
+# read the files (LoadJPEGBytes: a corrupt or truncated JPEG still raises
+# an error naming it; a PNG, CMYK, progressive or EXIF-rotated image is
+# decoded, resized and cropped on the CPU by the transforms above and joins
+# the batch).
 #
-# What differs: pixel values by about a level, not the sizes or crops.
-# nvJPEG's IDCT and chroma upsampling round differently from
-# libjpeg-turbo's, and Pillow resamples in fixed point with a uint8
-# intermediate between its horizontal and vertical passes where torch
-# computes in float: on the CPU (same decoder) the crops differ by a mean
-# of about 0.2 and at most 1 level (tests/test_gpu_decode.py); accuracy as
-# the CPU pipeline's (docs/benchmarks.md).
+# What differs: pixel values, not the sizes or crops. nvJPEG's IDCT and
+# chroma upsampling round differently from libjpeg-turbo's; the resize
+# matches Pillow's up to its fixed-point coefficients (on the CPU, with the
+# same decoder, the crops are at most 1 level apart, under 0.001 on
+# average: tests/test_gpu_decode.py). With nvJPEG, and top-1 against the
+# standard config: to be measured (docs/benchmarks.md,
+# tools/analysis_tools/gpu_decode_check.py).
 _base_ = '../smlpnet/smlpnet-t_8xb128_in1k.py'
 
 # the test transform's parameters, in one place: the loading transform
