@@ -24,7 +24,10 @@ For the config (and the ``--peer`` config), each measured in this call:
   Mixup/CutMix, the config's loss, optimizer wrapper and AMP) on one batch
   kept in pinned host memory: an iteration without the loader and hooks.
 - ``loader``: the training data loader alone, sustained: batches after the
-  ones the workers had prefetched (``workers x prefetch_factor``).
+  ones the workers had prefetched (``workers x prefetch_factor``); the
+  validation loader alike, alone and with each batch through the data
+  preprocessor on the device (a config that decodes its validation JPEGs
+  there, ``configs/gpudecode/``, has loaders that only read files).
 - ``e2e``: ``tools/train.py`` in a subprocess on the same settings, each
   iteration timed by a hook (no synchronisation added). ``steady`` leaves
   out the first ``--warmup-iters`` iterations and the first
@@ -300,11 +303,19 @@ def measure_train_step(cfg, args):
     return dict(train_step=cfg.train_dataloader.batch_size / seconds)
 
 
-def measure_loader(cfg, args, split='train'):
+def measure_loader(cfg, args, split='train', preprocess=False):
     """Sustained images/s of a data loader: the batches the workers had
     prefetched are consumed before the clock starts (epoch restarts, if the
-    dataset is short, count)."""
+    dataset is short, count). ``preprocess``: each batch also through the
+    config's data preprocessor on the device (in eval mode, as the
+    validation loop calls it: where a config decodes its validation JPEGs
+    there, the loader alone only reads files)."""
     loader = build_loader(cfg, split)
+    if preprocess:
+        model = build_model(cfg).eval()
+        step = model.data_preprocessor
+    else:
+        step = None
     prefetch = (loader.prefetch_factor or 2) if loader.num_workers else 0
     skip = loader.num_workers * prefetch + 2
 
@@ -314,10 +325,17 @@ def measure_loader(cfg, args, split='train'):
 
     batches = epochs()
     for _ in range(skip):
-        next(batches)
+        batch = next(batches)
+        if step is not None:
+            step(batch, False)
+    sync()
     images, start = 0, time.perf_counter()
     for _ in range(args.loader_batches):
-        images += len(next(batches)['inputs'])
+        batch = next(batches)
+        images += len(batch['inputs'])
+        if step is not None:
+            step(batch, False)
+    sync()
     rate = images / (time.perf_counter() - start)
     del batches, loader  # ends the workers
     return rate
@@ -1270,9 +1288,11 @@ def main(argv=None):
         if 'loader' in args.parts and not is_variant:
             row['loader'] = measure_loader(cfg, args)
             row['val_loader'] = measure_loader(cfg, args, 'val')
+            row['val_input'] = measure_loader(cfg, args, 'val', True)
             print(f'[{name}] loader alone, sustained: {row["loader"]:.0f} '
-                  f'img/s train, {row["val_loader"]:.0f} img/s val',
-                  flush=True)
+                  f'img/s train, {row["val_loader"]:.0f} img/s val, '
+                  f'{row["val_input"]:.0f} img/s val loader + data '
+                  'preprocessor', flush=True)
             save()
         if 'e2e' in args.parts:
             result = run_e2e(name, config, options, args, ann_files,

@@ -1,4 +1,5 @@
 # Copyright (c) mmsmlp contributors. All rights reserved.
+from .jpeg_bytes import LoadJPEGBytes
 from .loading import CheckedLoadImageFromFile
 
-__all__ = ['CheckedLoadImageFromFile']
+__all__ = ['CheckedLoadImageFromFile', 'LoadJPEGBytes']
