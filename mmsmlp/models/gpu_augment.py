@@ -1,0 +1,187 @@
+# Copyright (c) mmsmlp contributors. All rights reserved.
+"""RandAugment's ops and RandomErasing on a batch of images on the device,
+with mmcv's CPU semantics (the ``cv2`` backend, mmcv's default).
+
+Every function takes ``x``: a float tensor ``(N, C, H, W)`` holding uint8
+values (0-255 integers) in the channel order the CPU pipeline has (mmcv
+decodes BGR), and per-image parameters as ``(N,)`` tensors on its device;
+it returns the images as upstream's op would leave them (uint8 values:
+rounded, truncated and clipped as mmcv does), without host syncs.
+
+Exact (same uint8 values as mmcv): ``invert``, ``posterize``, ``solarize``,
+``solarize_add``, ``brightness``, ``contrast``, ``equalize``,
+``auto_contrast``, ``sharpness``, ``color`` (see tests/test_gpu_augment.py
+for the measured agreement). ``warp`` (Rotate, Shear, Translate) samples with
+``grid_sample`` at exact coordinates where ``cv2.warpAffine`` quantizes them
+to 1/32 pixel and its bicubic weights to 15 bits: a few pixels differ by a
+level or two.
+"""
+import torch
+import torch.nn.functional as F
+
+# cv2.cvtColor(BGR2GRAY) on uint8: fixed point, 15 bits (OpenCV's
+# RGB2Gray<uchar>: B2Y, G2Y, R2Y = 3735, 19235, 9798)
+_GRAY_BGR = (3735., 19235., 9798.)
+# mmcv.adjust_sharpness's kernel (PIL's ImageFilter.SMOOTH)
+_SMOOTH = (1., 1., 1., 1., 5., 1., 1., 1., 1.)
+
+
+def _per_image(v: torch.Tensor) -> torch.Tensor:
+    return v.view(-1, 1, 1, 1)
+
+
+def _truncate(x: torch.Tensor) -> torch.Tensor:
+    """numpy's ``clip(x, 0, 255).astype(uint8)``."""
+    return x.clamp(0, 255).floor()
+
+
+def _round(x: torch.Tensor) -> torch.Tensor:
+    """OpenCV's ``saturate_cast<uchar>`` of a float (round half to even)."""
+    return x.round().clamp(0, 255)
+
+
+def bgr_to_gray(x: torch.Tensor) -> torch.Tensor:
+    """``cv2.cvtColor(img, COLOR_BGR2GRAY)`` of uint8 BGR images:
+    ``(N, 1, H, W)``. Exact: the integer sums stay below 2**24."""
+    b, g, r = x.unbind(1)
+    gray = b * _GRAY_BGR[0] + g * _GRAY_BGR[1] + r * _GRAY_BGR[2] + 16384.
+    return torch.div(gray, 32768., rounding_mode='floor').unsqueeze(1)
+
+
+def invert(x: torch.Tensor) -> torch.Tensor:
+    """``mmcv.iminvert``."""
+    return 255. - x
+
+
+def posterize(x: torch.Tensor, step: torch.Tensor) -> torch.Tensor:
+    """``mmcv.posterize`` with ``step = 2 ** (8 - bits)`` (256: all zero)."""
+    step = _per_image(step)
+    return torch.div(x, step, rounding_mode='floor') * step
+
+
+def solarize(x: torch.Tensor, thr: torch.Tensor) -> torch.Tensor:
+    """``mmcv.solarize`` with ``thr`` rounded up to an integer (the same
+    comparison for uint8 values)."""
+    return torch.where(x < _per_image(thr), x, 255. - x)
+
+
+def solarize_add(x: torch.Tensor, add: torch.Tensor,
+                 thr: torch.Tensor) -> torch.Tensor:
+    """mmpretrain's ``SolarizeAdd``: ``min(img + add, 255)`` truncated where
+    ``img < thr``; pass ``floor(add)`` (>= 0) and ``ceil(thr)``."""
+    added = (x + _per_image(add)).clamp(max=255.)
+    return torch.where(x < _per_image(thr), added, x)
+
+
+def _add_weighted(x, other, factor):
+    """``cv2.addWeighted(x, f, other, 1 - f, 0)`` before its cast, as OpenCV
+    computes it on x86 (float32 weights, ``fma(x, f, other * (1 - f))``;
+    the fused multiply-add emulated in float64). ``factor``: float64."""
+    alpha = _per_image(factor.float()).double()
+    beta = _per_image((1. - factor).float())
+    return (x.double() * alpha + (other * beta).double()).float()
+
+
+def brightness(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+    """``mmcv.adjust_brightness`` (cv2 backend): float32, truncated."""
+    return _truncate(x * _per_image(factor.float()))
+
+
+def contrast(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+    """``mmcv.adjust_contrast`` (cv2 backend): float32 blend with the
+    rounded mean of the grey image, truncated."""
+    gray = bgr_to_gray(x)
+    mean = gray.double().mean(dim=(1, 2, 3), keepdim=True).round().float()
+    return _truncate(_add_weighted(x, mean, factor))
+
+
+def color(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+    """``mmcv.adjust_color`` (cv2 backend): ``cv2.addWeighted`` of the uint8
+    image and its grey image, rounded."""
+    return _round(_add_weighted(x, bgr_to_gray(x), factor))
+
+
+def sharpness(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
+    """``mmcv.adjust_sharpness``: float32 blend, truncated, with ``cv2.filter2D`` of the SMOOTH
+    kernel (uint8 output, borders reflected as OpenCV's default
+    BORDER_REFLECT_101)."""
+    channels = x.shape[1]
+    kernel = x.new_tensor(_SMOOTH).div_(13.).view(1, 1, 3, 3).expand(
+        channels, 1, 3, 3)
+    smooth = F.conv2d(F.pad(x, (1, 1, 1, 1), mode='reflect'), kernel,
+                      groups=channels)
+    return _truncate(_add_weighted(x, _round(smooth), factor))
+
+
+def equalize(x: torch.Tensor) -> torch.Tensor:
+    """``mmcv.imequalize``: per channel, a lookup table from the cumulative
+    histogram (PIL's ``ImageOps.equalize``), integer arithmetic."""
+    n, c, h, w = x.shape
+    pixels = x.view(n * c, h * w).long()
+    hist = torch.zeros(n * c, 256, dtype=torch.long, device=x.device)
+    hist.scatter_add_(1, pixels, torch.ones_like(pixels))
+    # step: the pixels that are not of the channel's highest value, / 255
+    top_count = hist.gather(1, pixels.amax(1, keepdim=True))
+    step = (h * w - top_count) // 255
+    lut = (hist.cumsum(1) + step // 2) // step.clamp(min=1)
+    lut = torch.cat([lut.new_zeros(n * c, 1), lut[:, :-1]], 1).clamp(max=255)
+    out = torch.where(step == 0, pixels, lut.gather(1, pixels))
+    return out.view(n, c, h, w).to(x.dtype)
+
+
+def auto_contrast(x: torch.Tensor) -> torch.Tensor:
+    """``mmcv.auto_contrast`` (cutoff 0): each channel's range stretched to
+    0-255 in float64 as mmcv's lookup table, truncated."""
+    low = x.amin(dim=(2, 3), keepdim=True).double()
+    high = x.amax(dim=(2, 3), keepdim=True).double()
+    # a true division (torch's `255. / t` multiplies by a reciprocal)
+    scale = torch.full_like(low, 255.) / (high - low).clamp(min=1.)
+    offset = -low * scale
+    out = (x.double() * scale + offset).clamp(0, 255).floor().to(x.dtype)
+    return torch.where(high > low, out, x)
+
+
+def warp(x: torch.Tensor, theta: torch.Tensor, pad: torch.Tensor,
+         mode: str = 'bicubic') -> torch.Tensor:
+    """``cv2.warpAffine`` with a constant border, for a batch.
+
+    ``theta`` ``(N, 2, 3)`` maps each output pixel's normalised coordinates
+    to the input's (``F.affine_grid`` with ``align_corners=True``: -1 and 1
+    are the centres of the first and last pixels, OpenCV's convention of
+    pixel centres at integers). ``pad`` ``(N, C)`` is the border value. The
+    images are sampled minus their border value with zero padding, plus it:
+    each interpolation tap outside the image reads the border value, as
+    OpenCV's BORDER_CONSTANT. Rounded and clipped to uint8 values.
+    """
+    pad = pad.view(*pad.shape, 1, 1)
+    grid = F.affine_grid(theta, list(x.shape), align_corners=True)
+    out = F.grid_sample(
+        x - pad, grid, mode=mode, padding_mode='zeros', align_corners=True)
+    return _round(out + pad)
+
+
+def erase(x: torch.Tensor, box: torch.Tensor, fill: torch.Tensor,
+          std: torch.Tensor, mode: str) -> torch.Tensor:
+    """mmpretrain's ``RandomErasing`` fill of the ``(N, 4)`` boxes (top,
+    left, height, width): with ``mode`` 'const' the ``(N, C)`` ``fill``
+    (already uint8 values); 'uniform', uniform integers in 0-255; 'normal',
+    ``N(fill, std)`` per pixel, truncated to integers and clipped to 0-255.
+    The noise is drawn from torch's generator of the images' device."""
+    n, c, h, w = x.shape
+    rows = torch.arange(h, device=x.device).view(1, h, 1)
+    cols = torch.arange(w, device=x.device).view(1, 1, w)
+    top, left, bh, bw = (v.view(n, 1, 1) for v in box.unbind(1))
+    inside = ((rows >= top) & (rows < top + bh) & (cols >= left) &
+              (cols < left + bw)).unsqueeze(1)
+    fill = fill.view(n, c, 1, 1)
+    if mode == 'const':
+        value = fill
+    elif mode == 'uniform':  # np.random.uniform(0, 256).astype(uint8)
+        value = torch.rand_like(x).mul_(256.).floor_().clamp_(max=255.)
+    elif mode == 'normal':  # np.clip(normal().astype(int32), 0, 255)
+        value = torch.randn_like(x).mul_(std.view(n, c, 1, 1)).add_(fill)
+        value = value.trunc_().clamp_(0, 255)
+    else:
+        raise ValueError(f'erase: mode must be "const", "uniform" or '
+                         f'"normal", got {mode!r}')
+    return torch.where(inside, value, x)
