@@ -1,4 +1,5 @@
 # Copyright (c) mmsmlp contributors. All rights reserved.
 from .backbones import *  # noqa: F401,F403
-from .data_preprocessor import BatchedClsDataPreprocessor  # noqa: F401
+from .data_preprocessor import (BatchedClsDataPreprocessor,  # noqa: F401
+                                GPUAugClsDataPreprocessor)
 from .utils import *  # noqa: F401,F403

@@ -16,8 +16,16 @@ for the measured agreement). ``warp`` (Rotate, Shear, Translate) samples with
 to 1/32 pixel and its bicubic weights to 15 bits: a few pixels differ by a
 level or two.
 """
+from typing import Optional
+
+import numpy as np
 import torch
 import torch.nn.functional as F
+
+from mmsmlp.datasets.transforms.gpu_augment import (ERASE_MODES, ERASE_ROW,
+                                                    GEOMETRIC_OPS,
+                                                    INTERPOLATIONS, OP_CODE,
+                                                    RANDAUG_OPS, RANDAUG_ROW)
 
 # cv2.cvtColor(BGR2GRAY) on uint8: fixed point, 15 bits (OpenCV's
 # RGB2Gray<uchar>: B2Y, G2Y, R2Y = 3735, 19235, 9798)
@@ -185,3 +193,160 @@ def erase(x: torch.Tensor, box: torch.Tensor, fill: torch.Tensor,
         raise ValueError(f'erase: mode must be "const", "uniform" or '
                          f'"normal", got {mode!r}')
     return torch.where(inside, value, x)
+
+
+def _forward_matrices(rows: np.ndarray, h: int, w: int) -> np.ndarray:
+    """The ``(K, 3, 3)`` pixel matrices mmcv hands ``cv2.warpAffine`` for
+    RandAugment rows of geometric ops (Shear and Translate: float32, as
+    mmcv builds them; Rotate: ``cv2.getRotationMatrix2D`` about the image
+    centre with the angle negated, in float64)."""
+    codes, value, aux = rows[:, 0].astype(int), rows[:, 2], rows[:, 3]
+    mat = np.tile(np.eye(3), (len(rows), 1, 1))
+    v32 = value.astype(np.float32).astype(np.float64)
+    for name, (i, j) in (('ShearX', (0, 1)), ('ShearY', (1, 0)),
+                         ('TranslateX', (0, 2)), ('TranslateY', (1, 2))):
+        sel = codes == OP_CODE[name]
+        mat[sel, i, j] = v32[sel]
+    sel = codes == OP_CODE['Rotate']
+    theta = np.deg2rad(-value[sel])
+    alpha, beta = aux[sel] * np.cos(theta), aux[sel] * np.sin(theta)
+    cx, cy = (w - 1) * 0.5, (h - 1) * 0.5
+    mat[sel, 0, :] = np.stack(
+        [alpha, beta, (1 - alpha) * cx - beta * cy], -1)
+    mat[sel, 1, :] = np.stack(
+        [-beta, alpha, beta * cx + (1 - alpha) * cy], -1)
+    return mat
+
+
+def warp_thetas(rows: np.ndarray, h: int, w: int) -> np.ndarray:
+    """``F.affine_grid``'s ``(K, 2, 3)`` matrices (``align_corners=True``)
+    for RandAugment rows of geometric ops on ``h`` x ``w`` images: the
+    inverse of mmcv's pixel matrix (as ``cv2.warpAffine`` inverts it), in
+    normalised coordinates."""
+    to_pixel = np.array([[(w - 1) / 2, 0, (w - 1) / 2],
+                         [0, (h - 1) / 2, (h - 1) / 2], [0, 0, 1]])
+    inverse = np.linalg.inv(_forward_matrices(rows, h, w))
+    return (np.linalg.inv(to_pixel) @ inverse @ to_pixel)[:, :2]
+
+
+class _Plan:
+    """Host-side lists of the groups to run, their image indices and their
+    parameters, copied to the device in one int64 and one float64 copy."""
+
+    def __init__(self):
+        self.groups, self.ints, self.floats = [], [], []
+        self.num_ints = self.num_floats = 0
+
+    def add(self, op, idx, values=None, **kwargs):
+        values = np.zeros((len(idx), 0)) if values is None else values
+        self.groups.append((op, self.num_ints, len(idx), self.num_floats,
+                            values.shape[1:], kwargs))
+        self.ints.append(idx)
+        self.floats.append(values.reshape(-1))
+        self.num_ints += len(idx)
+        self.num_floats += values.size
+
+    def to(self, device):
+        ints = torch.from_numpy(np.concatenate(self.ints).astype(np.int64))
+        floats = torch.from_numpy(
+            np.concatenate(self.floats).astype(np.float64))
+        return (ints.to(device, non_blocking=True),
+                floats.to(device, non_blocking=True))
+
+
+def _plan(randaug, erase, h, w) -> _Plan:
+    plan = _Plan()
+    geometric = [OP_CODE[name] for name in GEOMETRIC_OPS]
+    for slot in range(0 if randaug is None else randaug.shape[1]):
+        rows = randaug[:, slot]
+        codes = rows[:, 0].astype(int)
+        applied = rows[:, 1] > 0
+        is_geo = applied & np.isin(codes, geometric)
+        for interp in np.unique(rows[is_geo, 4]).astype(int):
+            idx = np.flatnonzero(is_geo & (rows[:, 4] == interp))
+            values = np.concatenate([
+                warp_thetas(rows[idx], h, w).reshape(-1, 6), rows[idx, 5:8]
+            ], 1)
+            plan.add('warp', idx, values, mode=INTERPOLATIONS[interp])
+        for name in RANDAUG_OPS:
+            if name in GEOMETRIC_OPS:
+                continue
+            idx = np.flatnonzero(applied & (codes == OP_CODE[name]))
+            if not len(idx):
+                continue
+            value, aux = rows[idx, 2], rows[idx, 3]
+            if name == 'Posterize':
+                values = 2.**(8 - value)  # the floor-division step
+            elif name == 'Solarize':
+                values = np.ceil(value)
+            elif name == 'SolarizeAdd':
+                values = np.stack([np.floor(value), np.ceil(aux)], 1)
+            elif name in ('AutoContrast', 'Equalize', 'Invert'):
+                values = None
+            else:
+                values = value  # a blending factor
+            if values is not None and values.ndim == 1:
+                values = values[:, None]
+            plan.add(name, idx, values)
+    if erase is not None:
+        erased = erase[:, 0] > 0
+        for code, mode in enumerate(ERASE_MODES):
+            idx = np.flatnonzero(erased & (erase[:, 5] == code))
+            if len(idx):
+                plan.add('erase', idx, erase[idx][:, [1, 2, 3, 4, 6, 7, 8,
+                                                      9, 10, 11]],
+                         mode=mode)
+    return plan
+
+
+def _run(op: str, x: torch.Tensor, v: torch.Tensor, **kwargs):
+    """One op on a group; ``v``: the group's float64 parameters."""
+    if op == 'warp':
+        theta = v[:, :6].float().view(-1, 2, 3)
+        return warp(x, theta, v[:, 6:].float(), **kwargs)
+    if op == 'erase':
+        return erase(x, v[:, :4], v[:, 4:7].float(), v[:, 7:].float(),
+                     **kwargs)
+    simple = {'AutoContrast': auto_contrast, 'Equalize': equalize,
+              'Invert': invert}
+    if op in simple:
+        return simple[op](x)
+    if op == 'SolarizeAdd':
+        return solarize_add(x, v[:, 0].float(), v[:, 1].float())
+    if op in ('Posterize', 'Solarize'):
+        return {'Posterize': posterize, 'Solarize': solarize}[op](
+            x, v[:, 0].float())
+    blends = {'ColorTransform': color, 'Contrast': contrast,
+              'Brightness': brightness, 'Sharpness': sharpness}
+    return blends[op](x, v[:, 0])
+
+
+def augment_batch(inputs: torch.Tensor, randaug: Optional[np.ndarray],
+                  erase: Optional[np.ndarray]) -> torch.Tensor:
+    """Apply recorded RandAugment rows ``(N, num_policies, 8)`` (slot by
+    slot) and RandomErasing rows ``(N, 12)`` (see
+    :mod:`mmsmlp.datasets.transforms.gpu_augment`) to the uint8 batch
+    ``inputs`` ``(N, C, H, W)``; either may be None. Returns a uint8 batch.
+    """
+    if inputs.dim() != 4 or inputs.shape[1] != 3:
+        raise ValueError('augment_batch: inputs must be (N, 3, H, W) images, '
+                         f'got shape {tuple(inputs.shape)}')
+    n, _, h, w = inputs.shape
+    for name, rows, width in (('randaug_params', randaug, RANDAUG_ROW),
+                              ('erase_params', erase, ERASE_ROW)):
+        if rows is not None and (rows.shape[0] != n
+                                 or rows.shape[-1] != width):
+            raise ValueError(f'augment_batch: {name} must have {width} '
+                             f'columns and one row set per image, got '
+                             f'shape {rows.shape} for {n} images')
+    plan = _plan(randaug, erase, h, w)
+    if not plan.groups:
+        return inputs
+    ints, floats = plan.to(inputs.device)
+    x = inputs.float()
+    for op, i0, k, f0, shape, kwargs in plan.groups:
+        idx = ints[i0:i0 + k]
+        values = floats[f0:f0 + k * int(np.prod(shape))].view(k, *shape)
+        out = _run(op, x.index_select(0, idx), values, **kwargs)
+        x.index_copy_(0, idx, out.to(x.dtype))
+    return x.to(inputs.dtype)
