@@ -5,6 +5,7 @@ RandomErasing parameters with upstream's random calls, and the data
 preprocessor applies them (run here on CPU tensors) as mmcv does."""
 import copy
 import os.path as osp
+import re
 from unittest import mock
 
 import cv2
@@ -414,7 +415,21 @@ def test_gpuaug_config_trains_through_the_runner(tmp_path):
                  f'{split}_dataloader.persistent_workers=False']
     log = run_tool('train.py', GPUAUG, '--work-dir', work_dir,
                    '--cfg-options', *opts)
-    assert 'GPUAugClsDataPreprocessor' in log or osp.isfile(
-        osp.join(work_dir, 'epoch_1.pth'))
     assert osp.isfile(osp.join(work_dir, 'epoch_1.pth'))
     assert 'Epoch(train)' in log and 'loss:' in log
+
+
+def test_train_speed_times_the_cpu_part_and_the_gpu_augmentation(tmp_path):
+    """train_speed.py on the gpuaug config: the per-image cost of the
+    workers' transforms (the *Params ones) and the preprocessor's
+    augmentation of one batch (values are measured on a GPU, not here)."""
+    out = run_tool(
+        'analysis_tools/train_speed.py', GPUAUG, '--data',
+        str(tmp_path / 'data'), '--images', '40', '--val-images', '20',
+        '--long-side', '72', '96', '--batch', '4', '--size', '64',
+        '--transform-images', '4', '--augment-iters', '2', '--parts',
+        'transforms', 'gpu-augment')
+    assert re.search(r'\[main\] transforms, ms per image on one core: .*'
+                     r'RandAugmentParams [0-9.]+, RandomErasingParams', out)
+    assert re.search(r'\[main\] GPU augmentation of a batch of 4: [0-9.]+ '
+                     r'ms host', out), out
