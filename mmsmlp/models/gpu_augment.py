@@ -250,6 +250,8 @@ class _Plan:
         ints = torch.from_numpy(np.concatenate(self.ints).astype(np.int64))
         floats = torch.from_numpy(
             np.concatenate(self.floats).astype(np.float64))
+        if device.type == 'cuda':  # asynchronous copies
+            ints, floats = ints.pin_memory(), floats.pin_memory()
         return (ints.to(device, non_blocking=True),
                 floats.to(device, non_blocking=True))
 
@@ -299,26 +301,25 @@ def _plan(randaug, erase, h, w) -> _Plan:
     return plan
 
 
-def _run(op: str, x: torch.Tensor, v: torch.Tensor, **kwargs):
-    """One op on a group; ``v``: the group's float64 parameters."""
+def _run(op: str, x: torch.Tensor, v64: torch.Tensor, v: torch.Tensor,
+         **kwargs):
+    """One op on a group; its parameters in float64 (``v64``, the blending
+    factors use it) and float32 (``v``)."""
     if op == 'warp':
-        theta = v[:, :6].float().view(-1, 2, 3)
-        return warp(x, theta, v[:, 6:].float(), **kwargs)
+        return warp(x, v[:, :6].view(-1, 2, 3), v[:, 6:], **kwargs)
     if op == 'erase':
-        return erase(x, v[:, :4], v[:, 4:7].float(), v[:, 7:].float(),
-                     **kwargs)
+        return erase(x, v[:, :4], v[:, 4:7], v[:, 7:], **kwargs)
     simple = {'AutoContrast': auto_contrast, 'Equalize': equalize,
               'Invert': invert}
     if op in simple:
         return simple[op](x)
     if op == 'SolarizeAdd':
-        return solarize_add(x, v[:, 0].float(), v[:, 1].float())
+        return solarize_add(x, v[:, 0], v[:, 1])
     if op in ('Posterize', 'Solarize'):
-        return {'Posterize': posterize, 'Solarize': solarize}[op](
-            x, v[:, 0].float())
+        return {'Posterize': posterize, 'Solarize': solarize}[op](x, v[:, 0])
     blends = {'ColorTransform': color, 'Contrast': contrast,
               'Brightness': brightness, 'Sharpness': sharpness}
-    return blends[op](x, v[:, 0])
+    return blends[op](x, v64[:, 0])
 
 
 def augment_batch(inputs: torch.Tensor, randaug: Optional[np.ndarray],
@@ -343,10 +344,12 @@ def augment_batch(inputs: torch.Tensor, randaug: Optional[np.ndarray],
     if not plan.groups:
         return inputs
     ints, floats = plan.to(inputs.device)
+    floats32 = floats.float()
     x = inputs.float()
     for op, i0, k, f0, shape, kwargs in plan.groups:
         idx = ints[i0:i0 + k]
-        values = floats[f0:f0 + k * int(np.prod(shape))].view(k, *shape)
-        out = _run(op, x.index_select(0, idx), values, **kwargs)
+        f1 = f0 + k * int(np.prod(shape))
+        out = _run(op, x.index_select(0, idx), floats[f0:f1].view(k, *shape),
+                   floats32[f0:f1].view(k, *shape), **kwargs)
         x.index_copy_(0, idx, out.to(x.dtype))
     return x.to(inputs.dtype)
