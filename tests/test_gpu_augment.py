@@ -17,11 +17,9 @@ from mmengine.config import Config
 from mmpretrain.datasets.transforms import RandAugment, RandomErasing
 from mmpretrain.datasets.transforms.auto_augment import RANDAUG_POLICIES
 from mmpretrain.registry import MODELS, TRANSFORMS
-from mmpretrain.structures import DataSample
 
 from mmsmlp.datasets import make_imagenet
 from mmsmlp.datasets.transforms import RandAugmentParams, RandomErasingParams
-from mmsmlp.models import BatchedClsDataPreprocessor
 from mmsmlp.models.gpu_augment import augment_batch
 from .conftest import REPO_ROOT, run_tool
 
@@ -243,7 +241,7 @@ def test_geometric_ops_close_to_cv2(policy):
 
 def test_erasing_on_the_device():
     imgs = [photo(s, 96, 128) for s in range(64)]
-    rows, boxes = [], []
+    rows = []
     params = RandomErasingParams(**dict(ERASING, erase_prob=1.))
     for img in imgs:
         rows.append(params(dict(img=img))['erase_params'])
@@ -397,8 +395,8 @@ def test_gpuaug_config_trains_through_the_runner(tmp_path):
     assert 'RandAugmentParams' in types and 'RandomErasingParams' in types
     assert 'RandAugment' not in types and 'RandomErasing' not in types
     assert cfg.data_preprocessor.type == 'GPUAugClsDataPreprocessor'
-    base = Config.fromfile(osp.join(REPO_ROOT,
-                                    'configs/smlpnet/smlpnet-t_8xb128_in1k.py'))
+    base = Config.fromfile(
+        osp.join(REPO_ROOT, 'configs/smlpnet/smlpnet-t_8xb128_in1k.py'))
     assert cfg.val_dataloader == base.val_dataloader
     assert cfg.model == base.model
 

@@ -8,13 +8,17 @@ decodes BGR), and per-image parameters as ``(N,)`` tensors on its device;
 it returns the images as upstream's op would leave them (uint8 values:
 rounded, truncated and clipped as mmcv does), without host syncs.
 
-Exact (same uint8 values as mmcv): ``invert``, ``posterize``, ``solarize``,
-``solarize_add``, ``brightness``, ``contrast``, ``equalize``,
-``auto_contrast``, ``sharpness``, ``color`` (see tests/test_gpu_augment.py
-for the measured agreement). ``warp`` (Rotate, Shear, Translate) samples with
-``grid_sample`` at exact coordinates where ``cv2.warpAffine`` quantizes them
-to 1/32 pixel and its bicubic weights to 15 bits: a few pixels differ by a
-level or two.
+Exact (the uint8 values of mmcv on x86, tests/test_gpu_augment.py):
+``invert``, ``posterize``, ``solarize``, ``solarize_add``, ``brightness``,
+``contrast``, ``equalize``, ``auto_contrast``, ``sharpness``, ``color``.
+``warp`` (Rotate, Shear, Translate) samples with ``grid_sample`` at exact
+coordinates where ``cv2.warpAffine`` quantizes them to 1/32 pixel and its
+bicubic weights to 15 bits: on decoded JPEGs about 1 pixel in 10^4 differs,
+by one level.
+
+:func:`augment_batch` applies the rows recorded by
+:class:`~mmsmlp.datasets.transforms.RandAugmentParams` and
+:class:`~mmsmlp.datasets.transforms.RandomErasingParams` to a batch.
 """
 from typing import Optional
 
@@ -110,9 +114,9 @@ def color(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
 
 
 def sharpness(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
-    """``mmcv.adjust_sharpness``: float32 blend, truncated, with ``cv2.filter2D`` of the SMOOTH
-    kernel (uint8 output, borders reflected as OpenCV's default
-    BORDER_REFLECT_101)."""
+    """``mmcv.adjust_sharpness``: a float32 blend, truncated, with
+    ``cv2.filter2D`` of the SMOOTH kernel (uint8 output, borders reflected
+    as OpenCV's default BORDER_REFLECT_101)."""
     channels = x.shape[1]
     kernel = x.new_tensor(_SMOOTH).div_(13.).view(1, 1, 3, 3).expand(
         channels, 1, 3, 3)

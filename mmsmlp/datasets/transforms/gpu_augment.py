@@ -81,7 +81,8 @@ class RandAugmentParams(BaseTransform):
     upstream would pass to mmcv (sign and ``ceil`` included) and the op's
     fixed settings (pad value in the image's channel order, interpolation).
     :class:`~mmsmlp.models.GPUAugClsDataPreprocessor` applies them on the
-    device; pack the key with ``PackInputs(meta_keys=(..., 'randaug_params'))``.
+    device; pack the key with
+    ``PackInputs(meta_keys=(..., 'randaug_params'))``.
 
     Same arguments as mmpretrain's ``RandAugment``, which is built from them
     and whose random methods are called in the order its ``transform`` calls
