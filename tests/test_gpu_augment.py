@@ -389,6 +389,21 @@ def test_mixup_cutmix_and_labels_are_the_parents():
 
 # ---- the config ---------------------------------------------------------
 
+@pytest.mark.parametrize('arch', ['s', 'b'])
+def test_gpuaug_configs_of_s_and_b(arch):
+    """-s and -b: the T gpuaug config's data path, their own model."""
+    cfg = Config.fromfile(GPUAUG.replace('-t_', f'-{arch}_'))
+    t = Config.fromfile(GPUAUG)
+    base = Config.fromfile(osp.join(
+        REPO_ROOT, f'configs/smlpnet/smlpnet-{arch}_8xb128_in1k.py'))
+    assert cfg.model == base.model
+    assert cfg.train_dataloader == t.train_dataloader
+    assert cfg.data_preprocessor == t.data_preprocessor
+    for key in ('val_dataloader', 'optim_wrapper', 'param_scheduler',
+                'custom_hooks', 'train_cfg', 'randomness'):
+        assert cfg[key] == base[key], key
+
+
 def test_gpuaug_config_trains_through_the_runner(tmp_path):
     cfg = Config.fromfile(GPUAUG)
     types = [t['type'] for t in cfg.train_dataloader.dataset.pipeline]

@@ -12,7 +12,7 @@
 # coordinates (OpenCV at 1/32 pixel: a level or two on some pixels), and
 # the erasing noise comes from torch's generator (so after an erased image
 # the workers' numpy stream differs from the base config's; the same
-# distributions). For -s and -b: the same three changes on their configs.
+# distributions). sMLPNet-S and -B: smlpnet-{s,b}_8xb128_in1k_gpuaug.py.
 _base_ = './smlpnet-t_8xb128_in1k.py'
 
 bgr_mean = [103.53, 116.28, 123.675]
