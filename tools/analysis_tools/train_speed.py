@@ -25,6 +25,11 @@ For the config (and the ``--peer`` config), each measured in this call:
   kept in pinned host memory: an iteration without the loader and hooks.
 - ``loader``: the training data loader alone, sustained: batches after the
   ones the workers had prefetched (``workers x prefetch_factor``).
+- ``transforms``: each training transform's milliseconds per image, in
+  this process on one core as a worker runs them.
+- ``gpu-augment`` (a ``*_gpuaug.py`` config): the host and GPU milliseconds
+  of ``GPUAugClsDataPreprocessor.augment`` (RandAugment and RandomErasing
+  on the GPU) on one batch of the training pipeline.
 - ``e2e``: ``tools/train.py`` in a subprocess on the same settings, each
   iteration timed by a hook (no synchronisation added). ``steady`` leaves
   out the first ``--warmup-iters`` iterations and the first
