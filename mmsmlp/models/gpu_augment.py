@@ -34,8 +34,6 @@ from mmsmlp.datasets.transforms.gpu_augment import (ERASE_MODES, ERASE_ROW,
 # cv2.cvtColor(BGR2GRAY) on uint8: fixed point, 15 bits (OpenCV's
 # RGB2Gray<uchar>: B2Y, G2Y, R2Y = 3735, 19235, 9798)
 _GRAY_BGR = (3735., 19235., 9798.)
-# mmcv.adjust_sharpness's kernel (PIL's ImageFilter.SMOOTH)
-_SMOOTH = (1., 1., 1., 1., 5., 1., 1., 1., 1.)
 
 
 def _per_image(v: torch.Tensor) -> torch.Tensor:
@@ -115,14 +113,17 @@ def color(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
 
 def sharpness(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
     """``mmcv.adjust_sharpness``: a float32 blend, truncated, with
-    ``cv2.filter2D`` of the SMOOTH kernel (uint8 output, borders reflected
-    as OpenCV's default BORDER_REFLECT_101)."""
+    ``cv2.filter2D`` of the SMOOTH kernel (PIL's ``ImageFilter.SMOOTH``,
+    1 around 5, / 13; uint8 output, borders reflected as OpenCV's default
+    BORDER_REFLECT_101)."""
+    # (the 3x3 sum + 4 x centre) / 13: integer sums, so the quotient is
+    # never within float error of a rounding tie (k / 13 is never n + 0.5)
     channels = x.shape[1]
-    kernel = x.new_tensor(_SMOOTH).div_(13.).view(1, 1, 3, 3).expand(
-        channels, 1, 3, 3)
-    smooth = F.conv2d(F.pad(x, (1, 1, 1, 1), mode='reflect'), kernel,
-                      groups=channels)
-    return _truncate(_add_weighted(x, _round(smooth), factor))
+    ones = x.new_ones(channels, 1, 3, 3)  # made on the device: no copy
+    box = F.conv2d(F.pad(x, (1, 1, 1, 1), mode='reflect'), ones,
+                   groups=channels)
+    smooth = _round((box + 4. * x) / 13.)
+    return _truncate(_add_weighted(x, smooth, factor))
 
 
 def equalize(x: torch.Tensor) -> torch.Tensor:

@@ -79,6 +79,7 @@ import statistics
 import subprocess
 import sys
 import time
+import warnings
 
 import mmsmlp  # noqa: F401,I001  isort:skip
 import torch
@@ -359,7 +360,9 @@ def time_gpu_augment(cfg, args):
     config's training pipeline, already on the device: the host time of the
     call (launching its kernels) and its device time (CUDA events around
     it, from an idle device; at least the host time when the host bounds
-    it). Medians of ``--augment-iters`` calls after 3 warm-up calls."""
+    it). Medians of ``--augment-iters`` calls after 3 warm-up calls. On
+    CUDA, the host synchronisations of one more call are counted (torch's
+    sync debug mode; there should be none)."""
     init_default_scope(cfg.default_scope)
     from mmengine.registry import DATASETS
     pre = build_model(cfg).data_preprocessor
@@ -387,9 +390,19 @@ def time_gpu_augment(cfg, args):
             end.record()
             torch.cuda.synchronize()
             gpu.append(start.elapsed_time(end))
+    syncs = None
+    if cuda:  # one more call, counting the host synchronisations in it
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter('always')
+            torch.cuda.set_sync_debug_mode('warn')
+            try:
+                pre.augment(inputs, samples)
+            finally:
+                torch.cuda.set_sync_debug_mode('default')
+        syncs = sum('synchroniz' in str(w.message) for w in caught)
     median = lambda v: statistics.median(v[3:]) if v else None  # noqa: E731
     return dict(augment_host_ms=median(host), augment_gpu_ms=median(gpu),
-                augment_batch=len(items))
+                augment_syncs=syncs, augment_batch=len(items))
 
 
 # --- end to end -------------------------------------------------------------
@@ -1318,8 +1331,8 @@ def main(argv=None):
             row.update(time_gpu_augment(cfg, args))
             print(f'[{name}] GPU augmentation of a batch of '
                   f'{row["augment_batch"]}: {row["augment_host_ms"]:.2f} ms '
-                  f'host, {fmt(row["augment_gpu_ms"], ".2f")} ms device',
-                  flush=True)
+                  f'host, {fmt(row["augment_gpu_ms"], ".2f")} ms device, '
+                  f'{fmt(row["augment_syncs"])} host syncs', flush=True)
             save()
         if 'loader' in args.parts and not is_variant:
             row['loader'] = measure_loader(cfg, args)
