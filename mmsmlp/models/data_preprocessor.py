@@ -1,4 +1,5 @@
 # Copyright (c) mmsmlp contributors. All rights reserved.
+import numpy as np
 import torch
 import torch.nn.functional as F
 from mmpretrain.models.utils.data_preprocessor import ClsDataPreprocessor
@@ -44,3 +45,61 @@ class BatchedClsDataPreprocessor(ClsDataPreprocessor):
             sample.set_gt_label(label)
             sample.set_gt_score(score)
         return {'inputs': inputs, 'data_samples': samples}
+
+
+@MODELS.register_module()
+class GPUAugClsDataPreprocessor(BatchedClsDataPreprocessor):
+    """:class:`BatchedClsDataPreprocessor` that first applies, in training,
+    the RandAugment ops and RandomErasing boxes that the data workers drew
+    (``RandAugmentParams``, ``RandomErasingParams`` in the pipeline, their
+    ``randaug_params`` / ``erase_params`` packed in each sample's metainfo)
+    to the uint8 batch on the device, before normalisation.
+
+    The ops have mmcv's CPU semantics on the images in the pipeline's
+    channel order (BGR as mmcv decodes; pad and fill values are in that
+    order): see :mod:`mmsmlp.models.gpu_augment` for what is exact and what
+    differs by interpolation. Each RandAugment slot is applied in turn;
+    within a slot, the images are grouped by op on the host (the parameters
+    are host arrays from the workers) and each op runs once on its group
+    with per-image values; Rotate, Shear and Translate of a slot run as one
+    ``grid_sample`` with per-image matrices. The parameters go to the device
+    in two copies per batch; nothing is read back from it (no host sync).
+    RandomErasing's fill noise is drawn from torch's generator.
+
+    Batches without the parameters (validation, testing, other pipelines)
+    and ``training=False`` are the parent's, unchanged. Normalisation, RGB
+    order, one-hot labels and Mixup/CutMix are the parent's.
+    """
+
+    def forward(self, data: dict, training: bool = False) -> dict:
+        samples = data.get('data_samples', None)
+        if training and samples:
+            has = ['randaug_params' in s or 'erase_params' in s
+                   for s in samples]
+            if any(has):
+                if not all(has):
+                    raise ValueError(
+                        'GPUAugClsDataPreprocessor: some samples of the batch '
+                        'have no randaug_params/erase_params in their '
+                        'metainfo (pack them with PackInputs meta_keys)')
+                inputs = data['inputs']
+                if isinstance(inputs, (list, tuple)):
+                    if len({tuple(i.shape) for i in inputs}) != 1:
+                        raise ValueError(
+                            'GPUAugClsDataPreprocessor: the images of a batch '
+                            'must have one size')
+                    inputs = torch.stack(list(inputs))
+                inputs = self.augment(self.cast_data(inputs), samples)
+                data = {**data, 'inputs': inputs}
+        return super().forward(data, training)
+
+    def augment(self, inputs: torch.Tensor, samples: list) -> torch.Tensor:
+        """The recorded RandAugment ops, then RandomErasing, on the uint8
+        ``(N, C, H, W)`` batch ``inputs``; returns a uint8 batch."""
+        from .gpu_augment import augment_batch
+        randaug = erase = None
+        if 'randaug_params' in samples[0]:
+            randaug = np.stack([s.randaug_params for s in samples])
+        if 'erase_params' in samples[0]:
+            erase = np.stack([s.erase_params for s in samples])
+        return augment_batch(inputs, randaug, erase)

@@ -9,7 +9,8 @@ from torchvision.io import ImageReadMode, decode_jpeg
 
 from mmsmlp.datasets.transforms.jpeg_bytes import (center_crop_box,
                                                    resize_edge_shape)
-from .data_preprocessor import BatchedClsDataPreprocessor
+from .data_preprocessor import (BatchedClsDataPreprocessor,
+                                GPUAugClsDataPreprocessor)
 
 
 @MODELS.register_module()
@@ -155,3 +156,15 @@ class JPEGDecodeDataPreprocessor(BatchedClsDataPreprocessor):
         return F.interpolate(
             img, size, mode=self.interpolation, align_corners=False,
             antialias=True)
+
+
+@MODELS.register_module()
+class GPUDataPreprocessor(JPEGDecodeDataPreprocessor,
+                          GPUAugClsDataPreprocessor):
+    """Both GPU data paths in one preprocessor: validation and test JPEGs
+    decoded, resized and cropped on the device
+    (:class:`JPEGDecodeDataPreprocessor`), and training's RandAugment and
+    RandomErasing applied there (:class:`GPUAugClsDataPreprocessor`). Each
+    acts on the batches it is for (JPEG bytes; training batches with drawn
+    parameters) and hands every other batch on unchanged.
+    """

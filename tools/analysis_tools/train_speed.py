@@ -28,6 +28,11 @@ For the config (and the ``--peer`` config), each measured in this call:
   validation loader alike, alone and with each batch through the data
   preprocessor on the device (a config that decodes its validation JPEGs
   there, ``configs/gpudecode/``, has loaders that only read files).
+- ``transforms``: each training transform's milliseconds per image, in
+  this process on one core as a worker runs them.
+- ``gpu-augment`` (a ``*_gpuaug.py`` config): the host and GPU milliseconds
+  of ``GPUAugClsDataPreprocessor.augment`` (RandAugment and RandomErasing
+  on the GPU) on one batch of the training pipeline.
 - ``e2e``: ``tools/train.py`` in a subprocess on the same settings, each
   iteration timed by a hook (no synchronisation added). ``steady`` leaves
   out the first ``--warmup-iters`` iterations and the first
@@ -73,9 +78,11 @@ import os
 import os.path as osp
 import pstats
 import signal
+import statistics
 import subprocess
 import sys
 import time
+import warnings
 
 import mmsmlp  # noqa: F401,I001  isort:skip
 import torch
@@ -363,6 +370,57 @@ def time_transforms(cfg, args):
     torch.set_num_threads(threads)
     return [(type(t).__name__, s / n * 1e3) for t, s in zip(transforms,
                                                              totals)]
+
+
+def time_gpu_augment(cfg, args):
+    """Milliseconds of the data preprocessor's ``augment`` (the GPU
+    augmentation path's RandAugment and RandomErasing) on one batch of the
+    config's training pipeline, already on the device: the host time of the
+    call (launching its kernels) and its device time (CUDA events around
+    it, from an idle device; at least the host time when the host bounds
+    it). Medians of ``--augment-iters`` calls after 3 warm-up calls. On
+    CUDA, the host synchronisations of one more call are counted (torch's
+    sync debug mode; there should be none)."""
+    init_default_scope(cfg.default_scope)
+    from mmengine.registry import DATASETS
+    pre = build_model(cfg).data_preprocessor
+    if not hasattr(pre, 'augment'):
+        raise ValueError(f'--parts gpu-augment: the data preprocessor of '
+                         f'{cfg.filename} ({type(pre).__name__}) has no '
+                         'augment(); use a *_gpuaug.py config')
+    dataset = DATASETS.build(copy.deepcopy(cfg.train_dataloader.dataset))
+    items = [dataset[i % len(dataset)]
+             for i in range(cfg.train_dataloader.batch_size)]
+    inputs = torch.stack([item['inputs'] for item in items]).to(device())
+    samples = [item['data_samples'] for item in items]
+    cuda = inputs.is_cuda
+    host, gpu = [], []
+    for i in range(3 + args.augment_iters):
+        if cuda:
+            torch.cuda.synchronize()
+            start, end = (torch.cuda.Event(enable_timing=True)
+                          for _ in range(2))
+            start.record()
+        t0 = time.perf_counter()
+        pre.augment(inputs, samples)
+        host.append((time.perf_counter() - t0) * 1e3)
+        if cuda:
+            end.record()
+            torch.cuda.synchronize()
+            gpu.append(start.elapsed_time(end))
+    syncs = None
+    if cuda:  # one more call, counting the host synchronisations in it
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter('always')
+            torch.cuda.set_sync_debug_mode('warn')
+            try:
+                pre.augment(inputs, samples)
+            finally:
+                torch.cuda.set_sync_debug_mode('default')
+        syncs = sum('synchroniz' in str(w.message) for w in caught)
+    median = lambda v: statistics.median(v[3:]) if v else None  # noqa: E731
+    return dict(augment_host_ms=median(host), augment_gpu_ms=median(gpu),
+                augment_syncs=syncs, augment_batch=len(items))
 
 
 # --- end to end -------------------------------------------------------------
@@ -1183,10 +1241,12 @@ def parse_args(argv=None):
     parser.add_argument('--bare-warmup', type=int, default=5)
     parser.add_argument('--loader-batches', type=int, default=60)
     parser.add_argument('--transform-images', type=int, default=200)
+    parser.add_argument('--augment-iters', type=int, default=20,
+                        help='calls timed by --parts gpu-augment')
     parser.add_argument(
         '--parts', nargs='+',
-        choices=['bare', 'step', 'loader', 'transforms', 'e2e',
-                 'e2e-profile', 'profile'],
+        choices=['bare', 'step', 'loader', 'transforms', 'gpu-augment',
+                 'e2e', 'e2e-profile', 'profile'],
         help='what to measure (default: bare step loader e2e; --quick: '
         'bare e2e e2e-profile profile)')
     parser.add_argument(
@@ -1284,6 +1344,13 @@ def main(argv=None):
                   ', '.join(f'{t} {ms:.2f}' for t, ms in costs) +
                   f'; total {total:.2f} ms = {1e3 / total:.0f} img/s per '
                   'core', flush=True)
+            save()
+        if 'gpu-augment' in args.parts and not is_variant:
+            row.update(time_gpu_augment(cfg, args))
+            print(f'[{name}] GPU augmentation of a batch of '
+                  f'{row["augment_batch"]}: {row["augment_host_ms"]:.2f} ms '
+                  f'host, {fmt(row["augment_gpu_ms"], ".2f")} ms device, '
+                  f'{fmt(row["augment_syncs"])} host syncs', flush=True)
             save()
         if 'loader' in args.parts and not is_variant:
             row['loader'] = measure_loader(cfg, args)

@@ -1,0 +1,225 @@
+# Copyright (c) mmsmlp contributors. All rights reserved.
+"""CPU halves of the GPU augmentation path: RandAugment and RandomErasing
+that only draw their random parameters, for
+:class:`mmsmlp.models.GPUAugClsDataPreprocessor` to apply on the device.
+
+The drawing is upstream's own: each transform holds an instance of
+mmpretrain's ``RandAugment`` / ``RandomErasing`` (built from the same
+arguments, so the same policy table, hyper-parameters and checks) and calls
+its random methods in the order its ``transform`` calls them. For the same
+numpy random state the parameters recorded are those upstream applies.
+"""
+from math import ceil
+from typing import Optional
+
+import numpy as np
+from mmcv.transforms import BaseTransform
+from mmpretrain.datasets.transforms import (AutoContrast, Brightness,
+                                            ColorTransform, Contrast,
+                                            Equalize, Invert, Posterize,
+                                            RandAugment, RandomErasing,
+                                            Rotate, Sharpness, Shear,
+                                            Solarize, SolarizeAdd, Translate)
+from mmpretrain.registry import TRANSFORMS
+
+# The ops the device applies, by code (see RANDAUG_ROW for a row's layout).
+RANDAUG_OPS = ('AutoContrast', 'Equalize', 'Invert', 'Rotate', 'Posterize',
+               'Solarize', 'SolarizeAdd', 'ColorTransform', 'Contrast',
+               'Brightness', 'Sharpness', 'ShearX', 'ShearY', 'TranslateX',
+               'TranslateY')
+OP_CODE = {name: code for code, name in enumerate(RANDAUG_OPS)}
+GEOMETRIC_OPS = ('Rotate', 'ShearX', 'ShearY', 'TranslateX', 'TranslateY')
+INTERPOLATIONS = ('nearest', 'bilinear', 'bicubic')
+
+# One row per RandAugment slot:
+#   [op code, applied (0/1), value, aux, interpolation code, pad_val x 3]
+# value: the argument upstream passes to mmcv (Rotate: the angle in degrees,
+# clockwise; Shear: the shear factor; Translate: the offset in pixels;
+# Posterize: the bits, ceil'd; Solarize: the threshold; SolarizeAdd: the
+# value added; Color/Contrast/Brightness/Sharpness: the factor, 1 +
+# magnitude). aux: SolarizeAdd's threshold, Rotate's scale.
+RANDAUG_ROW = 8
+# [erase (0/1), top, left, h, w, mode (0 const, 1 uniform, 2 normal),
+#  fill_color x 3, fill_std x 3]
+ERASE_ROW = 12
+ERASE_MODES = ('const', 'uniform', 'normal')
+
+
+def _op_name(op) -> str:
+    """The device op name of one of upstream's RandAugment ops."""
+    kind = type(op)
+    if kind in (Shear, Translate):
+        axis = 'X' if op.direction == 'horizontal' else 'Y'
+        return kind.__name__ + axis
+    supported = (AutoContrast, Equalize, Invert, Rotate, Posterize, Solarize,
+                 SolarizeAdd, ColorTransform, Contrast, Brightness,
+                 Sharpness)
+    if kind not in supported:
+        names = [c.__name__ for c in supported + (Shear, Translate)]
+        raise ValueError(
+            f'RandAugmentParams: policy type {kind.__name__} has no GPU '
+            f'implementation; supported: {", ".join(names)}')
+    return kind.__name__
+
+
+def _pad3(pad_val) -> tuple:
+    pad = tuple(pad_val) if isinstance(pad_val, (tuple, list)) else (
+        pad_val, ) * 3
+    if len(pad) != 3:
+        raise ValueError(f'RandAugmentParams: pad_val must be a number or 3 '
+                         f'numbers (one per channel), got {pad_val!r}')
+    return pad
+
+
+@TRANSFORMS.register_module()
+class RandAugmentParams(BaseTransform):
+    """mmpretrain's ``RandAugment`` that draws its ops and their magnitudes
+    without applying them: the image is unchanged and
+    ``results['randaug_params']`` holds a ``(num_policies, 8)`` float64 array,
+    one row per chosen op (see ``RANDAUG_ROW`` in this module): the op's
+    code, whether it is applied (its ``prob`` check), the final argument
+    upstream would pass to mmcv (sign and ``ceil`` included) and the op's
+    fixed settings (pad value in the image's channel order, interpolation).
+    :class:`~mmsmlp.models.GPUAugClsDataPreprocessor` applies them on the
+    device; pack the key with
+    ``PackInputs(meta_keys=(..., 'randaug_params'))``.
+
+    Same arguments as mmpretrain's ``RandAugment``, which is built from them
+    and whose random methods are called in the order its ``transform`` calls
+    them (``random_policy_indices``, then per op ``random_disable``,
+    ``random_magnitude``, ``random_negative``): for the same numpy random
+    state the rows are what upstream applies, and the numpy random stream
+    after the transform is the same as after upstream's. Upstream draws no
+    random numbers while changing pixels.
+
+    Supported ops: those of the ``'timm_increasing'`` policies (AutoContrast,
+    Equalize, Invert, Rotate about the image centre, Posterize, Solarize,
+    SolarizeAdd, ColorTransform, Contrast, Brightness, Sharpness, Shear and
+    Translate), with 'nearest', 'bilinear' or 'bicubic' interpolation; any
+    other policy raises an error naming it.
+    """
+
+    def __init__(self, *args, **kwargs):
+        self.randaug = RandAugment(*args, **kwargs)
+        self.num_policies = self.randaug.num_policies
+        # each op's fixed part of the row
+        self.rows = []
+        for op in self.randaug.transforms:
+            name = _op_name(op)
+            row = np.zeros(RANDAUG_ROW)
+            row[0] = OP_CODE[name]
+            if name in GEOMETRIC_OPS:
+                if op.interpolation not in INTERPOLATIONS:
+                    raise ValueError(
+                        f'RandAugmentParams: {type(op).__name__} '
+                        f'interpolation={op.interpolation!r} has no GPU '
+                        f'implementation; choose from {INTERPOLATIONS}')
+                row[4] = INTERPOLATIONS.index(op.interpolation)
+                row[5:8] = _pad3(op.pad_val)
+            if name == 'Rotate':
+                if op.center is not None:
+                    raise ValueError(
+                        'RandAugmentParams: Rotate center must be None (the '
+                        f'image centre) on the GPU, got {op.center!r}')
+                row[3] = op.scale
+            if name == 'SolarizeAdd':
+                row[3] = op.thr
+            self.rows.append((name, row))
+
+    @staticmethod
+    def _draw(op, name: str, img_shape: tuple) -> Optional[float]:
+        """What ``op.transform`` draws: None if disabled, else the value
+        passed to mmcv."""
+        if op.random_disable():
+            return None
+        if name in ('AutoContrast', 'Equalize', 'Invert'):
+            return 0.
+        fixed = {
+            'Rotate': 'angle', 'Posterize': 'bits', 'Solarize': 'thr'
+        }.get(name, 'magnitude')
+        value = getattr(op, fixed)
+        if name in ('Posterize', 'Solarize', 'SolarizeAdd'):
+            value = op.random_magnitude() if value is None else value
+        else:  # these turn the magnitude negative at random
+            value = op.random_negative(
+                op.random_magnitude() if value is None else value)
+        if name == 'Posterize':
+            return float(ceil(value))
+        if name == 'TranslateX':
+            return float(value * img_shape[1])
+        if name == 'TranslateY':
+            return float(value * img_shape[0])
+        if name in ('ColorTransform', 'Contrast', 'Brightness', 'Sharpness'):
+            return float(1 + value)
+        return float(value)
+
+    def transform(self, results: dict) -> dict:
+        params = np.zeros((self.num_policies, RANDAUG_ROW))
+        img_shape = results['img'].shape[:2]
+        for slot, index in enumerate(self.randaug.random_policy_indices()):
+            name, row = self.rows[index]
+            params[slot] = row
+            value = self._draw(self.randaug.transforms[index], name,
+                               img_shape)
+            if value is not None:
+                params[slot, 1:3] = 1, value
+        results['randaug_params'] = params
+        return results
+
+    def __repr__(self) -> str:
+        return 'RandAugmentParams' + repr(self.randaug)[len('RandAugment'):]
+
+
+@TRANSFORMS.register_module()
+class RandomErasingParams(BaseTransform):
+    """mmpretrain's ``RandomErasing`` that draws whether to erase and the box
+    without erasing: the image is unchanged and ``results['erase_params']``
+    holds a float64 array of 12 (see ``ERASE_ROW`` in this module): erase
+    (0/1), top, left, height, width, the fill mode and the fill colour and
+    std (in the image's channel order).
+    :class:`~mmsmlp.models.GPUAugClsDataPreprocessor` erases on the device;
+    pack the key with ``PackInputs(meta_keys=(..., 'erase_params'))``.
+
+    Same arguments as mmpretrain's ``RandomErasing``, which is built from
+    them and whose ``random_disable`` and ``random_patch`` are called as its
+    ``transform`` calls them: for the same numpy random state the box is the
+    one upstream erases. The fill of ``mode='rand'`` (upstream: per pixel,
+    ``N(fill_color, fill_std)`` truncated to integers and clipped to 0-255,
+    or uniform in 0-255 without ``fill_std``) is drawn on the device from
+    torch's generator instead, with the same distribution. Upstream draws
+    that noise from numpy after the box, so after an erased image the numpy
+    random stream (and so later images' crops, flips, ops) differs from the
+    CPU pipeline's: same distribution, other draws.
+    """
+
+    def __init__(self, *args, **kwargs):
+        self.erasing = RandomErasing(*args, **kwargs)
+        er = self.erasing
+        if er.mode == 'const':
+            mode = 0
+        elif er.mode == 'rand':
+            mode = 1 if er.fill_std is None else 2
+        else:
+            raise ValueError(f'RandomErasingParams: mode must be "const" or '
+                             f'"rand", got {er.mode!r}')
+        self.row = np.zeros(ERASE_ROW)
+        self.row[5] = mode
+        if mode == 0:  # upstream fills with np.array(fill_color, np.uint8)
+            self.row[6:9] = np.array(er.fill_color, dtype=np.uint8)
+        else:
+            self.row[6:9] = er.fill_color
+        if mode == 2:
+            self.row[9:12] = er.fill_std
+
+    def transform(self, results: dict) -> dict:
+        params = self.row.copy()
+        if not self.erasing.random_disable():
+            img_h, img_w = results['img'].shape[:2]
+            params[0] = 1
+            params[1:5] = self.erasing.random_patch(img_h, img_w)
+        results['erase_params'] = params
+        return results
+
+    def __repr__(self) -> str:
+        return 'RandomErasingParams' + repr(
+            self.erasing)[len('RandomErasing'):]
