@@ -24,6 +24,8 @@ from mmsmlp.models.gpu_augment import augment_batch
 from .conftest import REPO_ROOT, run_tool
 
 GPUAUG = osp.join(REPO_ROOT, 'configs/smlpnet/smlpnet-t_8xb128_in1k_gpuaug.py')
+BOTH = osp.join(REPO_ROOT,
+                'configs/gpudecode/smlpnet-t_8xb128_in1k_gpuaug-gpudecode.py')
 BGR_MEAN = [103.53, 116.28, 123.675]
 BGR_STD = [57.375, 57.12, 58.395]
 RANDAUG = dict(
@@ -407,16 +409,24 @@ def test_gpuaug_configs_of_s_and_b(arch):
         assert cfg[key] == base[key], key
 
 
-def test_gpuaug_config_trains_through_the_runner(tmp_path):
-    cfg = Config.fromfile(GPUAUG)
+@pytest.mark.parametrize('config', [GPUAUG, BOTH])
+def test_gpuaug_config_trains_through_the_runner(tmp_path, config):
+    """The gpuaug config, and the one with both GPU data paths (its
+    validation JPEGs decoded by the preprocessor), train and validate."""
+    cfg = Config.fromfile(config)
     types = [t['type'] for t in cfg.train_dataloader.dataset.pipeline]
     assert 'RandAugmentParams' in types and 'RandomErasingParams' in types
     assert 'RandAugment' not in types and 'RandomErasing' not in types
-    assert cfg.data_preprocessor.type == 'GPUAugClsDataPreprocessor'
     base = Config.fromfile(
         osp.join(REPO_ROOT, 'configs/smlpnet/smlpnet-t_8xb128_in1k.py'))
-    assert cfg.val_dataloader == base.val_dataloader
     assert cfg.model == base.model
+    if config == GPUAUG:
+        assert cfg.data_preprocessor.type == 'GPUAugClsDataPreprocessor'
+        assert cfg.val_dataloader == base.val_dataloader
+    else:
+        assert cfg.data_preprocessor.type == 'GPUDataPreprocessor'
+        assert [t['type'] for t in cfg.val_dataloader.dataset.pipeline
+                ] == ['LoadJPEGBytes', 'PackInputs']
 
     root = str(tmp_path / 'data')
     make_imagenet(root, num_classes=2, train_per_class=2, val_per_class=1,
@@ -430,10 +440,11 @@ def test_gpuaug_config_trains_through_the_runner(tmp_path):
         opts += [f'{split}_dataloader.dataset.data_root={root}',
                  f'{split}_dataloader.num_workers=0',
                  f'{split}_dataloader.persistent_workers=False']
-    log = run_tool('train.py', GPUAUG, '--work-dir', work_dir,
+    log = run_tool('train.py', config, '--work-dir', work_dir,
                    '--cfg-options', *opts)
     assert osp.isfile(osp.join(work_dir, 'epoch_1.pth'))
     assert 'Epoch(train)' in log and 'loss:' in log
+    assert re.search(r'Epoch\(val\) \[1\]\[1/1\]\s+accuracy/top1: ', log), log[-2000:]
 
 
 def test_train_speed_times_the_cpu_part_and_the_gpu_augmentation(tmp_path):

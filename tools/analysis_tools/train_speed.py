@@ -1346,12 +1346,17 @@ def main(argv=None):
                   'core', flush=True)
             save()
         if 'gpu-augment' in args.parts and not is_variant:
-            row.update(time_gpu_augment(cfg, args))
-            print(f'[{name}] GPU augmentation of a batch of '
-                  f'{row["augment_batch"]}: {row["augment_host_ms"]:.2f} ms '
-                  f'host, {fmt(row["augment_gpu_ms"], ".2f")} ms device, '
-                  f'{fmt(row["augment_syncs"])} host syncs', flush=True)
-            save()
+            try:
+                row.update(time_gpu_augment(cfg, args))
+            except ValueError as e:  # a peer without the GPU augmentation
+                print(f'[{name}] gpu-augment: not measured ({e})', flush=True)
+            else:
+                print(f'[{name}] GPU augmentation of a batch of '
+                      f'{row["augment_batch"]}: '
+                      f'{row["augment_host_ms"]:.2f} ms host, '
+                      f'{fmt(row["augment_gpu_ms"], ".2f")} ms device, '
+                      f'{fmt(row["augment_syncs"])} host syncs', flush=True)
+                save()
         if 'loader' in args.parts and not is_variant:
             row['loader'] = measure_loader(cfg, args)
             row['val_loader'] = measure_loader(cfg, args, 'val')
