@@ -16,8 +16,7 @@ from .conftest import REPO_ROOT
 CLS_NAMES = {
     'smlpnet-t_8xb128_in1k', 'smlpnet-s_3rdparty_in1k',
     'smlpnet-b_3rdparty_in1k', 'smlpnet-s_8xb128_in1k',
-    'smlpnet-b_8xb128_in1k', 'smlpnet-t_8xb128_in1k_gpuaug',
-    'smlpnet-s_8xb128_in1k_gpuaug', 'smlpnet-b_8xb128_in1k_gpuaug'
+    'smlpnet-b_8xb128_in1k'
 }
 PAPER_TOP1 = {'t': 81.9, 's': 83.1, 'b': 83.4}
 

@@ -26,11 +26,10 @@ For the config (and the ``--peer`` config), each measured in this call:
 - ``loader``: the training data loader alone, sustained: batches after the
   ones the workers had prefetched (``workers x prefetch_factor``); the
   validation loader alike, alone and with each batch through the data
-  preprocessor on the device (a config that decodes its validation JPEGs
-  there, ``configs/gpudecode/``, has loaders that only read files).
+  preprocessor on the device.
 - ``transforms``: each training transform's milliseconds per image, in
   this process on one core as a worker runs them.
-- ``gpu-augment`` (a ``*_gpuaug.py`` config): the host and GPU milliseconds
+- ``gpu-augment`` (a ``configs/gpuaug/`` config): the host and GPU milliseconds
   of ``GPUAugClsDataPreprocessor.augment`` (RandAugment and RandomErasing
   on the GPU) on one batch of the training pipeline.
 - ``e2e``: ``tools/train.py`` in a subprocess on the same settings, each
@@ -387,7 +386,7 @@ def time_gpu_augment(cfg, args):
     if not hasattr(pre, 'augment'):
         raise ValueError(f'--parts gpu-augment: the data preprocessor of '
                          f'{cfg.filename} ({type(pre).__name__}) has no '
-                         'augment(); use a *_gpuaug.py config')
+                         'augment(); use a configs/gpuaug/ config')
     dataset = DATASETS.build(copy.deepcopy(cfg.train_dataloader.dataset))
     items = [dataset[i % len(dataset)]
              for i in range(cfg.train_dataloader.batch_size)]

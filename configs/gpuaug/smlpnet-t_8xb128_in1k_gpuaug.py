@@ -13,7 +13,7 @@
 # the erasing noise comes from torch's generator (so after an erased image
 # the workers' numpy stream differs from the base config's; the same
 # distributions). sMLPNet-S and -B: smlpnet-{s,b}_8xb128_in1k_gpuaug.py.
-_base_ = './smlpnet-t_8xb128_in1k.py'
+_base_ = '../smlpnet/smlpnet-t_8xb128_in1k.py'
 
 bgr_mean = [103.53, 116.28, 123.675]
 bgr_std = [57.375, 57.12, 58.395]
