@@ -275,12 +275,9 @@ def _plan(randaug, erase, h, w) -> _Plan:
                 warp_thetas(rows[idx], h, w).reshape(-1, 6), rows[idx, 5:8]
             ], 1)
             plan.add('warp', idx, values, mode=INTERPOLATIONS[interp])
-        for name in RANDAUG_OPS:
-            if name in GEOMETRIC_OPS:
-                continue
-            idx = np.flatnonzero(applied & (codes == OP_CODE[name]))
-            if not len(idx):
-                continue
+        for code in np.unique(codes[applied & ~is_geo]):
+            name = RANDAUG_OPS[code]
+            idx = np.flatnonzero(applied & (codes == code))
             value, aux = rows[idx, 2], rows[idx, 3]
             if name == 'Posterize':
                 values = 2.**(8 - value)  # the floor-division step
