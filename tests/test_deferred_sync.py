@@ -13,7 +13,7 @@ from mmengine.runner import Runner
 from torch import nn
 from torch.utils.data import Dataset
 
-from mmsmlp.engine import DeferredRuntimeInfoHook, FiniteLossHook
+from mmsmlp.engine import FiniteLossHook
 
 
 class Points(Dataset):
@@ -121,22 +121,6 @@ def test_deferred_runtime_info_gives_the_same_logs_and_checkpoints(
     for ckpt in ('iter_4.pth', 'iter_8.pth', 'iter_12.pth', 'iter_14.pth'):
         assert (message_hub(tmp_path / 'eager' / ckpt) == message_hub(
             tmp_path / 'deferred' / ckpt)), ckpt
-
-
-def test_deferred_runtime_info_is_used_by_the_imagenet_configs():
-    from mmengine.config import Config
-
-    from .conftest import REPO_ROOT
-    for size in 'tsb':
-        cfg = Config.fromfile(
-            osp.join(REPO_ROOT, 'configs', 'smlpnet',
-                     f'smlpnet-{size}_8xb128_in1k.py'))
-        assert cfg.default_hooks.runtime_info.type == \
-            'DeferredRuntimeInfoHook'
-        finite, = [h for h in cfg.custom_hooks
-                   if h['type'] == 'FiniteLossHook']
-        assert finite['check_interval'] == cfg.default_hooks.logger.interval
-    assert issubclass(DeferredRuntimeInfoHook, object)
 
 
 def test_finite_loss_checked_every_n_iterations_names_the_first(tmp_path):

@@ -159,12 +159,9 @@ custom_hooks = [
     # each epoch's randomness depends on (seed, rank, epoch) only: a resumed
     # run equals an unbroken one
     dict(type='EpochSeedHook'),
-    # stop at a NaN/Inf loss, naming the first such iteration (skip such
-    # steps instead with optim_wrapper.type='SkipNonFiniteOptimWrapper',
-    # which trains in fp32). The losses are read every 100 iterations (the
-    # logger's interval), not after each: a read waits for the GPU to finish
-    # the step. No checkpoint is saved before they are checked.
-    dict(type='FiniteLossHook', check_interval=100),
+    # stop at the first NaN/Inf loss (skip such steps instead with
+    # optim_wrapper.type='SkipNonFiniteOptimWrapper', which trains in fp32)
+    dict(type='FiniteLossHook'),
     # the backbone's training forward and backward replayed as CUDA graphs
     # (the eager step is bound by the host issuing its kernels; the same
     # values are computed; docs/benchmarks.md). Batches are fixed-size
@@ -176,14 +173,7 @@ custom_hooks = [
 # Checkpoints written atomically (a kill while saving leaves the previous
 # ones intact; the disk needs room for one more checkpoint) in a form that
 # loads weights-only (mmsmlp's SafeCheckpointHook).
-# DeferredRuntimeInfoHook: mmengine's RuntimeInfoHook handing the loss
-# values to the message hub when the logger reads them (the same logs and
-# checkpoints) instead of reading them, and waiting for the GPU, after each
-# iteration.
-default_hooks = dict(
-    checkpoint=dict(type='SafeCheckpointHook'),
-    logger=dict(interval=100),
-    runtime_info=dict(type='DeferredRuntimeInfoHook'))
+default_hooks = dict(checkpoint=dict(type='SafeCheckpointHook'))
 
 # torch.compile is off unless asked for: `tools/train.py --compile` (the
 # model's forward with torch.compile's defaults) or `--compile
