@@ -452,3 +452,21 @@ def test_train_speed_times_the_cpu_part_and_the_gpu_augmentation(tmp_path):
                      r'RandAugmentParams [0-9.]+, RandomErasingParams', out)
     assert re.search(r'\[main\] GPU augmentation of a batch of 4: [0-9.]+ '
                      r'ms host', out), out
+
+
+def test_gpuaug_pipeline_is_the_recipes_with_two_steps_swapped():
+    """The gpuaug config restates the base's training pipeline (mmengine's
+    inheritance replaces lists whole): every step and argument but the two
+    moved to the GPU and the packed meta keys must stay the recipe's."""
+    cfg = Config.fromfile(GPUAUG)
+    base = Config.fromfile(
+        osp.join(REPO_ROOT, 'configs/smlpnet/smlpnet-t_8xb128_in1k.py'))
+    ours = [dict(t) for t in cfg.train_dataloader.dataset.pipeline]
+    theirs = [dict(t) for t in base.train_dataloader.dataset.pipeline]
+    swapped = {'RandAugmentParams': 'RandAugment',
+               'RandomErasingParams': 'RandomErasing'}
+    for step in ours:
+        step['type'] = swapped.get(step['type'], step['type'])
+    assert ours[-1].pop('meta_keys')[-2:] == ('randaug_params',
+                                              'erase_params')
+    assert ours == theirs
