@@ -63,7 +63,9 @@ class GPUAugClsDataPreprocessor(BatchedClsDataPreprocessor):
     are host arrays from the workers) and each op runs once on its group
     with per-image values; Rotate, Shear and Translate of a slot run as one
     ``grid_sample`` with per-image matrices. The parameters go to the device
-    in two copies per batch; nothing is read back from it (no host sync).
+    in two copies per batch; no value is read back from it (on the H200,
+    torch's sync debug mode still counted one host synchronisation per
+    call, reported inside ``torch.cuda``: not located).
     RandomErasing's fill noise is drawn from torch's generator.
 
     Batches without the parameters (validation, testing, other pipelines)

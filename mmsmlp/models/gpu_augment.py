@@ -6,7 +6,7 @@ Every function takes ``x``: a float tensor ``(N, C, H, W)`` holding uint8
 values (0-255 integers) in the channel order the CPU pipeline has (mmcv
 decodes BGR), and per-image parameters as ``(N,)`` tensors on its device;
 it returns the images as upstream's op would leave them (uint8 values:
-rounded, truncated and clipped as mmcv does), without host syncs.
+rounded, truncated and clipped as mmcv does), reading no value back.
 
 Exact (the uint8 values of mmcv on x86, tests/test_gpu_augment.py):
 ``invert``, ``posterize``, ``solarize``, ``solarize_add``, ``brightness``,

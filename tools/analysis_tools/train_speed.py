@@ -24,9 +24,8 @@ For the config (and the ``--peer`` config), each measured in this call:
   Mixup/CutMix, the config's loss, optimizer wrapper and AMP) on one batch
   kept in pinned host memory: an iteration without the loader and hooks.
 - ``loader``: the training data loader alone, sustained: batches after the
-  ones the workers had prefetched (``workers x prefetch_factor``); the
-  validation loader alike, alone and with each batch through the data
-  preprocessor on the device.
+  ones the workers had prefetched (``workers x prefetch_factor``), and
+  the validation loader alike.
 - ``transforms``: each training transform's milliseconds per image, in
   this process on one core as a worker runs them.
 - ``gpu-augment`` (a ``configs/gpuaug/`` config): the host and GPU milliseconds
@@ -309,19 +308,11 @@ def measure_train_step(cfg, args):
     return dict(train_step=cfg.train_dataloader.batch_size / seconds)
 
 
-def measure_loader(cfg, args, split='train', preprocess=False):
+def measure_loader(cfg, args, split='train'):
     """Sustained images/s of a data loader: the batches the workers had
     prefetched are consumed before the clock starts (epoch restarts, if the
-    dataset is short, count). ``preprocess``: each batch also through the
-    config's data preprocessor on the device (in eval mode, as the
-    validation loop calls it: where a config decodes its validation JPEGs
-    there, the loader alone only reads files)."""
+    dataset is short, count)."""
     loader = build_loader(cfg, split)
-    if preprocess:
-        model = build_model(cfg).eval()
-        step = model.data_preprocessor
-    else:
-        step = None
     prefetch = (loader.prefetch_factor or 2) if loader.num_workers else 0
     skip = loader.num_workers * prefetch + 2
 
@@ -331,17 +322,10 @@ def measure_loader(cfg, args, split='train', preprocess=False):
 
     batches = epochs()
     for _ in range(skip):
-        batch = next(batches)
-        if step is not None:
-            step(batch, False)
-    sync()
+        next(batches)
     images, start = 0, time.perf_counter()
     for _ in range(args.loader_batches):
-        batch = next(batches)
-        images += len(batch['inputs'])
-        if step is not None:
-            step(batch, False)
-    sync()
+        images += len(next(batches)['inputs'])
     rate = images / (time.perf_counter() - start)
     del batches, loader  # ends the workers
     return rate
@@ -1359,11 +1343,9 @@ def main(argv=None):
         if 'loader' in args.parts and not is_variant:
             row['loader'] = measure_loader(cfg, args)
             row['val_loader'] = measure_loader(cfg, args, 'val')
-            row['val_input'] = measure_loader(cfg, args, 'val', True)
             print(f'[{name}] loader alone, sustained: {row["loader"]:.0f} '
-                  f'img/s train, {row["val_loader"]:.0f} img/s val, '
-                  f'{row["val_input"]:.0f} img/s val loader + data '
-                  'preprocessor', flush=True)
+                  f'img/s train, {row["val_loader"]:.0f} img/s val',
+                  flush=True)
             save()
         if 'e2e' in args.parts:
             result = run_e2e(name, config, options, args, ann_files,
