@@ -175,6 +175,15 @@ def test_configs_use_the_fast_paths():
     ema = [h for h in cfg.custom_hooks if h.type == 'RawAndEMAHook'][0]
     assert ema.ema_type == 'ForeachEMA'
     assert GroupedOptimWrapperConstructor  # importable from mmsmlp.engine
+    # no host synchronisation per iteration (docs/benchmarks.md)
+    assert [a.type for a in cfg.model.train_cfg.augments] == [
+        'AsyncMixup', 'AsyncCutMix']
+    assert cfg.default_hooks.runtime_info.type == 'DeferredRuntimeInfoHook'
+    finite = [h for h in cfg.custom_hooks if h.type == 'FiniteLossHook']
+    assert finite[0].check_interval == 50
+    from mmpretrain.registry import MODELS
+    preprocessor = MODELS.build(cfg.data_preprocessor)
+    assert preprocessor._non_blocking is True
 
 
 @pytest.mark.parametrize('key', ['pred_score', 'pred_label'])
@@ -250,6 +259,12 @@ def test_batched_preprocessor_equals_mmpretrains(case, monkeypatch):
     options = {k: v for k, v in cfg.data_preprocessor.items() if k != 'type'}
     options.update(num_classes=10, batch_augments=cfg.model.train_cfg)
     assert cfg.data_preprocessor.type == 'BatchedClsDataPreprocessor'
+    # upstream's data preprocessor with upstream's Mixup and CutMix
+    upstream_options = copy.deepcopy(options)
+    for augment in upstream_options['batch_augments']['augments']:
+        augment['type'] = augment['type'].replace('Async', '')
+    assert [a['type'] for a in upstream_options['batch_augments']['augments']
+            ] == ['Mixup', 'CutMix']
     labels = [i * 7 % 10 for i in range(12)]
     scores = None
     if case == 'several':
@@ -265,8 +280,10 @@ def test_batched_preprocessor_equals_mmpretrains(case, monkeypatch):
                                 None)
         np.random.seed(0)
         torch.manual_seed(0)
-        outputs.append(cls(**options)(preprocessor_batch(labels, scores),
-                                      training=case != 'eval'))
+        outputs.append(
+            cls(**(upstream_options if cls is ClsDataPreprocessor else
+                   options))(preprocessor_batch(labels, scores),
+                             training=case != 'eval'))
     theirs, ours = outputs
     assert torch.equal(ours['inputs'], theirs['inputs'])
     assert len(ours['data_samples']) == len(theirs['data_samples'])
@@ -483,3 +500,40 @@ def test_train_speed_tool_profiles_tools_train(tmp_path):
         assert re.search(
             rf'^\| {re.escape(name)} \| - \| \S+ \| \S+ \| \S+ \|$', out,
             re.M), name
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
+def test_config_data_path_does_not_wait_for_the_gpu():
+    """The ImageNet config's data preprocessor with its Mixup/CutMix, on a
+    pinned batch as the loader gives it, runs with torch.cuda's sync debug
+    mode raising on any host synchronisation, and gives what it gives on the
+    CPU (same random draws)."""
+    from mmengine.registry import MODELS, init_default_scope
+    init_default_scope('mmpretrain')
+    cfg = Config.fromfile(
+        osp.join(REPO_ROOT, 'configs/smlpnet/smlpnet-t_8xb128_in1k.py'))
+    options = {k: v for k, v in cfg.data_preprocessor.items() if k != 'type'}
+    options.update(num_classes=10, batch_augments=cfg.model.train_cfg)
+    labels = [i * 7 % 10 for i in range(12)]
+    outputs = []
+    for device in ('cpu', 'cuda'):
+        preprocessor = MODELS.build(
+            dict(type=cfg.data_preprocessor.type, **options)).to(device)
+        for seed in range(4):  # both augments (RandomBatchAugment's choice)
+            batch = preprocessor_batch(labels, None)
+            batch['inputs'] = batch['inputs'].pin_memory()
+            np.random.seed(seed)
+            torch.manual_seed(seed)
+            if device == 'cuda':
+                torch.cuda.synchronize()
+                torch.cuda.set_sync_debug_mode('error')
+            try:
+                out = preprocessor(batch, training=True)
+            finally:
+                torch.cuda.set_sync_debug_mode('default')
+            outputs.append((device, out))
+    for (_, cpu), (_, gpu) in zip(outputs[:4], outputs[4:]):
+        torch.testing.assert_close(gpu['inputs'].cpu(), cpu['inputs'])
+        for a, b in zip(gpu['data_samples'], cpu['data_samples']):
+            assert torch.equal(a.gt_label.cpu(), b.gt_label)
+            torch.testing.assert_close(a.gt_score.cpu(), b.gt_score)

@@ -19,15 +19,18 @@ model = dict(
             type='LabelSmoothLoss', label_smooth_val=0.1, mode='original'),
         init_cfg=None,  # PyTorch's default init, as the official code
         cal_acc=False),
+    # mmpretrain's Mixup and CutMix (same draws and outputs) without the
+    # host waiting for the GPU at each (a blocking copy of their index)
     train_cfg=dict(augments=[
-        dict(type='Mixup', alpha=0.8),
-        dict(type='CutMix', alpha=1.0),
+        dict(type='AsyncMixup', alpha=0.8),
+        dict(type='AsyncCutMix', alpha=1.0),
     ]),
 )
 
 # mmpretrain's data preprocessor (the base's mean, std and RGB order; the
 # same outputs), making the one-hot labels for Mixup/CutMix in one op
-# instead of one per image
+# instead of one per image, and copying the batch to the GPU without
+# waiting for it (non_blocking=True, its default)
 data_preprocessor = dict(type='BatchedClsDataPreprocessor')
 
 # mmpretrain's pipelines (imagenet_bs64_swin_224.py: RandAugment and random
@@ -159,21 +162,37 @@ custom_hooks = [
     # each epoch's randomness depends on (seed, rank, epoch) only: a resumed
     # run equals an unbroken one
     dict(type='EpochSeedHook'),
-    # stop at the first NaN/Inf loss (skip such steps instead with
-    # optim_wrapper.type='SkipNonFiniteOptimWrapper', which trains in fp32)
-    dict(type='FiniteLossHook'),
+    # stop at a NaN/Inf loss (skip such steps instead with
+    # optim_wrapper.type='SkipNonFiniteOptimWrapper', which trains in fp32),
+    # the losses read every 50 iterations (and before each checkpoint, which
+    # is never saved with a non-finite loss pending): the error names the
+    # first non-finite iteration; `check_interval=1` stops at once, at the
+    # cost of a host synchronisation per iteration
+    dict(type='FiniteLossHook', check_interval=50),
     # the backbone's training forward and backward replayed as CUDA graphs
     # (the eager step is bound by the host issuing its kernels; the same
     # values are computed; docs/benchmarks.md). Batches are fixed-size
     # (224 crops, drop_last); without CUDA it does nothing. Turn it off
     # with `--cfg-options custom_hooks.3.enabled=False`.
     dict(type='CUDAGraphHook'),
+    # batches handed from the loader's workers by shared-memory file names
+    # (torch.multiprocessing 'file_system'), not descriptors fetched over a
+    # socket per tensor, which starve the pin-memory thread of the GIL
+    dict(type='LoaderSharingHook'),
+    # weights and batches in channels_last memory on CUDA, the layout
+    # sMLPNet's blocks compute in (the same values; docs/benchmarks.md)
+    dict(type='ChannelsLastHook'),
 ]
 
 # Checkpoints written atomically (a kill while saving leaves the previous
 # ones intact; the disk needs room for one more checkpoint) in a form that
 # loads weights-only (mmsmlp's SafeCheckpointHook).
-default_hooks = dict(checkpoint=dict(type='SafeCheckpointHook'))
+# DeferredRuntimeInfoHook: mmengine's RuntimeInfoHook (the same logged
+# values and checkpoints) reading the losses when the logger needs them
+# instead of after every iteration, where the host would wait for the GPU.
+default_hooks = dict(
+    checkpoint=dict(type='SafeCheckpointHook'),
+    runtime_info=dict(type='DeferredRuntimeInfoHook'))
 
 # torch.compile is off unless asked for: `tools/train.py --compile` (the
 # model's forward with torch.compile's defaults) or `--compile

@@ -1,16 +1,16 @@
 # Copyright (c) mmsmlp contributors. All rights reserved.
 from .ema import ForeachEMA
-from .hooks import (CompileForwardHook, CUDAGraphHook,
+from .hooks import (ChannelsLastHook, CompileForwardHook, CUDAGraphHook,
                     DeferredRuntimeInfoHook, EpochSeedHook, FiniteLossHook,
-                    RawAndEMAHook, SafeCheckpointHook)
+                    LoaderSharingHook, RawAndEMAHook, SafeCheckpointHook)
 from .optimizers import (GroupedOptimWrapperConstructor,
                          MixedPrecisionOptimWrapper, SkipNonFiniteOptimWrapper)
 from .schedulers import TimmCosineLR
 
 __all__ = [
-    'CompileForwardHook', 'CUDAGraphHook', 'DeferredRuntimeInfoHook',
-    'EpochSeedHook', 'FiniteLossHook',
-    'ForeachEMA', 'GroupedOptimWrapperConstructor',
+    'ChannelsLastHook', 'CompileForwardHook', 'CUDAGraphHook', 'DeferredRuntimeInfoHook',
+    'EpochSeedHook', 'FiniteLossHook', 'ForeachEMA',
+    'LoaderSharingHook', 'GroupedOptimWrapperConstructor',
     'MixedPrecisionOptimWrapper', 'RawAndEMAHook', 'SafeCheckpointHook',
     'SkipNonFiniteOptimWrapper', 'TimmCosineLR'
 ]

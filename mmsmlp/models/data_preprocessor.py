@@ -20,7 +20,19 @@ class BatchedClsDataPreprocessor(ClsDataPreprocessor):
     that row, so ``F.one_hot`` of the batch's labels is the same tensor.
     Other batches (several labels per sample, given scores, no labels) take
     upstream's code unchanged.
+
+    ``non_blocking`` (default True; mmengine's default is False): the batch
+    is copied to the GPU without the host waiting for it. mmengine's blocking
+    copy waits for every kernel queued before it, the previous iteration's
+    backward and optimizer step, and leaves the GPU idle while the host
+    prepares the next step. The loader's batches are in pinned memory
+    (``pin_memory=True``), whose allocator keeps each block until its copy
+    is done; the labels are pinned here.
     """
+
+    def __init__(self, *args, non_blocking: bool = True, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._non_blocking = non_blocking
 
     def forward(self, data: dict, training: bool = False) -> dict:
         samples = data.get('data_samples', None)
@@ -36,7 +48,11 @@ class BatchedClsDataPreprocessor(ClsDataPreprocessor):
 
         # normalisation, RGB order, padding: upstream's, on the images alone
         inputs = super().forward({'inputs': data['inputs']}, False)['inputs']
-        batch_label = torch.cat(labels).to(self.device)
+        batch_label = torch.cat(labels)
+        if self._non_blocking and self.device.type == 'cuda':
+            batch_label = batch_label.pin_memory()
+        batch_label = batch_label.to(self.device,
+                                     non_blocking=self._non_blocking)
         batch_score = F.one_hot(batch_label, num_classes)
         if training and self.batch_augments is not None:
             inputs, batch_score = self.batch_augments(inputs, batch_score)

@@ -80,7 +80,9 @@ import statistics
 import subprocess
 import sys
 import time
+import traceback
 import warnings
+from collections import Counter
 
 import mmsmlp  # noqa: F401,I001  isort:skip
 import torch
@@ -488,6 +490,10 @@ def run_e2e(name, config, options, args, ann_files, work_root, iters,
     # when this process is stopped (SIGTERM, e.g. by `timeout`: a
     # SystemExit then, for the `finally`)
     terminate = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    times = osp.join(work_dir, TIMES_FILE)  # written at the run's end
+    if osp.exists(times):
+        os.remove(times)
+    exit_wait = None  # seconds the process took to exit after its run
     with open(log, 'w') as f:
         process = subprocess.Popen(
             [sys.executable, osp.join(ROOT, 'tools', 'train.py'), path,
@@ -495,7 +501,26 @@ def run_e2e(name, config, options, args, ann_files, work_root, iters,
             env=env, stdout=f, stderr=subprocess.STDOUT,
             start_new_session=True)
         try:
-            returncode = process.wait(timeout=args.e2e_timeout)
+            deadline = None if args.e2e_timeout is None else \
+                start + args.e2e_timeout
+            ended = None  # when the times file appeared (after_run)
+            while True:
+                try:
+                    returncode = process.wait(timeout=1)
+                    break
+                except subprocess.TimeoutExpired:
+                    pass
+                now = time.perf_counter()
+                if ended is None and osp.exists(times):
+                    ended = now
+                if ended is not None and now - ended > args.exit_wait:
+                    # the run is over (after_run); stop a slow exit
+                    exit_wait = now - ended
+                    os.killpg(process.pid, signal.SIGKILL)
+                    returncode = process.wait()
+                    break
+                if deadline is not None and now > deadline:
+                    raise subprocess.TimeoutExpired(process.args, 0)
         except subprocess.TimeoutExpired:
             timed_out = True
         finally:
@@ -513,7 +538,12 @@ def run_e2e(name, config, options, args, ann_files, work_root, iters,
               flush=True)
         summary['timed_out'] = True
         return summary
-    if returncode:
+    if exit_wait is not None:
+        print(f'[{name}] tools/train.py had not exited {exit_wait:.0f} s '
+              'after its run ended (after_run); stopped (--exit-wait)',
+              flush=True)
+        summary['exit_not_done_s'] = exit_wait
+    elif returncode:
         with open(log) as f:
             print(f.read()[-8000:])
         raise RuntimeError(f'tools/train.py failed for {name} (exit '
@@ -634,6 +664,44 @@ class _Range:
             self.current.__enter__()
 
 
+class _SyncSites:
+    """Where the host waits for the GPU: torch.cuda's sync debug mode
+    ('warn') with each warning counted by its Python call site (the
+    innermost frames outside torch and warnings). CUDA only."""
+
+    def __init__(self):
+        self.counts = Counter()
+        self._catch = None
+
+    def _show(self, message, category, filename, lineno, file=None,
+              line=None):
+        if 'synchroniz' not in str(message):
+            return
+        frames = [
+            f for f in traceback.extract_stack()[:-1]
+            if f'{os.sep}torch{os.sep}' not in f.filename
+            and not f.filename.endswith('warnings.py')
+        ]
+        self.counts[' <- '.join(
+            '/'.join(f.filename.split(os.sep)[-2:]) + f':{f.lineno}'
+            for f in reversed(frames[-3:]))] += 1
+
+    def start(self):
+        if not torch.cuda.is_available():
+            return
+        self._catch = warnings.catch_warnings()
+        self._catch.__enter__()
+        warnings.simplefilter('always')
+        warnings.showwarning = self._show
+        torch.cuda.set_sync_debug_mode('warn')
+
+    def stop(self):
+        if self._catch is not None:
+            torch.cuda.set_sync_debug_mode('default')
+            self._catch.__exit__(None, None, None)
+            self._catch = None
+
+
 def _overrides(hook, method):
     return getattr(type(hook), method, None) is not getattr(Hook, method)
 
@@ -673,7 +741,8 @@ class ProfileHook(Hook):
        preprocessor and the model and optimizer step hooks, added for these
        iterations only) and the after_train_iter hooks by name (through
        :class:`ProfileMarkHook`);
-    3. ``count`` under cProfile.
+    3. ``count`` under cProfile, with torch.cuda's sync debug mode counting
+       the host's waits for the GPU by call site.
 
     Then writes ``<out_dir>/<label>.json`` (``self.summary``: the window,
     wall times, ranges, kernel time, op counts, top ATen ops, top Python
@@ -797,9 +866,16 @@ class ProfileHook(Hook):
             self.report_profile()
             self.prof = None
             self.cprof = cProfile.Profile()
+            self.sync_sites = _SyncSites()
+            self.sync_sites.start()
             self.cprof.enable()
         elif i == start + 3 * count:
             self.cprof.disable()
+            self.sync_sites.stop()
+            self.summary['sync_sites'] = {
+                site: c / count
+                for site, c in self.sync_sites.counts.most_common(10)
+            }
             self.report_cprofile()
             self.cprof = None
             self.summary['load_average_after'] = load_average()
@@ -1075,6 +1151,11 @@ def profile_table(s):
                  ', '.join(f'{o["name"]} {o["self_host_ms"]:.2f} '
                            f'({o["per_iter"]:.0f})'
                            for o in s.get('top_aten_ops', [])[:10]))
+    lines.append('  host waits for the GPU by call site (sync debug mode, '
+                 'cProfile iterations; per iteration): ' + (', '.join(
+                     f'{site} {c:.1f}'
+                     for site, c in s.get('sync_sites', {}).items())
+                     or 'none'))
     lines.append('  top Python functions by cumulative time (cProfile, ms/'
                  'iter):')
     for row in s.get('cprofile_top', [])[:15]:
@@ -1245,6 +1326,10 @@ def parse_args(argv=None):
     parser.add_argument('--e2e-timeout', type=float,
                         help='seconds after which a tools/train.py run is '
                         'stopped (what it wrote is kept)')
+    parser.add_argument(
+        '--exit-wait', type=float, default=30,
+        help='seconds a tools/train.py run may take to exit after its run '
+        'ended (after_run wrote its times) before it is stopped (reported)')
     parser.add_argument('--rows', type=int, default=30)
     parser.add_argument('--work-dir', default='/tmp/train_speed_work')
     parser.add_argument(

@@ -1,0 +1,72 @@
+# Copyright (c) mmsmlp contributors. All rights reserved.
+"""Training and evaluation in PyTorch's channels_last memory format."""
+import torch
+from mmengine.hooks import Hook
+from mmengine.model import is_model_wrapper
+from mmengine.registry import HOOKS
+
+
+def _channels_last(module, args, outputs):
+    """The data preprocessor's images as channels_last (same values)."""
+    inputs = outputs.get('inputs') if isinstance(outputs, dict) else None
+    if isinstance(inputs, torch.Tensor) and inputs.dim() == 4:
+        outputs['inputs'] = inputs.contiguous(
+            memory_format=torch.channels_last)
+    return outputs
+
+
+@HOOKS.register_module()
+class ChannelsLastHook(Hook):
+    """Puts the model's 4-d weights and the data preprocessor's image batches
+    in PyTorch's channels_last memory format (N, H, W, C in memory), before
+    the EMA copy, the weights' initialisation or loading and the CUDA graphs'
+    capture. The same values, laid out differently.
+
+    sMLPNet's blocks work on channels-last memory (the depth-wise conv takes
+    its (B, C, H, W) view): with mmengine's contiguous (N, C, H, W) weights
+    and batches, the stem and the downsampling convs convert layouts at every
+    step. On one H200 the config's graphed training step took about 63 ms of
+    GPU time so, against 49 ms for the same step in channels_last (what
+    ``benchmark.py`` and ``train_speed.py``'s bare step measure).
+
+    Only on CUDA unless ``cuda_only=False`` (on a CPU, convolutions in
+    channels_last take other kernels: the results differ in the last bits).
+    A checkpoint saved with it holds the same values (its tensors keep the
+    channels_last strides; loading copies them into any layout).
+
+    Args:
+        cuda_only (bool): Leave a model that is not on CUDA as it is.
+            Defaults to True.
+        enabled (bool): False turns the hook off (e.g. ``--cfg-options
+            custom_hooks.5.enabled=False`` for the ImageNet configs).
+            Defaults to True.
+    """
+    priority = 'VERY_HIGH'  # before EMAHook copies the model (before_run)
+
+    def __init__(self, cuda_only: bool = True, enabled: bool = True) -> None:
+        self.cuda_only = cuda_only
+        self.enabled = enabled
+        self._handle = None
+
+    def before_run(self, runner) -> None:
+        if not self.enabled:
+            return
+        model = runner.model.module if is_model_wrapper(
+            runner.model) else runner.model
+        device = next(model.parameters()).device
+        if self.cuda_only and device.type != 'cuda':
+            runner.logger.info(f'ChannelsLastHook: the model is on {device}, '
+                               'not CUDA: its memory format is left as is')
+            return
+        # in place: parameters stay the same objects (the optimizer's)
+        model.to(memory_format=torch.channels_last)
+        preprocessor = getattr(model, 'data_preprocessor', None)
+        if preprocessor is not None and self._handle is None:
+            self._handle = preprocessor.register_forward_hook(_channels_last)
+        runner.logger.info('ChannelsLastHook: weights and image batches in '
+                           'channels_last')
+
+    def after_run(self, runner) -> None:
+        if self._handle is not None:
+            self._handle.remove()
+            self._handle = None
