@@ -25,6 +25,13 @@ def _permutation(batch_size: int, device: torch.device) -> torch.Tensor:
     return index
 
 
+def _draws(augment, batch_inputs: torch.Tensor):
+    """mmpretrain's draws for one batch: ``lam`` (numpy), the permutation
+    (torch's CPU generator), the latter on the batch's device."""
+    lam = np.random.beta(augment.alpha, augment.alpha)
+    return lam, _permutation(batch_inputs.size(0), batch_inputs.device)
+
+
 @BATCH_AUGMENTS.register_module()
 class AsyncMixup(Mixup):
     """mmpretrain's :class:`Mixup` (same arguments, random draws and
@@ -32,8 +39,7 @@ class AsyncMixup(Mixup):
     synchronisation."""
 
     def mix(self, batch_inputs: torch.Tensor, batch_scores: torch.Tensor):
-        lam = np.random.beta(self.alpha, self.alpha)
-        index = _permutation(batch_inputs.size(0), batch_inputs.device)
+        lam, index = _draws(self, batch_inputs)
         mixed_inputs = lam * batch_inputs + (1 - lam) * batch_inputs[index, :]
         mixed_scores = lam * batch_scores + (1 - lam) * batch_scores[index, :]
         return mixed_inputs, mixed_scores
@@ -46,8 +52,7 @@ class AsyncCutMix(CutMix):
     synchronisation."""
 
     def mix(self, batch_inputs: torch.Tensor, batch_scores: torch.Tensor):
-        lam = np.random.beta(self.alpha, self.alpha)
-        index = _permutation(batch_inputs.size(0), batch_inputs.device)
+        lam, index = _draws(self, batch_inputs)
         (y1, y2, x1, x2), lam = self.cutmix_bbox_and_lam(
             batch_inputs.shape[-2:], lam)
         batch_inputs[:, :, y1:y2, x1:x2] = batch_inputs[index, :, y1:y2, x1:x2]
