@@ -48,7 +48,7 @@ class ConvNet(BaseModel):
         return dict(loss=(out - data_samples['y']).square().mean())
 
 
-def run(tmp_path, hooks, workers=0):
+def run(tmp_path, hooks, workers=0, epochs=2, resume=False):
     torch.manual_seed(0)
     model = ConvNet()
     runner = Runner(
@@ -59,10 +59,11 @@ def run(tmp_path, hooks, workers=0):
             batch_size=4, num_workers=workers,
             collate_fn=dict(type='default_collate')),
         optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.1, momentum=0.9)),
-        train_cfg=dict(by_epoch=True, max_epochs=2),
-        custom_hooks=hooks, default_hooks=dict(checkpoint=None,
-                                               logger=None),
-        default_scope='mmengine')
+        train_cfg=dict(by_epoch=True, max_epochs=epochs),
+        custom_hooks=hooks, default_hooks=dict(
+            checkpoint=dict(type='SafeCheckpointHook', interval=1),
+            logger=None),
+        resume=resume, default_scope='mmengine')
     runner.train()
     return model
 
@@ -80,6 +81,20 @@ def test_channels_last_hook_same_training_other_layout(tmp_path):
     # the same training (convolution kernels differ in the last bits)
     torch.testing.assert_close(layout.conv.weight, plain.conv.weight)
     torch.testing.assert_close(layout.conv.bias, plain.conv.bias)
+
+
+def test_channels_last_hook_exact_resume(tmp_path):
+    """A run stopped after its first epoch and resumed ends with the
+    weights of the unbroken run (both in channels_last)."""
+    hooks = [dict(type='ChannelsLastHook', cuda_only=False)]
+    unbroken = run(tmp_path / 'unbroken', hooks)
+    run(tmp_path / 'broken', hooks, epochs=1)
+    resumed = run(tmp_path / 'broken', hooks, resume=True)
+    assert len(resumed.seen) == 2  # the second epoch only
+    assert resumed.conv.weight.is_contiguous(
+        memory_format=torch.channels_last)
+    for a, b in zip(unbroken.parameters(), resumed.parameters()):
+        assert torch.equal(a, b)
 
 
 def test_channels_last_hook_leaves_a_cpu_model_by_default(tmp_path):
@@ -125,7 +140,7 @@ def test_loader_sharing_hook_names_the_valid_choices():
 def test_async_batch_augments_equal_mmpretrains(name):
     from mmpretrain.registry import BATCH_AUGMENTS
 
-    import mmsmlp.models  # noqa: F401  (registers AsyncMixup, AsyncCutMix)
+    import mmsmlp.models  # noqa: F401 (registers AsyncMixup, AsyncCutMix)
     alpha = 0.8 if name == 'Mixup' else 1.0
     outputs = []
     for type_ in (name, 'Async' + name):
