@@ -49,7 +49,8 @@ class BatchedClsDataPreprocessor(ClsDataPreprocessor):
         # normalisation, RGB order, padding: upstream's, on the images alone
         inputs = super().forward({'inputs': data['inputs']}, False)['inputs']
         batch_label = torch.cat(labels)
-        if self._non_blocking and self.device.type == 'cuda':
+        if (self._non_blocking and self.device.type == 'cuda'
+                and batch_label.device.type == 'cpu'):
             batch_label = batch_label.pin_memory()
         batch_label = batch_label.to(self.device,
                                      non_blocking=self._non_blocking)

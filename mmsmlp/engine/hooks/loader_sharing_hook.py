@@ -27,7 +27,9 @@ class LoaderSharingHook(Hook):
     instead, opened without the socket; PyTorch's ``torch_shm_manager``
     removes the files when the processes are gone. ``switch_interval``
     (seconds; ``sys.setswitchinterval``, Python's default 0.005) lets
-    waiting threads take the GIL sooner.
+    waiting threads take the GIL sooner. Workers inherit the strategy when
+    they are forked (mmengine's default ``mp_start_method='fork'``); spawned
+    workers keep PyTorch's default.
 
     Args:
         sharing_strategy (str): One of
