@@ -415,8 +415,11 @@ def test_train_speed_tool_profiles_tools_train(tmp_path):
              'train_step: after optimizer step (zero_grad, log vars)')
     # the quick-start config's hooks with an after_train_iter, each in a
     # range named by it (hooks of one priority share one)
-    hooks = ('RuntimeInfoHook', 'FiniteLossHook', 'LoggerHook',
-             'ParamSchedulerHook', 'SafeCheckpointHook', 'IterTimestampHook')
+    quick_cfg = Config.fromfile(quick)
+    hooks = (quick_cfg.default_hooks.runtime_info.type, 'FiniteLossHook',
+             'LoggerHook', 'ParamSchedulerHook', 'SafeCheckpointHook',
+             'IterTimestampHook')
+    assert hooks[0] == 'DeferredRuntimeInfoHook'
     with open(out_dir / 'train_speed.json') as f:
         rows = json.load(f)
     assert [r['name'] for r in rows] == ['main']
