@@ -8,9 +8,9 @@ from .optimizers import (GroupedOptimWrapperConstructor,
 from .schedulers import TimmCosineLR
 
 __all__ = [
-    'ChannelsLastHook', 'CompileForwardHook', 'CUDAGraphHook', 'DeferredRuntimeInfoHook',
-    'EpochSeedHook', 'FiniteLossHook', 'ForeachEMA',
-    'LoaderSharingHook', 'GroupedOptimWrapperConstructor',
+    'ChannelsLastHook', 'CompileForwardHook', 'CUDAGraphHook',
+    'DeferredRuntimeInfoHook', 'EpochSeedHook', 'FiniteLossHook',
+    'ForeachEMA', 'GroupedOptimWrapperConstructor', 'LoaderSharingHook',
     'MixedPrecisionOptimWrapper', 'RawAndEMAHook', 'SafeCheckpointHook',
     'SkipNonFiniteOptimWrapper', 'TimmCosineLR'
 ]

@@ -500,29 +500,23 @@ def run_e2e(name, config, options, args, ann_files, work_root, iters,
              '--work-dir', work_dir],
             env=env, stdout=f, stderr=subprocess.STDOUT,
             start_new_session=True)
+        # polled each second; a process still running when the loop ends
+        # (timed out, or slow to exit after its run) is killed below
         try:
-            deadline = None if args.e2e_timeout is None else \
-                start + args.e2e_timeout
             ended = None  # when the times file appeared (after_run)
-            while True:
-                try:
-                    returncode = process.wait(timeout=1)
-                    break
-                except subprocess.TimeoutExpired:
-                    pass
+            while process.poll() is None:
+                time.sleep(1)
                 now = time.perf_counter()
                 if ended is None and osp.exists(times):
                     ended = now
                 if ended is not None and now - ended > args.exit_wait:
-                    # the run is over (after_run); stop a slow exit
                     exit_wait = now - ended
-                    os.killpg(process.pid, signal.SIGKILL)
-                    returncode = process.wait()
                     break
-                if deadline is not None and now > deadline:
-                    raise subprocess.TimeoutExpired(process.args, 0)
-        except subprocess.TimeoutExpired:
-            timed_out = True
+                if args.e2e_timeout is not None and \
+                        now - start > args.e2e_timeout:
+                    timed_out = True
+                    break
+            returncode = process.poll()
         finally:
             signal.signal(signal.SIGTERM, terminate)
             if process.poll() is None:
@@ -671,11 +665,12 @@ class _SyncSites:
 
     def __init__(self):
         self.counts = Counter()
-        self._catch = None
+        self._catch = self._show_other = None
 
     def _show(self, message, category, filename, lineno, file=None,
               line=None):
         if 'synchroniz' not in str(message):
+            self._show_other(message, category, filename, lineno, file, line)
             return
         frames = [
             f for f in traceback.extract_stack()[:-1]
@@ -691,6 +686,7 @@ class _SyncSites:
             return
         self._catch = warnings.catch_warnings()
         self._catch.__enter__()
+        self._show_other = warnings.showwarning
         warnings.simplefilter('always')
         warnings.showwarning = self._show
         torch.cuda.set_sync_debug_mode('warn')

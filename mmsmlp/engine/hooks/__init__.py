@@ -10,7 +10,7 @@ from .raw_and_ema_hook import RawAndEMAHook
 from .safe_checkpoint_hook import SafeCheckpointHook
 
 __all__ = [
-    'ChannelsLastHook', 'CompileForwardHook', 'CUDAGraphHook', 'DeferredRuntimeInfoHook',
-    'EpochSeedHook', 'FiniteLossHook', 'LoaderSharingHook',
-    'RawAndEMAHook', 'SafeCheckpointHook'
+    'ChannelsLastHook', 'CompileForwardHook', 'CUDAGraphHook',
+    'DeferredRuntimeInfoHook', 'EpochSeedHook', 'FiniteLossHook',
+    'LoaderSharingHook', 'RawAndEMAHook', 'SafeCheckpointHook'
 ]
