@@ -186,6 +186,40 @@ def test_plain_data_round_trip_loads_weights_only(tmp_path):
     np.testing.assert_array_equal(back['runtime_info']['state'], np.arange(3))
 
 
+class _OnDevice(torch.Tensor):
+    """A tensor as mmengine's resume loads it onto a GPU: numpy() refuses
+    it, cpu() gives a host tensor (for a CPU-only machine)."""
+
+    def numpy(self, *args, **kwargs):
+        raise TypeError("can't convert cuda:0 device type tensor to numpy")
+
+    def cpu(self, *args, **kwargs):
+        return self.as_subclass(torch.Tensor).clone()
+
+
+def test_plain_data_loaded_onto_a_gpu_comes_back():
+    """`--resume` on a GPU: mmengine loads the checkpoint onto the training
+    device, the message hub's plain tensors included."""
+    from mmsmlp.compat import from_plain_data, to_plain_data
+
+    def to_device(obj):
+        if isinstance(obj, torch.Tensor):
+            return (obj.cuda() if torch.cuda.is_available() else
+                    obj.as_subclass(_OnDevice))
+        if isinstance(obj, dict):
+            return type(obj)((k, to_device(v)) for k, v in obj.items())
+        if isinstance(obj, (list, tuple)):
+            return type(obj)(to_device(v) for v in obj)
+        return obj
+
+    back = from_plain_data(to_device(to_plain_data(message_hub_state())))
+    buffer = back['log_scalars']['train_loss']
+    expected = message_hub_state()['log_scalars']['train_loss']
+    for got, want in zip(buffer.data, expected.data):
+        np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(back['runtime_info']['state'], np.arange(3))
+
+
 def test_second_install_does_not_rebuild_mmcv():
     result = subprocess.run(
         ['bash', osp.join(REPO_ROOT, 'tools', 'install.sh')],

@@ -540,3 +540,33 @@ def test_config_data_path_does_not_wait_for_the_gpu():
         for a, b in zip(gpu['data_samples'], cpu['data_samples']):
             assert torch.equal(a.gt_label.cpu(), b.gt_label)
             torch.testing.assert_close(a.gt_score.cpu(), b.gt_score)
+
+
+def test_train_speed_summary_of_validation_times():
+    """The validation figures from IterTimestampHook's record: the full
+    batches after --val-skip (``val``), the last partial batch apart
+    (``val_all``), the data wait and the s/batch of each quarter."""
+    import importlib.util
+    from types import SimpleNamespace
+    spec = importlib.util.spec_from_file_location(
+        'train_speed_tool',
+        osp.join(REPO_ROOT, 'tools', 'analysis_tools', 'train_speed.py'))
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    args = SimpleNamespace(warmup_iters=0, restart_iters=0, val_skip=1,
+                           workers=2)
+    # 10 batches of 4 (the last of 2 images): 0.1 s apart, each waiting
+    # 0.02 s for data; the first starts late, the last takes 1 s
+    after = [1.0 + 0.1 * i for i in range(9)] + [2.8]
+    times = dict(train=[], val=[('start', 0.)] +
+                 [(i, t) for i, t in enumerate(after)],
+                 val_before=[(i, t - 0.08) for i, t in enumerate(after)])
+    out = tool.summarize(times, 8, 4, args, val_images=38)
+    assert out['val'] == pytest.approx(4 / 0.1)  # batches 2-8 after 1
+    assert out['val_all'] == pytest.approx((4 * 7 + 2) / 1.7)
+    assert out['val_wait_s'] == pytest.approx(0.02)
+    assert out['val_quarters_s'] == pytest.approx([0.1] * 4)
+    # whole batches only: the last one counts as a full one
+    out = tool.summarize(times, 8, 4, args, val_images=40)
+    assert 'val_all' not in out
+    assert out['val'] == pytest.approx(4 * 8 / 1.7)

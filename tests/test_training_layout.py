@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 import torch.multiprocessing as mp
+from mmengine.hooks import Hook
 from mmengine.model import BaseModel, ImgDataPreprocessor
 from mmengine.runner import Runner
 from torch import nn
@@ -48,7 +49,8 @@ class ConvNet(BaseModel):
         return dict(loss=(out - data_samples['y']).square().mean())
 
 
-def run(tmp_path, hooks, workers=0, epochs=2, resume=False):
+def run(tmp_path, hooks, workers=0, epochs=2, resume=False, persistent=False,
+        loaders=None):
     torch.manual_seed(0)
     model = ConvNet()
     runner = Runner(
@@ -56,7 +58,7 @@ def run(tmp_path, hooks, workers=0, epochs=2, resume=False):
         train_dataloader=dict(
             dataset=Images(), sampler=dict(type='DefaultSampler',
                                            shuffle=False),
-            batch_size=4, num_workers=workers,
+            batch_size=4, num_workers=workers, persistent_workers=persistent,
             collate_fn=dict(type='default_collate')),
         optim_wrapper=dict(optimizer=dict(type='SGD', lr=0.1, momentum=0.9)),
         train_cfg=dict(by_epoch=True, max_epochs=epochs),
@@ -65,6 +67,8 @@ def run(tmp_path, hooks, workers=0, epochs=2, resume=False):
             logger=None),
         resume=resume, default_scope='mmengine')
     runner.train()
+    if loaders is not None:
+        loaders.append(runner.train_dataloader)
     return model
 
 
@@ -83,9 +87,13 @@ def test_channels_last_hook_same_training_other_layout(tmp_path):
     torch.testing.assert_close(layout.conv.bias, plain.conv.bias)
 
 
-def test_channels_last_hook_exact_resume(tmp_path):
+def test_channels_last_hook_exact_resume(tmp_path, monkeypatch):
     """A run stopped after its first epoch and resumed ends with the
-    weights of the unbroken run (both in channels_last)."""
+    weights of the unbroken run (both in channels_last). On a GPU the
+    Runner trains there: cuDNN's deterministic kernels, for a comparison
+    to the bit."""
+    monkeypatch.setattr(torch.backends.cudnn, 'deterministic', True)
+    monkeypatch.setattr(torch.backends.cudnn, 'benchmark', False)
     hooks = [dict(type='ChannelsLastHook', cuda_only=False)]
     unbroken = run(tmp_path / 'unbroken', hooks)
     run(tmp_path / 'broken', hooks, epochs=1)
@@ -127,6 +135,36 @@ def test_loader_sharing_hook_sets_the_workers_strategy_and_restores(
     # the workers made every batch under the hook's strategy
     assert [s for _, batch in model.seen for s in batch] == [other] * 16
     assert (mp.get_sharing_strategy(), sys.getswitchinterval()) == before
+
+
+class KeepWorkers(Hook):
+    """Keeps the train loader's worker processes (persistent: one set)."""
+
+    def __init__(self):
+        self.workers = {}
+
+    def after_train_epoch(self, runner):
+        iterator = runner.train_dataloader._iterator
+        self.workers.update((w.pid, w) for w in iterator._workers)
+
+
+@pytest.mark.parametrize('stop', [True, False])
+def test_loader_sharing_hook_stops_persistent_workers(tmp_path, stop):
+    """After the run the persistent workers are gone (left to the
+    interpreter's exit, torch waits 5 s for each); the loader works again."""
+    keep, loaders = KeepWorkers(), []
+    run(tmp_path, [keep, dict(type='LoaderSharingHook', stop_workers=stop)],
+        workers=2, persistent=True, loaders=loaders)
+    workers = list(keep.workers.values())
+    assert len(workers) == 2  # the same two in both epochs
+    alive = [w.is_alive() for w in workers]
+    loader = loaders[0]
+    if stop:
+        assert alive == [False, False] and loader._iterator is None
+        assert sum(len(batch['inputs']) for batch in loader) == 8
+    else:  # without the hook's stop, as torch leaves them
+        assert alive == [True, True]
+    loader._iterator = None  # (stop the workers the test left)
 
 
 def test_loader_sharing_hook_names_the_valid_choices():

@@ -60,15 +60,16 @@ def to_plain_data(obj):
 
 def from_plain_data(obj):
     """The inverse of :func:`to_plain_data` (numpy scalars come back as
-    Python numbers)."""
+    Python numbers). The tensors may be on a GPU: mmengine's ``resume``
+    loads a checkpoint onto the training device."""
     from mmengine.logging import HistoryBuffer
     if type(obj) in (dict, OrderedDict):
         if obj.get(_HISTORY_BUFFER) is True:
-            return HistoryBuffer(obj['log_history'].numpy(),
-                                 obj['count_history'].numpy(),
+            return HistoryBuffer(obj['log_history'].cpu().numpy(),
+                                 obj['count_history'].cpu().numpy(),
                                  obj['max_length'])
         if set(obj) == {_NDARRAY}:
-            return obj[_NDARRAY].numpy()
+            return obj[_NDARRAY].cpu().numpy()
         return type(obj)((k, from_plain_data(v)) for k, v in obj.items())
     if isinstance(obj, (list, tuple)) and not hasattr(obj, '_fields'):
         return type(obj)(from_plain_data(v) for v in obj)

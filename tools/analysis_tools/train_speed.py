@@ -75,6 +75,7 @@ import json
 import os
 import os.path as osp
 import pstats
+import shutil
 import signal
 import statistics
 import subprocess
@@ -104,14 +105,14 @@ LOG_INTERVAL = 50  # the end-to-end runs' LoggerHook interval
 
 @HOOKS.register_module()
 class IterTimestampHook(Hook):
-    """Records ``time.perf_counter()`` before and after every training
-    iteration and after every validation iteration (no device
+    """Records ``time.perf_counter()`` before and after every training and
+    validation iteration (no device
     synchronisation), and writes them to ``<work_dir>/train_speed_times.json``
     at the end of the run. Used by this tool's end-to-end runs."""
     priority = 'LOWEST'
 
     def __init__(self):
-        self.train, self.val = [], []
+        self.train, self.val, self.val_before = [], [], []
         self._before = None
 
     def before_train_iter(self, runner, batch_idx, data_batch=None):
@@ -125,13 +126,17 @@ class IterTimestampHook(Hook):
     def before_val_epoch(self, runner):
         self.val.append(('start', time.perf_counter()))
 
+    def before_val_iter(self, runner, batch_idx, data_batch=None):
+        self.val_before.append((batch_idx, time.perf_counter()))
+
     def after_val_iter(self, runner, batch_idx, data_batch=None,
                        outputs=None):
         self.val.append((batch_idx, time.perf_counter()))
 
     def after_run(self, runner):
         with open(osp.join(runner.work_dir, TIMES_FILE), 'w') as f:
-            json.dump(dict(train=self.train, val=self.val), f)
+            json.dump(dict(train=self.train, val=self.val,
+                           val_before=self.val_before), f)
 
 
 # --- settings ---------------------------------------------------------------
@@ -172,8 +177,6 @@ def load_config(path, args, options=None, ann_files=None):
         module = importlib.import_module(package)
         path = osp.join(osp.dirname(module.__file__), '.mim', 'configs', rel)
     cfg = Config.fromfile(path)
-    if options:
-        cfg.merge_from_dict(options)
     root, train_ann, val_ann = ann_files
     for split, ann in (('train', train_ann), ('val', val_ann),
                        ('test', val_ann)):
@@ -194,9 +197,11 @@ def load_config(path, args, options=None, ann_files=None):
         cfg.optim_wrapper.dtype = args.amp
         if args.amp == 'bfloat16' and args.bf16_loss_scale == 'none':
             # bf16 needs no loss scaling (fp32's exponent range); a setting
-            # of the config or --cfg-options wins
+            # of the config or the options wins
             cfg.optim_wrapper.setdefault('loss_scale', dict(enabled=False))
     cfg.setdefault('default_scope', 'mmpretrain')
+    if options:  # last: options win over this call's settings too
+        cfg.merge_from_dict(options)
     return cfg
 
 
@@ -494,6 +499,7 @@ def run_e2e(name, config, options, args, ann_files, work_root, iters,
     if osp.exists(times):
         os.remove(times)
     exit_wait = None  # seconds the process took to exit after its run
+    exit_s = None  # the same, where it exited within --exit-wait
     with open(log, 'w') as f:
         process = subprocess.Popen(
             [sys.executable, osp.join(ROOT, 'tools', 'train.py'), path,
@@ -517,6 +523,8 @@ def run_e2e(name, config, options, args, ann_files, work_root, iters,
                     timed_out = True
                     break
             returncode = process.poll()
+            if ended is not None and exit_wait is None:
+                exit_s = time.perf_counter() - ended
         finally:
             signal.signal(signal.SIGTERM, terminate)
             if process.poll() is None:
@@ -524,6 +532,11 @@ def run_e2e(name, config, options, args, ann_files, work_root, iters,
                 returncode = process.wait()
     seconds = time.perf_counter() - start
     summary = dict(seconds=seconds)
+    if exit_s is not None:  # to the polling's second
+        summary['exit_s'] = exit_s
+    if osp.exists(times):  # kept beside the log
+        shutil.copy(times, osp.join(out_dir, f'{name}_{profile or "e2e"}_'
+                                    f'{TIMES_FILE}'))
     if profile:
         summary['profile'] = read_profile(out_dir, f'{name}_{profile}')
     if timed_out:
@@ -555,18 +568,25 @@ def read_times(work_dir, cfg, args, profile=None):
     if profile:
         exclude = (profile['window']['first_iter'],
                    profile['window']['last_iter'] + 1)
+    with open(cfg.val_dataloader.dataset.ann_file) as f:
+        val_images = sum(1 for _ in f)
     summary = summarize(times, cfg.train_dataloader.batch_size,
-                        cfg.val_dataloader.batch_size, args, exclude)
+                        cfg.val_dataloader.batch_size, args, exclude,
+                        val_images)
     summary['iters'] = len(times['train'])
     summary['epochs'] = cfg.train_cfg.max_epochs
     return summary
 
 
-def summarize(times, batch, val_batch, args, exclude=None):
+def summarize(times, batch, val_batch, args, exclude=None, val_images=None):
     """Images/s and s/iter from the timestamps: ``steady`` without the first
     ``--warmup-iters`` iterations, the first ``--restart-iters`` of each
     later epoch and the iterations in ``exclude`` (first, last: those
-    profiled); ``all`` with the epoch restarts."""
+    profiled); ``all`` with the epoch restarts. Validation: ``val`` over
+    the full batches after the first ``--val-skip``; ``val_all`` with a
+    last partial batch of the ``val_images`` (a new shape: with cuDNN's
+    benchmark mode, its first run tunes the convolutions, over a second
+    on one H200, once per process)."""
     train = times['train']
     steady, every, waits = [], [], []
     first_epoch = train[0][0] if train else 0
@@ -592,9 +612,28 @@ def summarize(times, batch, val_batch, args, exclude=None):
         out['e2e_all'] = batch * len(every) / sum(every)
     val = [t for t in times['val'] if t[0] != 'start']
     skip = args.val_skip if args.val_skip is not None else args.workers + 1
-    if len(val) > skip + 1:
+    partial = (val_images or 0) % val_batch
+    if partial and len(val) > skip + 1:
         span = val[-1][1] - val[skip][1]
-        out['val'] = val_batch * (len(val) - 1 - skip) / span
+        out['val_all'] = (val_batch * (len(val) - 2 - skip) + partial) / span
+    full = val[:-1] if partial else val
+    if len(full) > skip + 1:
+        span = full[-1][1] - full[skip][1]
+        out['val'] = val_batch * (len(full) - 1 - skip) / span
+        # the wait for each batch after the previous one's end
+        before = times.get('val_before', [])
+        waits = [b[1] - a[1]
+                 for a, b in zip(full[skip:-1], before[skip + 1:])]
+        if waits:
+            out['val_wait_s'] = sum(waits) / len(waits)
+        # s/batch in each quarter of the timed batches (a slowdown shows)
+        steps = [b[1] - a[1] for a, b in zip(full[skip:-1], full[skip + 1:])]
+        quarter = len(steps) // 4
+        if quarter:
+            out['val_quarters_s'] = [
+                sum(steps[i * quarter:(i + 1) * quarter]) / quarter
+                for i in range(4)
+            ]
     return out
 
 
@@ -1436,7 +1475,12 @@ def main(argv=None):
                   f'img/s steady ({fmt(row.get("iter_s"), ".4f")} s/iter, '
                   f'data wait {fmt(row.get("data_wait_s"), ".4f")} s), '
                   f'{fmt(row.get("e2e_all"))} img/s with epoch restarts; '
-                  f'validation {fmt(row.get("val"))} img/s '
+                  f'validation {fmt(row.get("val"))} img/s (full batches; '
+                  f'{fmt(row.get("val_all"))} with the last one; data wait '
+                  f'{fmt(row.get("val_wait_s"), ".4f")} s/batch, by quarter '
+                  f'{[round(q, 4) for q in row.get("val_quarters_s", [])]}; '
+                  f'exit {fmt(row.get("exit_s"), ".0f", " s")} after the '
+                  'run) '
                   f'({row.get("iters", "-")} iterations, '
                   f'{row["seconds"]:.0f} s with start-up)', flush=True)
             save()
