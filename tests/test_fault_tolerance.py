@@ -26,7 +26,10 @@ QUICKSTART = osp.join(REPO_ROOT, 'configs', 'quickstart',
                       'smlpnet-mini_1xb32_synthetic-in1k-format.py')
 TOOLS = osp.join(REPO_ROOT, 'tools')
 # The tests' helper module (a NaN loss) is importable by the tools.
-ENV = {**os.environ, 'PYTHONPATH': REPO_ROOT}
+# the repository first, then what the caller's path holds (packages
+# installed with --target, e.g. on the GPU machine)
+ENV = {**os.environ, 'PYTHONPATH': os.pathsep.join(
+    p for p in (REPO_ROOT, os.environ.get('PYTHONPATH')) if p)}
 
 # 32 training images in batches of 16: 2 iterations per epoch.
 SMALL = dict(train_images=32, val_images=20, batch_size=16)

@@ -319,7 +319,9 @@ def test_seed_plus_rank_and_common_sampler_on_two_processes(
         'default_hooks = dict(checkpoint=dict(interval=10))\n')
     work_dir = str(tmp_path / 'work')
     os.makedirs(work_dir)
-    env = {**os.environ, 'PYTHONPATH': REPO_ROOT, 'OMP_NUM_THREADS': '1'}
+    path = [p for p in (REPO_ROOT, os.environ.get('PYTHONPATH')) if p]
+    env = {**os.environ, 'OMP_NUM_THREADS': '1',
+           'PYTHONPATH': os.pathsep.join(path)}
     result = subprocess.run(
         [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node',
          '2', '--master_port', str(free_port()),

@@ -105,14 +105,25 @@ def test_channels_last_hook_exact_resume(tmp_path, monkeypatch):
         assert torch.equal(a, b)
 
 
-def test_channels_last_hook_leaves_a_cpu_model_by_default(tmp_path):
-    for hook in (dict(type='ChannelsLastHook'),
-                 dict(type='ChannelsLastHook', cuda_only=False,
-                      enabled=False)):
-        model = run(tmp_path / str(len(hook)), [hook])
+def test_channels_last_hook_leaves_a_cpu_model_by_default():
+    """cuda_only (the default) leaves a model on the CPU as it is, and so
+    does enabled=False anywhere (the hook alone: a Runner on a GPU machine
+    would put the model on the GPU)."""
+    from types import SimpleNamespace
+
+    from mmengine.logging import MMLogger
+    for hook in (ChannelsLastHook(),
+                 ChannelsLastHook(cuda_only=False, enabled=False)):
+        model = ConvNet()
+        runner = SimpleNamespace(
+            model=model, logger=MMLogger.get_instance('test_layout'))
+        hook.before_run(runner)
         assert not model.conv.weight.is_contiguous(
             memory_format=torch.channels_last)
-        assert not any(cl for cl, _ in model.seen)
+        out = model.data_preprocessor(
+            dict(inputs=torch.zeros(2, 3, 8, 8, dtype=torch.uint8)))
+        assert not out['inputs'].is_contiguous(
+            memory_format=torch.channels_last)
 
 
 def test_channels_last_hook_removes_its_preprocessor_hook(tmp_path):
