@@ -467,6 +467,19 @@ def test_gpuaug_pipeline_is_the_recipes_with_two_steps_swapped():
                'RandomErasingParams': 'RandomErasing'}
     for step in ours:
         step['type'] = swapped.get(step['type'], step['type'])
+    # the base's RandAugment lists 'timm_increasing' with two ops computed
+    # through lookup tables (the same images, tests/test_lookup_ops.py);
+    # the GPU applies upstream's ops by name
+    lookup = {'LUTAutoContrast': 'AutoContrast', 'LUTEqualize': 'Equalize'}
+    for step in theirs:
+        if step['type'] == 'RandAugment':
+            policies = [{
+                k: tuple(v) if isinstance(v, list) else
+                lookup.get(v, v) if k == 'type' else v
+                for k, v in p.items()
+            } for p in step['policies']]
+            assert policies == RANDAUG_POLICIES['timm_increasing']
+            step['policies'] = 'timm_increasing'
     assert ours[-1].pop('meta_keys')[-2:] == ('randaug_params',
                                               'erase_params')
     assert ours == theirs

@@ -1,7 +1,9 @@
 # Copyright (c) mmsmlp contributors. All rights reserved.
 from .gpu_augment import RandAugmentParams, RandomErasingParams
 from .loading import CheckedLoadImageFromFile
+from .lookup_ops import LUTAutoContrast, LUTEqualize
 
 __all__ = [
-    'CheckedLoadImageFromFile', 'RandAugmentParams', 'RandomErasingParams'
+    'CheckedLoadImageFromFile', 'LUTAutoContrast', 'LUTEqualize',
+    'RandAugmentParams', 'RandomErasingParams'
 ]
