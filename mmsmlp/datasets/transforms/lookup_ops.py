@@ -73,29 +73,33 @@ def _fits(img) -> bool:
             and img.ndim == 3 and img.shape[2] == 3)
 
 
+class _LookupTransform:
+    """``transform`` of an mmpretrain op whose image ``lookup`` computes:
+    the op's own draw of ``prob``, then the image; upstream's code for an
+    image that does not fit."""
+
+    def transform(self, results):
+        if not _fits(results['img']):
+            return super().transform(results)
+        if self.random_disable():
+            return results
+        results['img'] = self.lookup(results['img'])
+        return results
+
+
 @TRANSFORMS.register_module()
-class LUTAutoContrast(AutoContrast):
+class LUTAutoContrast(_LookupTransform, AutoContrast):
     """mmpretrain's :class:`AutoContrast` (same arguments, same random
     draw, same output), computed through lookup tables."""
 
-    def transform(self, results):
-        if not _fits(results['img']):
-            return super().transform(results)
-        if self.random_disable():
-            return results
-        results['img'] = auto_contrast(results['img'])
-        return results
+    def lookup(self, img: np.ndarray) -> np.ndarray:
+        return auto_contrast(img)
 
 
 @TRANSFORMS.register_module()
-class LUTEqualize(Equalize):
+class LUTEqualize(_LookupTransform, Equalize):
     """mmpretrain's :class:`Equalize` (same arguments, same random draw,
     same output), computed through lookup tables."""
 
-    def transform(self, results):
-        if not _fits(results['img']):
-            return super().transform(results)
-        if self.random_disable():
-            return results
-        results['img'] = equalize(results['img'])
-        return results
+    def lookup(self, img: np.ndarray) -> np.ndarray:
+        return equalize(img)
