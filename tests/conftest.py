@@ -22,6 +22,18 @@ REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 REFERENCE_DATA = osp.join(REPO_ROOT, 'tests', 'data')
 
 
+def upstream_randaug_policies(policies):
+    """A config's RandAugment policy list as mmpretrain's own ops would
+    list it: mmsmlp's lookup-table ops named by upstream's types, the
+    config's lists as upstream's tuples."""
+    upstream = {'LUTAutoContrast': 'AutoContrast', 'LUTEqualize': 'Equalize'}
+    return [{
+        key: upstream.get(value, value) if key == 'type' else
+        tuple(value) if isinstance(value, list) else value
+        for key, value in policy.items()
+    } for policy in policies]
+
+
 def run_tool(tool, *args):
     """Run ``tools/<tool>`` in a subprocess; return its output."""
     result = subprocess.run(

@@ -21,7 +21,7 @@ from mmpretrain.registry import MODELS, TRANSFORMS
 from mmsmlp.datasets import make_imagenet
 from mmsmlp.datasets.transforms import RandAugmentParams, RandomErasingParams
 from mmsmlp.models.gpu_augment import augment_batch
-from .conftest import REPO_ROOT, run_tool
+from .conftest import REPO_ROOT, run_tool, upstream_randaug_policies
 
 GPUAUG = osp.join(REPO_ROOT, 'configs/gpuaug/smlpnet-t_8xb128_in1k_gpuaug.py')
 BGR_MEAN = [103.53, 116.28, 123.675]
@@ -470,15 +470,10 @@ def test_gpuaug_pipeline_is_the_recipes_with_two_steps_swapped():
     # the base's RandAugment lists 'timm_increasing' with two ops computed
     # through lookup tables (the same images, tests/test_lookup_ops.py);
     # the GPU applies upstream's ops by name
-    lookup = {'LUTAutoContrast': 'AutoContrast', 'LUTEqualize': 'Equalize'}
     for step in theirs:
         if step['type'] == 'RandAugment':
-            policies = [{
-                k: tuple(v) if isinstance(v, list) else
-                lookup.get(v, v) if k == 'type' else v
-                for k, v in p.items()
-            } for p in step['policies']]
-            assert policies == RANDAUG_POLICIES['timm_increasing']
+            assert upstream_randaug_policies(step['policies']) == \
+                RANDAUG_POLICIES['timm_increasing']
             step['policies'] = 'timm_increasing'
     assert ours[-1].pop('meta_keys')[-2:] == ('randaug_params',
                                               'erase_params')

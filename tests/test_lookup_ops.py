@@ -12,7 +12,7 @@ from mmengine.config import Config
 
 from mmsmlp.datasets.transforms import LUTAutoContrast, LUTEqualize
 from mmsmlp.datasets.transforms.lookup_ops import auto_contrast, equalize
-from .conftest import REPO_ROOT
+from .conftest import REPO_ROOT, upstream_randaug_policies
 
 
 def images():
@@ -88,15 +88,10 @@ def test_config_randaugment_is_timm_increasing_with_lookup_ops(monkeypatch):
     randaug = [t for t in cfg.train_pipeline if t['type'] == 'RandAugment']
     assert len(randaug) == 1
     randaug = dict(randaug[0])
-    swap = {'LUTAutoContrast': 'AutoContrast', 'LUTEqualize': 'Equalize'}
-    def plain(policy):  # the config's lists as upstream's tuples
-        return {k: tuple(v) if isinstance(v, list) else v
-                for k, v in policy.items()}
-
-    policies = [plain(dict(p, type=swap.get(p['type'], p['type'])))
-                for p in randaug['policies']]
-    assert policies == RANDAUG_POLICIES['timm_increasing']
-    assert {p['type'] for p in randaug['policies']} >= set(swap)
+    assert upstream_randaug_policies(randaug['policies']) == \
+        RANDAUG_POLICIES['timm_increasing']
+    assert {p['type'] for p in randaug['policies']} >= {
+        'LUTAutoContrast', 'LUTEqualize'}
     randaug.pop('type')
     ours = RandAugment(**randaug)
     upstream = RandAugment(**dict(randaug, policies='timm_increasing'))

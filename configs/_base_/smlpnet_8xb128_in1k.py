@@ -43,8 +43,8 @@ bgr_mean = [103.53, 116.28, 123.675]
 bgr_std = [57.375, 57.12, 58.395]
 # RandAugment's ops: mmpretrain's 'timm_increasing' list, in its order (the
 # same draws), with AutoContrast and Equalize computed through lookup
-# tables (LUTAutoContrast, LUTEqualize: the same images, about a third of
-# RandAugment's cost in the data workers less; mmsmlp/datasets/transforms/
+# tables (LUTAutoContrast, LUTEqualize: the same images; RandAugment costs
+# the data workers about a quarter less; mmsmlp/datasets/transforms/
 # lookup_ops.py)
 randaug_policies = [
     dict(type='LUTAutoContrast'),

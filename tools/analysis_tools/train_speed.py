@@ -106,9 +106,9 @@ LOG_INTERVAL = 50  # the end-to-end runs' LoggerHook interval
 @HOOKS.register_module()
 class IterTimestampHook(Hook):
     """Records ``time.perf_counter()`` before and after every training and
-    validation iteration (no device
-    synchronisation), and writes them to ``<work_dir>/train_speed_times.json``
-    at the end of the run. Used by this tool's end-to-end runs."""
+    validation iteration (no device synchronisation), and writes them to
+    ``<work_dir>/train_speed_times.json`` at the end of the run. Used by
+    this tool's end-to-end runs."""
     priority = 'LOWEST'
 
     def __init__(self):
@@ -160,6 +160,12 @@ def prepare_data(args):
             f.writelines(lines * args.repeats)
         anns.append(ann)
     return root, anns[0], anns[1]
+
+
+def count_lines(path):
+    """The images an annotation file lists (one per line)."""
+    with open(path) as f:
+        return sum(1 for _ in f)
 
 
 def mean_file_size(root):
@@ -424,8 +430,7 @@ def e2e_config(name, config, options, args, ann_files, work_root, iters,
     Returns (config, work dir, iterations per epoch)."""
     cfg = load_config(config, args, options, ann_files)
     batch = cfg.train_dataloader.batch_size
-    with open(cfg.train_dataloader.dataset.ann_file) as f:
-        train_images = sum(1 for _ in f)
+    train_images = count_lines(cfg.train_dataloader.dataset.ann_file)
     iters_per_epoch = train_images // batch  # drop_last or not: at least
     epochs = max(1, round(iters / max(iters_per_epoch, 1)))
     cfg.train_cfg = dict(
@@ -568,11 +573,9 @@ def read_times(work_dir, cfg, args, profile=None):
     if profile:
         exclude = (profile['window']['first_iter'],
                    profile['window']['last_iter'] + 1)
-    with open(cfg.val_dataloader.dataset.ann_file) as f:
-        val_images = sum(1 for _ in f)
     summary = summarize(times, cfg.train_dataloader.batch_size,
                         cfg.val_dataloader.batch_size, args, exclude,
-                        val_images)
+                        count_lines(cfg.val_dataloader.dataset.ann_file))
     summary['iters'] = len(times['train'])
     summary['epochs'] = cfg.train_cfg.max_epochs
     return summary

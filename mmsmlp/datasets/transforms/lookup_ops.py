@@ -4,11 +4,12 @@ uint8 lookup tables: the same random draws and the same output images.
 
 mmcv computes both per channel with ``np.histogram`` (a float binning of
 the whole channel) and a float64 or int64 table indexed by the image,
-cast back to uint8 at the end: about 3.3 ms per 224x224 image on one core,
-against 0.05-0.5 ms for the other photometric ops. In the ImageNet recipe
-(2 ops per image, each applied with probability 0.5, drawn from 15) that
-is about a third of RandAugment's cost in the data workers, which bound
-training on a 16-core GPU machine (docs/benchmarks.md). Here the
+cast back to uint8 at the end: about 3.3 ms per 224x224 image on one core
+of the development machine, against 0.05-1.7 ms for the other ops. In the
+ImageNet recipe (2 ops per image, each applied with probability 0.5, drawn
+from 15) they made over a third of RandAugment's cost in the data
+workers, which bound training on a 16-core GPU machine; with the lookup
+tables RandAugment costs about a quarter less (docs/benchmarks.md). Here the
 histogram is a count per value (the same counts: each of the 256 bins of
 ``np.histogram(channel, 256, (0, 255))`` holds exactly one uint8 value),
 mmcv's table is built as mmcv builds it and cast to uint8 before the

@@ -92,12 +92,14 @@ class LoaderSharingHook(Hook):
         self._record(runner.test_dataloader)
 
     def after_run(self, runner) -> None:
-        loaders, self._loaders = self._loaders, []
-        for loader in loaders if self.stop_workers else ():
-            iterator = getattr(loader, '_iterator', None)  # persistent only
-            if iterator is not None and hasattr(iterator, '_shutdown_workers'):
-                iterator._shutdown_workers()
-                loader._iterator = None  # the next iter() starts workers
+        if self.stop_workers:
+            for loader in self._loaders:
+                # a DataLoader keeps an iterator for persistent workers only
+                iterator = getattr(loader, '_iterator', None)
+                if hasattr(iterator, '_shutdown_workers'):
+                    iterator._shutdown_workers()
+                    loader._iterator = None  # the next iter() starts workers
+        self._loaders = []
         if self._previous is not None:
             strategy, interval = self._previous
             mp.set_sharing_strategy(strategy)
