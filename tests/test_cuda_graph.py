@@ -153,9 +153,12 @@ def _step(model, x, y, autocast_dtype):
 @pytest.mark.parametrize('autocast_dtype', [None, torch.bfloat16])
 def test_graphed_backbone_equals_eager(autocast_dtype, alias_parameters):
     """Three training steps (outputs, every gradient, BatchNorm statistics
-    after them) of the graphed backbone against the eager one; the graph
-    runs the Triton kernels, eager PyTorch's ops, so equal to rounding.
-    A batch of another size runs eagerly; capturing changes no statistic."""
+    after them) of the graphed backbone against the eager one running the
+    forms a capture takes (``graph_capture``: its Triton kernels and its
+    autograd nodes, which round differently from the eager ones; those
+    are checked against the plain formulas on CPU), so equal to the
+    rounding of a replay. A batch of another size runs eagerly; capturing
+    changes no statistic."""
     torch.manual_seed(0)
     eager = classifier().cuda().train()
     graphed_model = copy.deepcopy(eager)
@@ -167,7 +170,8 @@ def test_graphed_backbone_equals_eager(autocast_dtype, alias_parameters):
                                                                  rtol=2e-4)
     for step in range(3):
         xs = x + step  # a new input each step
-        out_e, grads_e = _step(eager, xs, y, autocast_dtype)
+        with graph_capture():
+            out_e, grads_e = _step(eager, xs, y, autocast_dtype)
         out_g, grads_g = _step(graphed_model, xs, y, autocast_dtype)
         torch.testing.assert_close(out_g, out_e, **tol)
         for (name, _), a, b in zip(eager.named_parameters(), grads_g, grads_e):

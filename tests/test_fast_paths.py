@@ -1,5 +1,6 @@
 # Copyright (c) mmsmlp contributors. All rights reserved.
 """The speed-oriented formulation equals the plain one, in training too."""
+import contextlib
 import copy
 import importlib.util
 import os.path as osp
@@ -13,7 +14,8 @@ from torch import nn
 
 from mmsmlp.models import SMLPNet
 from mmsmlp.models.utils.channel_mlp import ChannelMLP, LayerNormKeepDtype
-from mmsmlp.models.utils.fast_paths import set_mode
+from mmsmlp.models.utils.fast_paths import graph_capture, set_mode
+from mmsmlp.models.utils.sums import sum_rows
 from mmsmlp.testing import OfficialSMLPNet
 from .conftest import REPO_ROOT, assert_same_gradients
 from .test_converter import randomize
@@ -22,11 +24,14 @@ converter = runpy.run_path(
     osp.join(REPO_ROOT, 'tools', 'model_converters', 'spach2mmsmlp.py'))
 
 
-def test_channel_mlp_recompute_matches_autograd():
+@pytest.mark.parametrize('capturing', [False, True])
+def test_channel_mlp_recompute_matches_autograd(capturing):
     torch.manual_seed(0)
     mlp = ChannelMLP(8, 24).train()
     x = torch.randn(2, 5, 7, 8, requires_grad=True)
-    out = mlp(x)
+    with graph_capture() if capturing else contextlib.nullcontext():
+        out = mlp(x)
+    assert out.grad_fn.__class__.__name__ == '_ChannelMLPFunctionBackward'
     plain = mlp.fc2(F.gelu(mlp.fc1(x)))
     torch.testing.assert_close(out, plain)
     assert_same_gradients(out, plain, [x, *mlp.parameters()])
@@ -42,6 +47,27 @@ def test_channel_mlp_under_autocast():
     assert mlp.fc2.weight.grad.dtype == torch.float32
     assert mlp.fc2.bias.grad.dtype == torch.float32
     torch.testing.assert_close(mlp.fc2.bias.grad, torch.full((8, ), 4.))
+
+
+@pytest.mark.parametrize('device', [
+    'cpu',
+    pytest.param('cuda', marks=pytest.mark.skipif(
+        not torch.cuda.is_available(), reason='the product form needs CUDA'))
+])
+@pytest.mark.parametrize('dtype', [torch.bfloat16, torch.float16,
+                                   torch.float32])
+def test_sum_rows_is_the_fp32_column_sum(device, dtype):
+    """The backward passes' row sums (a product with ones for bf16/fp16 on
+    CUDA): fp32 results, within fp32 rounding of the exact sum; a rounding
+    to the input's dtype (as ``x.sum(0)`` gives) would be off by ~1e-2."""
+    torch.manual_seed(0)
+    x = torch.randn(3001, 37, device=device).to(dtype)
+    got = sum_rows(x)
+    want = x.double().sum(0)
+    assert got.dtype == torch.float32 and got.shape == (37, )
+    torch.testing.assert_close(got.double(), want, rtol=0, atol=1e-3)
+    assert (x.sum(0).double() - want).abs().max() > 1e-2 or \
+        dtype == torch.float32
 
 
 def test_layer_norm_keeps_dtype():

@@ -1,4 +1,5 @@
 # Copyright (c) mmsmlp contributors. All rights reserved.
+import contextlib
 import logging
 
 import pytest
@@ -6,6 +7,7 @@ import torch
 from mmengine.logging import MMLogger
 
 from mmsmlp.models import SMLPNet, SparseMLP, resample_axial_mixing
+from mmsmlp.models.utils.fast_paths import graph_capture
 from .conftest import assert_same_gradients
 
 
@@ -107,14 +109,22 @@ def test_load_time_resampling_logs_and_matches():
         torch.testing.assert_close(at320(x)[0], at224(x)[0])
 
 
+@pytest.mark.parametrize('capturing', [False, True])
 @pytest.mark.parametrize('size', [(7, 7), (5, 9)])
-def test_backward_matches_explicit_formula(size):
+def test_backward_matches_explicit_formula(size, capturing):
+    """Both hand-written training forms: eager (fewer ops) and the one a
+    CUDA graph capture takes (fewer passes; its flag needs no GPU)."""
     torch.manual_seed(0)
     module = SparseMLP(channels=6, resolution=(7, 7)).double()
     for p in module.parameters():
         torch.nn.init.normal_(p)
     x = torch.randn(2, *size, 6, dtype=torch.float64, requires_grad=True)
-    assert_same_gradients(module(x), reference_smlp(module, x),
+    with graph_capture() if capturing else contextlib.nullcontext():
+        out = module(x)
+    want_node = ('_SparseMLPCapturedFunctionBackward'
+                 if capturing else '_SparseMLPFunctionBackward')
+    assert type(out.grad_fn).__name__ == want_node
+    assert_same_gradients(out, reference_smlp(module, x),
                           [x, *module.parameters()])
 
 

@@ -5,8 +5,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .fast_paths import compute_dtype, training_fast_path
+from .fast_paths import capturing_graph, compute_dtype, training_fast_path
 from .layer_norm import layer_norm
+from .sums import sum_rows
 
 
 class LayerNormKeepDtype(nn.LayerNorm):
@@ -64,6 +65,7 @@ class _ChannelMLPFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, dtype, w1, b1, w2, b2):
         ctx.shape, ctx.dtypes = x.shape, [t.dtype for t in (x, w1, b1, w2, b2)]
+        ctx.capturing = capturing_graph()
         x2d = x.reshape(-1, x.shape[-1]).to(dtype)
         w1, b1, w2, b2 = (t.to(dtype) for t in (w1, b1, w2, b2))
         h = torch.addmm(b1, x2d, w1.t())
@@ -73,10 +75,14 @@ class _ChannelMLPFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         x2d, h, w1, w2 = ctx.saved_tensors
-        acc = torch.promote_types(h.dtype, torch.float32)  # sums in >= fp32
         grad = grad.reshape(-1, grad.shape[-1]).to(h.dtype)
         grad_h = torch.ops.aten.gelu_backward(grad @ w2, h)
-        grads = (grad_h @ w1, grad_h.t() @ x2d, grad_h.sum(0, dtype=acc),
-                 grad.t() @ F.gelu(h), grad.sum(0, dtype=acc))
+        # The biases' gradients: PyTorch's one-op sum eagerly (the host is
+        # the bound), the faster sum_rows in a CUDA graph capture.
+        acc = torch.promote_types(h.dtype, torch.float32)  # sums in >= fp32
+        bias_grads = [sum_rows(g) if ctx.capturing else g.sum(0, dtype=acc)
+                      for g in (grad_h, grad)]
+        grads = (grad_h @ w1, grad_h.t() @ x2d, bias_grads[0],
+                 grad.t() @ F.gelu(h), bias_grads[1])
         grad_x, *grads = [g.to(dtype) for g, dtype in zip(grads, ctx.dtypes)]
         return grad_x.view(ctx.shape), None, *grads

@@ -162,6 +162,14 @@ class graph_capture:
         _switch.in_graph = self.prev
 
 
+def capturing_graph() -> bool:
+    """Whether a training step is being captured into a CUDA graph
+    (:class:`graph_capture`). The autograd nodes then take the forms that
+    cost the GPU fewer passes over the activations for more ops: a replay
+    issues ops for free, while eager training is bound by issuing them."""
+    return _switch.in_graph
+
+
 def is_eager() -> bool:
     """Neither torch.compile (which derives its own backward and writes its
     own kernels; torch.export counts as compiling too) nor tracing

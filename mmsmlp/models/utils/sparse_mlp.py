@@ -8,7 +8,9 @@ from mmengine.logging import MMLogger
 from mmengine.model import BaseModule
 from torch import Tensor, nn
 
-from .fast_paths import compute_dtype, is_exporting, training_fast_path
+from .fast_paths import (capturing_graph, compute_dtype, is_exporting,
+                         training_fast_path)
+from .sums import sum_rows
 
 
 def resample_axial_mixing(weight: Tensor, bias: Tensor,
@@ -56,33 +58,43 @@ def bias_table(b_h: Tensor, b_w: Tensor, fuse: Tensor) -> Tensor:
 
 def fuse_mixes(x: Tensor, x_w: Tensor, x_h: Tensor, fuse: Tensor) -> Tensor:
     """The 1x1 fuse over the concatenation ``[x, x_w, x_h]`` (the official
-    order) as three accumulated matmuls: the concatenation is never built.
-    ``(B, H, W, C)`` tensors (any views of that memory)."""
+    order) as three matmuls accumulated in one buffer: the concatenation is
+    never built. ``(B, H, W, C)`` tensors (any views of that memory)."""
     C = x.shape[-1]
-    f_id, f_w, f_h = fuse.split(C, dim=1)
+    # In place, so the buffer is not copied for each sum (an out-of-place
+    # addmm copies its input first); the weight is cast by hand for that,
+    # as autocast casts only the out-of-place ops. Traced (mmengine's FLOP
+    # counter, the TorchScript-based ONNX exporter), out of place: those
+    # tools know addmm, not addmm_.
+    addmm = torch.addmm if torch.jit.is_tracing() else Tensor.addmm_
+    f_id, f_w, f_h = fuse.to(x_w.dtype).split(C, dim=1)
     out = torch.mm(x.reshape(-1, C), f_id.t())
-    out = torch.addmm(out, x_w.reshape(-1, C), f_w.t())
-    out = torch.addmm(out, x_h.reshape(-1, C), f_h.t())
+    out = addmm(out, x_w.reshape(-1, C), f_w.t())
+    out = addmm(out, x_h.reshape(-1, C), f_h.t())
     return out.view(x.shape)
 
 
-def sparse_mlp(x: Tensor, w_h: Tensor, b_h: Tensor, w_w: Tensor, b_w: Tensor,
-               fuse: Tensor) -> Tensor:
-    """The sMLP of a contiguous ``(B, H, W, C)`` tensor.
-
-    ``x_h`` (mixed along the height) and ``x_w`` (along the width) are each
-    one batched matmul; the shared weight is an expanded view, read once per
-    batch, never copied. They are fused by :func:`fuse_mixes`; the biases
-    come in as :func:`bias_table`.
-    """
+def axial_mixes(x: Tensor, w_h: Tensor, w_w: Tensor) -> Tuple[Tensor, Tensor]:
+    """``x`` mixed along the height and along the width (without the
+    biases), each one batched matmul of a contiguous ``(B, H, W, C)``
+    tensor. The shared weight is an expanded view, read once per batch,
+    never copied."""
     B, H, W, C = x.shape
     # (B, H, W * C) through the flat view: the same view, but torch.export
     # can then prove the reshape valid for symbolic sizes (it cannot for
     # the direct merge of W and C).
     x_h = torch.bmm(w_h.expand(B, H, H), x.view(-1).view(B, H, W * C))
     x_w = torch.bmm(w_w.expand(B * H, W, W), x.view(B * H, W, C))
-    return fuse_mixes(x, x_w.view(x.shape), x_h.view(x.shape),
-                      fuse).add_(bias_table(b_h, b_w, fuse))
+    return x_h.view(x.shape), x_w.view(x.shape)
+
+
+def sparse_mlp(x: Tensor, w_h: Tensor, b_h: Tensor, w_w: Tensor, b_w: Tensor,
+               fuse: Tensor) -> Tensor:
+    """The sMLP of a contiguous ``(B, H, W, C)`` tensor: the
+    :func:`axial_mixes`, fused by :func:`fuse_mixes`; the biases come in as
+    :func:`bias_table`."""
+    x_h, x_w = axial_mixes(x, w_h, w_w)
+    return fuse_mixes(x, x_w, x_h, fuse).add_(bias_table(b_h, b_w, fuse))
 
 
 class SparseMLP(BaseModule):
@@ -123,10 +135,13 @@ class SparseMLP(BaseModule):
         if not training_fast_path(self):
             return sparse_mlp(x, *params)
         # Eager training: one autograd node instead of a dozen, as the host
-        # issuing ops is the bound; in autocast's dtype, cast inside.
+        # issuing ops is the bound; in autocast's dtype, cast inside. In a
+        # CUDA graph capture the form with fewer passes, more ops.
+        node = (_SparseMLPCapturedFunction
+                if capturing_graph() else _SparseMLPFunction)
         dtype = compute_dtype(x)  # before autocast is turned off
         with torch.autocast(x.device.type, enabled=False):
-            return _SparseMLPFunction.apply(x, dtype, *params)
+            return node.apply(x, dtype, *params)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # Weights trained at another input size are resampled to this
@@ -157,8 +172,9 @@ class _SparseMLPFunction(torch.autograd.Function):
     spends GPU passes to save ops: each mix adds its bias inside its batched
     matmul (``baddbmm``), and the mixes are saved with their biases, so the
     bias gradients are one reduction each and the fuse gradient needs no
-    bias correction (:func:`sparse_mlp`'s bias table, for inference and
-    torch.compile, saves the passes instead)."""
+    bias correction (:func:`sparse_mlp`'s bias table, for inference,
+    torch.compile and CUDA graph captures, :class:`_SparseMLPCapturedFunction`,
+    saves the passes instead)."""
 
     @staticmethod
     def forward(ctx, x, dtype, *params):
@@ -197,5 +213,65 @@ class _SparseMLPFunction(torch.autograd.Function):
             torch.mm(g.t(), t.view(-1, C)) for t in (x, x_w, x_h)], dim=1)
         grads = (grad_x.view(B, H, W, C), grad_w_h, g_h.sum((0, 2), dtype=acc),
                  grad_w_w, g_w.sum((0, 2), dtype=acc), grad_fuse)
+        grads = [g.to(dtype) for g, dtype in zip(grads, ctx.dtypes)]
+        return grads[0], None, *grads[1:]
+
+
+class _SparseMLPCapturedFunction(torch.autograd.Function):
+    """:func:`sparse_mlp` for a training step captured into a CUDA graph: one
+    autograd node, in the compute dtype, with a hand-written backward that
+    spends ops to save passes over the activations (a replay issues its
+    ops for free; :class:`_SparseMLPFunction` is the other way round).
+
+    Backward accumulates the three gradients reaching ``x`` in one buffer
+    in place, and reads the output gradient once more, summed over the
+    batch, for everything the biases touch: their own gradients and their
+    part of the fuse's (they entered as the bias table, not as part of the
+    saved mixes)."""
+
+    @staticmethod
+    def forward(ctx, x, dtype, w_h, b_h, w_w, b_w, fuse):
+        # Casts to the compute dtype happen in here, and the gradients are
+        # cast back in backward: no autograd node per cast. The bias table
+        # is computed from the parameters as they are (fp32), as autocast
+        # leaves it in sparse_mlp.
+        ctx.dtypes = [t.dtype for t in (x, w_h, b_h, w_w, b_w, fuse)]
+        x, w_h, w_w, fuse_c = (t.to(dtype) for t in (x, w_h, w_w, fuse))
+        x_h, x_w = axial_mixes(x, w_h, w_w)
+        ctx.save_for_backward(x, x_h, x_w, w_h, w_w, fuse_c, b_h, b_w, fuse)
+        return fuse_mixes(x, x_w, x_h, fuse_c).add_(
+            bias_table(b_h, b_w, fuse))
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, x_h, x_w, w_h, w_w, fuse_c, b_h, b_w, fuse = ctx.saved_tensors
+        B, H, W, C = x.shape
+        g = grad.reshape(-1, C).to(x.dtype)
+        f_id, f_w, f_h = fuse_c.split(C, dim=1)
+        g_w = torch.mm(g, f_w).view(B * H, W, C)  # gradient reaching x_w
+        g_h = torch.mm(g, f_h).view(B, H, W * C)  # gradient reaching x_h
+        # dx = g f_id + w_w^T g_w (along rows) + w_h^T g_h (along columns)
+        grad_x = torch.mm(g, f_id)
+        grad_x.view(B * H, W, C).baddbmm_(w_w.t().expand(B * H, W, W), g_w)
+        grad_x.view(B, H, W * C).baddbmm_(w_h.t().expand(B, H, H), g_h)
+        # Mixing weights: one small matrix per batch entry, summed in fp32.
+        grad_w_w = sum_rows(torch.bmm(
+            g_w, x.view(B * H, W, C).transpose(1, 2)).view(B * H, W * W))
+        grad_w_h = sum_rows(torch.bmm(
+            g_h, x.view(B, H, W * C).transpose(1, 2)).view(B, H * H))
+        # The biases: out[b, h, w] gets b_w[w] * f_w.sum(1) + b_h[h] *
+        # f_h.sum(1), so all they need is g summed over the batch, (H, W, C).
+        g_sum = sum_rows(g.view(B, -1)).view(H, W, C)
+        g_hc, g_wc = g_sum.sum(1), g_sum.sum(0)  # (H, C), (W, C)
+        _, F_w, F_h = fuse.to(g_sum.dtype).split(C, dim=1)
+        b_h, b_w = b_h.to(g_sum.dtype), b_w.to(g_sum.dtype)
+        grad_fuse = torch.cat([
+            torch.mm(g.t(), x.view(-1, C)),
+            torch.mm(g.t(), x_w.view(-1, C)) + (b_w @ g_wc)[:, None],
+            torch.mm(g.t(), x_h.view(-1, C)) + (b_h @ g_hc)[:, None]
+        ], dim=1)
+        grads = (grad_x.view(B, H, W, C), grad_w_h.view(H, H),
+                 g_hc @ F_h.sum(1), grad_w_w.view(W, W), g_wc @ F_w.sum(1),
+                 grad_fuse)
         grads = [g.to(dtype) for g, dtype in zip(grads, ctx.dtypes)]
         return grads[0], None, *grads[1:]
