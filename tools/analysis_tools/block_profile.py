@@ -11,10 +11,12 @@ prints it in microseconds and in "copies": the time over that of one copy
 of the block's input (read + write of B x H x W x C bf16 values), a unit
 that tells how many passes over the activation a part costs. The last
 column multiplies by the stage's depth: a training step's share.
-``MMSMLP_FAST_PATHS=triton-train`` profiles the parts with mmsmlp's Triton
-training kernels, ``=plain`` as the plain formulas (the default uses the
-kernels in inference only, so a training profile shows PyTorch's ops and
-the hand-written autograd nodes).
+``--graph-forms`` profiles the parts as a CUDA graph capture runs them,
+what the configs train with (``fast_paths.graph_capture``: mmsmlp's Triton
+training kernels and the autograd nodes' pass-saving forms), eagerly;
+``MMSMLP_FAST_PATHS=triton-train`` the Triton kernels with the eager
+nodes, ``=plain`` the plain formulas (the default: the eager training
+forms, PyTorch's ops and the hand-written autograd nodes).
 """
 import argparse
 
@@ -23,6 +25,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from mmsmlp.models import SMLPNet
+from mmsmlp.models.utils.fast_paths import graph_capture
 from mmsmlp.models.utils.norm_act import batch_norm_gelu, conv_batch_norm_gelu
 
 
@@ -67,13 +70,20 @@ def main():
                         help='top kernels printed per part')
     parser.add_argument('--compile', action='store_true',
                         help='each part through torch.compile')
+    parser.add_argument('--graph-forms', action='store_true',
+                        help='the forms a CUDA graph capture runs (run '
+                        'eagerly): what the configs train with')
     args = parser.parse_args()
+    if args.graph_forms:
+        graph_capture().__enter__()  # for the rest of the process
     torch.backends.cudnn.benchmark = True
     model = SMLPNet(arch=args.arch, img_size=args.size).cuda().train()
     print(f'{torch.cuda.get_device_name()}, torch {torch.__version__}, '
           f'sMLPNet-{args.arch}, batch {args.batch}, bf16 autocast, one '
           'block per stage, forward + backward kernel time'
-          + (', compiled parts' if args.compile else ''))
+          + (', compiled parts' if args.compile else '')
+          + (', the forms of a CUDA graph capture' if args.graph_forms
+             else ''))
     print('| stage | part | us per block | copies | x depth = ms per step |')
     print('|---|---|---|---|---|')
     step_total = 0.

@@ -13,7 +13,10 @@ CPU), with its faster forms beside it, each behind one predicate from here:
 - :func:`use_triton`: mmsmlp's Triton kernels (LayerNorm, BatchNorm +
   GELU);
 - :func:`fold_batch_norm`: an eval-mode BatchNorm folded into the
-  depth-wise conv before it.
+  depth-wise conv before it;
+- :func:`capturing_graph`: while a training step is captured into a CUDA
+  graph, the autograd nodes' forms with fewer passes over the activations
+  and more ops (eagerly, ops are what costs).
 
 The mode says which may run:
 
