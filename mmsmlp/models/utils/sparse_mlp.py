@@ -163,6 +163,23 @@ class SparseMLP(BaseModule):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
+def _input_grads(g: Tensor, shape, w_h: Tensor, w_w: Tensor,
+                 fuse: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+    """The sMLP's backward from the output gradient ``g`` (``(N, C)``) to
+    its input: the gradients reaching ``x_w`` (``(B * H, W, C)``) and
+    ``x_h`` (``(B, H, W * C)``), and ``x``'s, ``g f_id + w_w^T g_w`` (along
+    rows) ``+ w_h^T g_h`` (along columns) accumulated in one buffer in
+    place, ``(B, H, W, C)``."""
+    B, H, W, C = shape
+    f_id, f_w, f_h = fuse.split(C, dim=1)
+    g_w = torch.mm(g, f_w).view(B * H, W, C)
+    g_h = torch.mm(g, f_h).view(B, H, W * C)
+    grad_x = torch.mm(g, f_id)
+    grad_x.view(B * H, W, C).baddbmm_(w_w.t().expand(B * H, W, W), g_w)
+    grad_x.view(B, H, W * C).baddbmm_(w_h.t().expand(B, H, H), g_h)
+    return grad_x.view(shape), g_w, g_h
+
+
 class _SparseMLPFunction(torch.autograd.Function):
     """The sMLP for eager training: one autograd node per block instead of
     a dozen, with a hand-written backward (the three gradients reaching
@@ -197,13 +214,7 @@ class _SparseMLPFunction(torch.autograd.Function):
         B, H, W, C = x.shape
         acc = torch.promote_types(x.dtype, torch.float32)  # sums in >= fp32
         g = grad.reshape(-1, C)
-        f_id, f_w, f_h = fuse.split(C, dim=1)
-        g_w = torch.mm(g, f_w).view(B * H, W, C)  # gradient reaching x_w
-        g_h = torch.mm(g, f_h).view(B, H, W * C)  # gradient reaching x_h
-        # dx = g f_id + w_w^T g_w (along rows) + w_h^T g_h (along columns)
-        grad_x = torch.mm(g, f_id)
-        grad_x.view(B * H, W, C).baddbmm_(w_w.t().expand(B * H, W, W), g_w)
-        grad_x.view(B, H, W * C).baddbmm_(w_h.t().expand(B, H, H), g_h)
+        grad_x, g_w, g_h = _input_grads(g, x.shape, w_h, w_w, fuse)
         # Mixing weights: one small matrix per batch entry, then summed.
         grad_w_w = torch.bmm(g_w, x.view(B * H, W, C).transpose(1, 2)).sum(
             0, dtype=acc)
@@ -211,7 +222,7 @@ class _SparseMLPFunction(torch.autograd.Function):
             0, dtype=acc)
         grad_fuse = torch.cat([
             torch.mm(g.t(), t.view(-1, C)) for t in (x, x_w, x_h)], dim=1)
-        grads = (grad_x.view(B, H, W, C), grad_w_h, g_h.sum((0, 2), dtype=acc),
+        grads = (grad_x, grad_w_h, g_h.sum((0, 2), dtype=acc),
                  grad_w_w, g_w.sum((0, 2), dtype=acc), grad_fuse)
         grads = [g.to(dtype) for g, dtype in zip(grads, ctx.dtypes)]
         return grads[0], None, *grads[1:]
@@ -247,13 +258,7 @@ class _SparseMLPCapturedFunction(torch.autograd.Function):
         x, x_h, x_w, w_h, w_w, fuse_c, b_h, b_w, fuse = ctx.saved_tensors
         B, H, W, C = x.shape
         g = grad.reshape(-1, C).to(x.dtype)
-        f_id, f_w, f_h = fuse_c.split(C, dim=1)
-        g_w = torch.mm(g, f_w).view(B * H, W, C)  # gradient reaching x_w
-        g_h = torch.mm(g, f_h).view(B, H, W * C)  # gradient reaching x_h
-        # dx = g f_id + w_w^T g_w (along rows) + w_h^T g_h (along columns)
-        grad_x = torch.mm(g, f_id)
-        grad_x.view(B * H, W, C).baddbmm_(w_w.t().expand(B * H, W, W), g_w)
-        grad_x.view(B, H, W * C).baddbmm_(w_h.t().expand(B, H, H), g_h)
+        grad_x, g_w, g_h = _input_grads(g, x.shape, w_h, w_w, fuse_c)
         # Mixing weights: one small matrix per batch entry, summed in fp32.
         grad_w_w = sum_rows(torch.bmm(
             g_w, x.view(B * H, W, C).transpose(1, 2)).view(B * H, W * W))
@@ -270,7 +275,7 @@ class _SparseMLPCapturedFunction(torch.autograd.Function):
             torch.mm(g.t(), x_w.view(-1, C)) + (b_w @ g_wc)[:, None],
             torch.mm(g.t(), x_h.view(-1, C)) + (b_h @ g_hc)[:, None]
         ], dim=1)
-        grads = (grad_x.view(B, H, W, C), grad_w_h.view(H, H),
+        grads = (grad_x, grad_w_h.view(H, H),
                  g_hc @ F_h.sum(1), grad_w_w.view(W, W), g_wc @ F_w.sum(1),
                  grad_fuse)
         grads = [g.to(dtype) for g, dtype in zip(grads, ctx.dtypes)]
