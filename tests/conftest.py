@@ -1,5 +1,6 @@
 # Copyright (c) mmsmlp contributors. All rights reserved.
 import glob
+import importlib.util
 import json
 import os
 import os.path as osp
@@ -32,6 +33,17 @@ def upstream_randaug_policies(policies):
         tuple(value) if isinstance(value, list) else value
         for key, value in policy.items()
     } for policy in policies]
+
+
+def load_analysis_tool(filename):
+    """``tools/analysis_tools/<filename>`` imported as a module (its
+    ``main`` and helpers called in-process)."""
+    spec = importlib.util.spec_from_file_location(
+        osp.splitext(filename)[0] + '_tool',
+        osp.join(REPO_ROOT, 'tools', 'analysis_tools', filename))
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    return tool
 
 
 def run_tool(tool, *args):

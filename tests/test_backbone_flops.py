@@ -1,21 +1,13 @@
 # Copyright (c) mmsmlp contributors. All rights reserved.
 """tools/analysis_tools/backbone_flops.py counts what the papers count, and
 shows how sMLPNet's token mixing grows with the input size."""
-import importlib.util
-import os.path as osp
-
 import pytest
 
-from .conftest import REPO_ROOT
+from .conftest import load_analysis_tool
 
 
 def load_tool():
-    spec = importlib.util.spec_from_file_location(
-        'backbone_flops_tool',
-        osp.join(REPO_ROOT, 'tools', 'analysis_tools', 'backbone_flops.py'))
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
-    return tool
+    return load_analysis_tool('backbone_flops.py')
 
 
 def test_counts_the_papers_flops_and_the_growth_with_size(capsys):

@@ -1,22 +1,15 @@
 # Copyright (c) mmsmlp contributors. All rights reserved.
 """tools/analysis_tools/benchmark.py builds every model it compares (speed
 itself is measured on a GPU, never here)."""
-import importlib.util
-import os.path as osp
 
 import pytest
 import torch
 
-from .conftest import REPO_ROOT
+from .conftest import load_analysis_tool
 
 
 def load_tool():
-    spec = importlib.util.spec_from_file_location(
-        'benchmark_tool',
-        osp.join(REPO_ROOT, 'tools', 'analysis_tools', 'benchmark.py'))
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
-    return tool
+    return load_analysis_tool('benchmark.py')
 
 
 @pytest.mark.parametrize('name', ['timm-convnext-t', 'timm-swin-t',
