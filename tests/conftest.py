@@ -35,12 +35,12 @@ def upstream_randaug_policies(policies):
     } for policy in policies]
 
 
-def load_analysis_tool(filename):
-    """``tools/analysis_tools/<filename>`` imported as a module (its
-    ``main`` and helpers called in-process)."""
+def import_tool(path):
+    """``tools/<path>`` (e.g. ``'analysis_tools/benchmark.py'``) imported
+    as a module, its functions called in-process."""
     spec = importlib.util.spec_from_file_location(
-        osp.splitext(filename)[0] + '_tool',
-        osp.join(REPO_ROOT, 'tools', 'analysis_tools', filename))
+        osp.splitext(osp.basename(path))[0] + '_tool',
+        osp.join(REPO_ROOT, 'tools', path))
     tool = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tool)
     return tool

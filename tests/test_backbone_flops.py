@@ -3,11 +3,11 @@
 shows how sMLPNet's token mixing grows with the input size."""
 import pytest
 
-from .conftest import load_analysis_tool
+from .conftest import import_tool
 
 
 def load_tool():
-    return load_analysis_tool('backbone_flops.py')
+    return import_tool('analysis_tools/backbone_flops.py')
 
 
 def test_counts_the_papers_flops_and_the_growth_with_size(capsys):

@@ -5,11 +5,11 @@ itself is measured on a GPU, never here)."""
 import pytest
 import torch
 
-from .conftest import load_analysis_tool
+from .conftest import import_tool
 
 
 def load_tool():
-    return load_analysis_tool('benchmark.py')
+    return import_tool('analysis_tools/benchmark.py')
 
 
 @pytest.mark.parametrize('name', ['timm-convnext-t', 'timm-swin-t',

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from .conftest import REPO_ROOT
+from .conftest import REPO_ROOT, import_tool
 
 
 def python(code, env=None):
@@ -236,13 +236,8 @@ def test_second_install_does_not_rebuild_mmcv():
 def test_compile_flag_adds_the_hook(value):
     """`tools/train.py --compile [MODE]` appends CompileForwardHook with the
     mode to the config's hooks; without it nothing is compiled."""
-    import importlib.util
-
     from mmengine.config import Config
-    spec = importlib.util.spec_from_file_location(
-        'train_tool', osp.join(REPO_ROOT, 'tools', 'train.py'))
-    train_tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(train_tool)
+    train_tool = import_tool('train.py')
     config = osp.join(REPO_ROOT, 'configs', 'smlpnet',
                       'smlpnet-t_8xb128_in1k.py')
     argv = [config] + ([] if value is None else ['--compile', value])

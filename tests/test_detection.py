@@ -4,7 +4,6 @@ data, training and COCO evaluation through tools/train.py and tools/test.py,
 the demo, input sizes, the frozen-BatchNorm decision, ImageNet init, AMP."""
 import copy
 import glob
-import importlib.util
 import json
 import os.path as osp
 import re
@@ -24,7 +23,7 @@ from mmsmlp.datasets.synthetic_coco import (COCO_CATEGORY_IDS,
                                             SHAPE_CATEGORIES, make_coco)
 from mmsmlp.models import SMLPNet
 
-from .conftest import REPO_ROOT, read_scalars, run_tool
+from .conftest import REPO_ROOT, import_tool, read_scalars, run_tool
 
 DET_DIR = osp.join(REPO_ROOT, 'configs', 'mask_rcnn')
 T_1X = osp.join(DET_DIR, 'mask-rcnn_smlpnet-t_fpn_1x_coco.py')
@@ -307,11 +306,7 @@ def test_train_tool(trained):
     assert len(val) == 1 and 'coco/segm_mAP' in val[0]
 
     # tools/analysis_tools/det_speed.py reads this log format
-    spec = importlib.util.spec_from_file_location(
-        'det_speed',
-        osp.join(REPO_ROOT, 'tools', 'analysis_tools', 'det_speed.py'))
-    det_speed = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(det_speed)
+    det_speed = import_tool('analysis_tools/det_speed.py')
     summary = det_speed.summarize(logs, interval=1)
     assert summary['timed_iters'] == [2, 3]
     assert summary['sec_per_iter'] == pytest.approx(
@@ -488,10 +483,7 @@ def test_train_amp_is_fp16(monkeypatch):
     autocast on CUDA (mmcv's RoIAlign has no bf16 kernel)."""
     import mmengine.optim.optimizer.amp_optimizer_wrapper as amp_wrapper
     import mmengine.runner.amp as amp
-    spec = importlib.util.spec_from_file_location(
-        'train_tool', osp.join(REPO_ROOT, 'tools', 'train.py'))
-    train_tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(train_tool)
+    train_tool = import_tool('train.py')
     monkeypatch.setattr(sys, 'argv', ['train.py', T_1X, '--amp'])
     cfg = train_tool.merge_args(Config.fromfile(T_1X),
                                 train_tool.parse_args())

@@ -2,7 +2,6 @@
 """The speed-oriented formulation equals the plain one, in training too."""
 import contextlib
 import copy
-import importlib.util
 import os.path as osp
 import runpy
 
@@ -17,7 +16,7 @@ from mmsmlp.models.utils.channel_mlp import ChannelMLP, LayerNormKeepDtype
 from mmsmlp.models.utils.fast_paths import graph_capture, set_mode
 from mmsmlp.models.utils.sums import sum_rows
 from mmsmlp.testing import OfficialSMLPNet
-from .conftest import REPO_ROOT, assert_same_gradients
+from .conftest import REPO_ROOT, assert_same_gradients, import_tool
 from .test_converter import randomize
 
 converter = runpy.run_path(
@@ -285,11 +284,7 @@ def test_op_count_tool_counts_one_step():
     a pooled linear classifier's forward has one matmul (addmm) and its
     backward one (mm, the weight gradient: the input needs none); the
     warm-up step is not counted."""
-    spec = importlib.util.spec_from_file_location(
-        'op_count',
-        osp.join(REPO_ROOT, 'tools', 'analysis_tools', 'op_count.py'))
-    op_count = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(op_count)
+    op_count = import_tool('analysis_tools/op_count.py')
     model = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(),
                           nn.Linear(3, 1000))
     fwd, bwd = op_count.count_step(model, size=8, batch=2)

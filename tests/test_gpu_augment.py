@@ -198,22 +198,35 @@ GEOMETRIC = [p for p in RANDAUG_POLICIES['timm_increasing']
              if p['type'] in ('Rotate', 'Shear', 'Translate')]
 
 
+def one_op_args(policy, interpolation='bicubic'):
+    """RandAugment's arguments for ``policy`` alone, always applied."""
+    return dict(policies=[dict(policy, prob=1.)], num_policies=1,
+                magnitude_level=9, magnitude_std='inf',
+                hparams=dict(RANDAUG['hparams'], interpolation=interpolation))
+
+
+def one_op_rows(policy, seeds, imgs, interpolation='bicubic'):
+    """The recorded parameter rows of ``policy`` for each image, drawn from
+    numpy seeded with its seed."""
+    params = RandAugmentParams(**one_op_args(policy, interpolation))
+    rows = []
+    for seed, img in zip(seeds, imgs):
+        np.random.seed(seed)
+        rows.append(params(dict(img=img))['randaug_params'])
+    return np.stack(rows)
+
+
 def one_op(policy, seeds, imgs, interpolation='bicubic'):
     """Upstream's op (always applied) and the device's on the same draws:
     (upstream images, device images, drawn values)."""
-    args = dict(policies=[dict(policy, prob=1.)], num_policies=1,
-                magnitude_level=9, magnitude_std='inf',
-                hparams=dict(RANDAUG['hparams'],
-                             interpolation=interpolation))
-    upstream, params = RandAugment(**args), RandAugmentParams(**args)
-    want, rows = [], []
+    upstream = RandAugment(**one_op_args(policy, interpolation))
+    want = []
     for seed, img in zip(seeds, imgs):
         np.random.seed(seed)
         want.append(upstream(dict(img=img.copy()))['img'])
-        np.random.seed(seed)
-        rows.append(params(dict(img=img))['randaug_params'])
-    got = augment_batch(to_batch(imgs), np.stack(rows), None)
-    return np.stack(want), np.stack(to_images(got)), np.stack(rows)[:, 0, 2]
+    rows = one_op_rows(policy, seeds, imgs, interpolation)
+    got = augment_batch(to_batch(imgs), rows, None)
+    return np.stack(want), np.stack(to_images(got)), rows[:, 0, 2]
 
 
 @pytest.mark.parametrize('policy', PIXEL_OPS, ids=lambda p: p['type'])
@@ -250,15 +263,7 @@ def test_ops_on_a_gpu_equal_the_cpu_ones():
     same uint8 images, the geometric ones within a level."""
     imgs = [photo(s, 160, 224) for s in range(8)]
     for policy in PIXEL_OPS + GEOMETRIC:
-        args = dict(policies=[dict(policy, prob=1.)], num_policies=1,
-                    magnitude_level=9, magnitude_std='inf',
-                    hparams=RANDAUG['hparams'])
-        params = RandAugmentParams(**args)
-        rows = []
-        for seed, img in enumerate(imgs):
-            np.random.seed(seed)
-            rows.append(params(dict(img=img))['randaug_params'])
-        rows = np.stack(rows)
+        rows = one_op_rows(policy, range(8), imgs)
         on_cpu = augment_batch(to_batch(imgs), rows, None)
         on_gpu = augment_batch(to_batch(imgs).cuda(), rows, None).cpu()
         diff = (on_gpu.int() - on_cpu.int()).abs()

@@ -5,7 +5,6 @@ reports the evaluators' metrics; the harder options of the generators."""
 import copy
 import csv
 import glob
-import importlib.util
 import json
 import math
 import os.path as osp
@@ -21,19 +20,9 @@ from mmsmlp.datasets.synthetic_ade20k import (CLASS_IDS, draw_scene,
                                               make_ade20k, object_classes)
 from mmsmlp.datasets.synthetic_coco import make_coco, shape_kinds
 
-from .conftest import REPO_ROOT, read_scalars, run_tool
+from .conftest import import_tool, read_scalars, run_tool
 
-TOOL = osp.join(REPO_ROOT, 'tools', 'analysis_tools', 'learning_check.py')
-
-
-def load_tool():
-    spec = importlib.util.spec_from_file_location('learning_check', TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-lc = load_tool()
+lc = import_tool('analysis_tools/learning_check.py')
 
 
 # ------------------------------------------------- the derived configs ----

@@ -17,7 +17,7 @@ from mmengine.optim import build_optim_wrapper
 from mmengine.optim.scheduler import CosineAnnealingLR, LinearLR
 
 from mmsmlp.engine import ForeachEMA, GroupedOptimWrapperConstructor
-from .conftest import REPO_ROOT, run_tool
+from .conftest import REPO_ROOT, import_tool, run_tool
 
 # mmpretrain's Swin/DeiT schedule (imagenet_bs1024_adamw_swin.py) with a
 # custom key: no decay on norms, biases and 1-d parameters, a smaller
@@ -546,13 +546,8 @@ def test_train_speed_summary_of_validation_times():
     """The validation figures from IterTimestampHook's record: the full
     batches after --val-skip (``val``), the last partial batch apart
     (``val_all``), the data wait and the s/batch of each quarter."""
-    import importlib.util
     from types import SimpleNamespace
-    spec = importlib.util.spec_from_file_location(
-        'train_speed_tool',
-        osp.join(REPO_ROOT, 'tools', 'analysis_tools', 'train_speed.py'))
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
+    tool = import_tool('analysis_tools/train_speed.py')
     args = SimpleNamespace(warmup_iters=0, restart_iters=0, val_skip=1,
                            workers=2)
     # 10 batches of 4 (the last of 2 images): 0.1 s apart, each waiting

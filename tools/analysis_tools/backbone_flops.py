@@ -73,8 +73,9 @@ def main(argv=None):
         help='input sizes HxW (800x1344: Mask R-CNN 1x\'s usual padded '
         'batch; 512x512: UperNet\'s crops)')
     args = parser.parse_args(argv)
-    table = {(name, shape): gflops(build(name), shape)
-             for name in args.models for shape in args.shapes}
+    models = {name: build(name) for name in args.models}
+    table = {(name, shape): gflops(model, shape)
+             for name, model in models.items() for shape in args.shapes}
     base = args.models[0]
     print('| backbone | ' + ' | '.join(f'{h}x{w}'
                                          for h, w in args.shapes) + ' |')
