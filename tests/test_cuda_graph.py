@@ -5,6 +5,7 @@ what eager training computes.
 The graph tests need CUDA (CUDA graphs exist only there) and run on the GPU
 machine; on a CPU the module and the hook must leave training eager and
 unchanged, which the CPU tests check."""
+import contextlib
 import copy
 import logging
 
@@ -15,6 +16,7 @@ from mmengine.logging import MMLogger
 from mmpretrain.registry import MODELS
 
 from mmsmlp.engine import CUDAGraphHook
+from mmsmlp.models import SMLPNet
 from mmsmlp.models.utils import fast_paths
 from mmsmlp.models.utils.cuda_graph import GraphedTraining
 from mmsmlp.models.utils.fast_paths import graph_capture, set_mode
@@ -196,6 +198,40 @@ def test_graphed_backbone_equals_eager(autocast_dtype, alias_parameters):
 
 
 @needs_cuda
+def test_graphed_backbone_as_upernet_trains_it_in_fp16():
+    """The UperNet configs' backbone (every stage's output, frozen
+    BatchNorm statistics) under fp16 autocast, graphed against
+    eager running the capture forms: the setting in which tools/train.py
+    stopped with a CUDA illegal memory access on an H200 (2026-12-01,
+    docs/segmentation.md); this test had not run on a GPU then."""
+    torch.manual_seed(0)
+    eager = SMLPNet(arch=dict(embed_dims=16, depths=[1, 2, 2, 1],
+                              mlp_ratio=3), img_size=128,
+                    out_indices=(0, 1, 2, 3),
+                    norm_eval=True).cuda().train()
+    graphed_model = copy.deepcopy(eager)
+    graphed = GraphedTraining.wrap(graphed_model)
+    x = torch.randn(2, 3, 128, 128, device='cuda')
+    for step in range(3):
+        results = []
+        for model, capture_forms in ((eager, True), (graphed_model, False)):
+            with torch.autocast('cuda', dtype=torch.float16), (
+                    graph_capture() if capture_forms else
+                    contextlib.nullcontext()):
+                outs = model(x + step)
+            loss = sum(o.float().square().mean() for o in outs)
+            grads = torch.autograd.grad(loss, list(model.parameters()))
+            results.append((outs, grads))
+        (outs_e, grads_e), (outs_g, grads_g) = results
+        for a, b in zip(outs_g, outs_e):
+            torch.testing.assert_close(a, b, atol=2e-2, rtol=2e-2)
+        for (name, _), a, b in zip(eager.named_parameters(), grads_g,
+                                   grads_e):
+            torch.testing.assert_close(a, b, atol=2e-2, rtol=2e-2, msg=name)
+    assert graphed.captures == 1
+
+
+@needs_cuda
 def test_graphed_drop_path_follows_the_seed():
     """Drop path inside the graph: the generator's seed sets its draws (a
     resumed run repeats an unbroken one), capturing consumes none, and
@@ -269,26 +305,30 @@ def test_a_copied_module_gets_its_own_wrapper():
             copied.backbone(x)[0], model.backbone(x)[0], atol=0.5)
 
 
-@pytest.mark.parametrize('config, index', [
-    ('smlpnet/smlpnet-t_8xb128_in1k.py', 3),
-    ('smlpnet/smlpnet-s_8xb128_in1k.py', 3),
-    ('smlpnet/smlpnet-b_8xb128_in1k.py', 3),
-    ('upernet/smlpnet-t_upernet_8xb2-160k_ade20k-512x512.py', 2),
-    ('upernet/smlpnet-b_upernet_8xb2-160k_ade20k-512x512.py', 2),
+@pytest.mark.parametrize('config, index, hook', [
+    ('smlpnet/smlpnet-t_8xb128_in1k.py', 3, dict(type='CUDAGraphHook')),
+    ('smlpnet/smlpnet-s_8xb128_in1k.py', 3, dict(type='CUDAGraphHook')),
+    ('smlpnet/smlpnet-b_8xb128_in1k.py', 3, dict(type='CUDAGraphHook')),
+    # off until the fp16 crash is located (docs/segmentation.md)
+    ('upernet/smlpnet-t_upernet_8xb2-160k_ade20k-512x512.py', 2,
+     dict(type='CUDAGraphHook', enabled=False)),
+    ('upernet/smlpnet-b_upernet_8xb2-160k_ade20k-512x512.py', 2,
+     dict(type='CUDAGraphHook', enabled=False)),
 ])
-def test_configs_train_the_backbone_through_graphs(config, index):
-    """The configs with fixed-size training batches add CUDAGraphHook at the
-    index the docs name for turning it off (README:
+def test_configs_list_the_graph_hook(config, index, hook):
+    """The configs with fixed-size training batches list CUDAGraphHook at
+    the index the docs name for turning it off or on (README:
     ``custom_hooks.3.enabled=False``)."""
     from mmengine.config import Config
 
     from .conftest import REPO_ROOT
     cfg = Config.fromfile(f'{REPO_ROOT}/configs/{config}')
-    assert cfg.custom_hooks[index] == dict(type='CUDAGraphHook')
+    assert cfg.custom_hooks[index] == hook
     if 'in1k' in config:  # fixed-size batches: no last, smaller one
         assert cfg.train_dataloader.drop_last is True
-    cfg.merge_from_dict({f'custom_hooks.{index}.enabled': False})
-    assert cfg.custom_hooks[index].enabled is False
+    enabled = not hook.get('enabled', True)
+    cfg.merge_from_dict({f'custom_hooks.{index}.enabled': enabled})
+    assert cfg.custom_hooks[index].enabled is enabled
 
 
 @needs_cuda

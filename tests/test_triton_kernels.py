@@ -14,9 +14,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from mmsmlp.models.backbones.smlpnet import SMLPBlock
+from mmsmlp.models import SparseMLP
+from mmsmlp.models.utils import axial_mix as axial_mix_module
+from mmsmlp.models.utils import channel_mlp as channel_mlp_module
 from mmsmlp.models.utils import layer_norm as layer_norm_module
 from mmsmlp.models.utils import norm_act as norm_act_module
-from mmsmlp.models.utils.fast_paths import (get_mode, mode_from_environment,
+from mmsmlp.models.utils.channel_mlp import ChannelMLP
+from mmsmlp.models.utils.fast_paths import (get_mode, graph_capture,
+                                            mode_from_environment,
                                             set_mode, use_triton)
 from mmsmlp.models.utils.layer_norm import layer_norm
 from mmsmlp.models.utils.norm_act import batch_norm_gelu
@@ -231,3 +236,119 @@ def test_block_with_kernels_equals_block_without(kernels):
                           [x2, *plain.parameters()])
     for (name, got), expected in zip(fast.named_buffers(), plain.buffers()):
         torch.testing.assert_close(got, expected, msg=name)
+
+
+@pytest.mark.parametrize('dtype', [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize('hidden', [24, 7])  # 7: masked columns
+def test_channel_mlp_gelu_backward_kernel(kernels, dtype, hidden):
+    """The channel MLP's backward with its GELU kernel (gelu(h), its
+    gradient and fc1's bias gradient in one pass) against the same node
+    without it (itself checked against the plain formula in
+    test_fast_paths.py); rows that do not fill the last tile."""
+    torch.manual_seed(0)
+    mlp = ChannelMLP(8, hidden).to(kernels).train()
+    plain = ChannelMLP(8, hidden).to(kernels)
+    plain.load_state_dict(mlp.state_dict())
+    x = torch.randn(3, 5, 7, 8, device=kernels) * 2
+    x1, x2 = x.clone().requires_grad_(), x.clone().requires_grad_()
+    launched = []
+    with torch.autocast(kernels, dtype=dtype, enabled=dtype != torch.float32):
+        out = mlp(x1)
+        with set_mode('no-triton'):
+            want = plain(x2)
+    assert out.grad_fn.__class__.__name__ == '_ChannelMLPFunctionBackward'
+    kernel = channel_mlp_module._gelu_bwd
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(channel_mlp_module, '_gelu_bwd',
+                      _Recorder(kernel, '_gelu_bwd', launched))
+        grad = torch.randn_like(out)
+        got = torch.autograd.grad(out, [x1, *mlp.parameters()], grad)
+    assert launched == ['_gelu_bwd']
+    expected = torch.autograd.grad(want, [x2, *plain.parameters()], grad)
+    torch.testing.assert_close(out, want)
+    for name, a, b in zip(['x', 'fc1.weight', 'fc1.bias', 'fc2.weight',
+                           'fc2.bias'], got, expected):
+        assert a.dtype == b.dtype, name
+        # bf16: an erf a last bit apart may round a value the other way
+        tol = {} if dtype == torch.float32 else dict(
+            atol=b.abs().max().item() / 128, rtol=0)  # one bf16 step
+        torch.testing.assert_close(a, b, **tol, msg=name)
+
+
+# Axial mixes: sizes of sMLPNet's stages up to the kernels' limit, column
+# counts that do not fill the last tile (K = 40, 7 * 9).
+@pytest.mark.parametrize('B,S,K', [(3, 7, 40), (2, 14, 63), (2, 56, 16)])
+@pytest.mark.parametrize('dtype', [
+    torch.float32,
+    # Triton's interpreter computes bf16 tl.dot wrongly (Triton 3.8)
+    pytest.param(torch.bfloat16, marks=pytest.mark.skipif(
+        DEVICE == 'cpu', reason='bf16 tl.dot needs a GPU'))
+])
+def test_axial_mix_kernels(kernels, B, S, K, dtype):
+    """Forward ``w @ x[b]`` and backward (grad_x accumulated in place, the
+    weight gradient summed over the batch, fp32) against the formulas in
+    fp64 on the same inputs: fp32 within fp32 rounding, bf16 outputs within
+    one bf16 step of the largest value (accumulated in fp32, rounded
+    once)."""
+    assert axial_mix_module.fits(S)
+    torch.manual_seed(0)
+    w, x, grad, earlier = (
+        torch.randn(shape, device=kernels).to(dtype)
+        for shape in ((S, S), (B, S, K), (B, S, K), (B, S, K)))
+    w64, x64, grad64 = w.double(), x.double(), grad.double()
+
+    def close(got, want):
+        tol = {} if got.dtype == torch.float32 else dict(
+            atol=want.abs().max().item() / 128, rtol=0)
+        torch.testing.assert_close(got, want.to(got.dtype), **tol)
+
+    close(axial_mix_module.axial_mix(w, x), w64 @ x64)
+    grad_x = earlier.clone()
+    dw = axial_mix_module.axial_mix_backward(w, grad, x, grad_x)
+    assert dw.dtype == torch.float32 and grad_x.dtype == dtype
+    close(dw, (grad64 @ x64.transpose(1, 2)).sum(0))
+    close(grad_x, earlier.double() + w64.t() @ grad64)
+
+
+@pytest.mark.parametrize('capturing', [False, True])
+def test_sparse_mlp_with_mix_kernels(capturing, default_mode):
+    """The sMLP with its mixes as kernels as a CUDA graph capture runs it
+    (training; the capture flag needs no GPU), against the plain formulas,
+    fp32; inference keeps torch.bmm. At 5 x 80 positions one mix takes the
+    kernel and the other torch.bmm."""
+    torch.manual_seed(0)
+    module = SparseMLP(channels=8, resolution=(5, 80)).to(default_mode)
+    for p in module.parameters():  # biases too, and not tiny
+        nn.init.normal_(p)
+    x = torch.randn(2, 5, 80, 8, device=default_mode)
+    launched = []
+    with pytest.MonkeyPatch.context() as patch:
+        for name in ('_mix_fwd', '_mix_bwd'):
+            patch.setattr(axial_mix_module, name, _Recorder(
+                getattr(axial_mix_module, name), name, launched))
+        if capturing:
+            x1 = x.clone().requires_grad_()
+            with graph_capture():
+                out = module(x1)
+            assert (out.grad_fn.__class__.__name__ ==
+                    '_SparseMLPCapturedFunctionBackward')
+            grad = torch.randn_like(out)
+            got = torch.autograd.grad(out, [x1, *module.parameters()], grad)
+            assert launched == ['_mix_fwd', '_mix_bwd']  # height: 5; not 80
+        else:
+            with torch.no_grad():
+                out = module.eval()(x)
+            assert launched == []
+    x2 = x.clone().requires_grad_()
+    with set_mode('plain'):
+        want = module(x2)
+    torch.testing.assert_close(out, want)
+    if capturing:
+        expected = torch.autograd.grad(want, [x2, *module.parameters()],
+                                       grad)
+        for (name, _), a, b in zip([('x', 0), *module.named_parameters()],
+                                   got, expected):
+            # sums over the batch in another order: fp32 rounding of the
+            # largest terms
+            torch.testing.assert_close(
+                a, b, atol=1e-6 * b.abs().max().item(), rtol=1e-5, msg=name)

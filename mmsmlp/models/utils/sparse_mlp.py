@@ -8,8 +8,9 @@ from mmengine.logging import MMLogger
 from mmengine.model import BaseModule
 from torch import Tensor, nn
 
+from . import axial_mix as kernels
 from .fast_paths import (capturing_graph, compute_dtype, is_exporting,
-                         training_fast_path)
+                         training_fast_path, use_triton)
 from .sums import sum_rows
 
 
@@ -74,18 +75,42 @@ def fuse_mixes(x: Tensor, x_w: Tensor, x_h: Tensor, fuse: Tensor) -> Tensor:
     return out.view(x.shape)
 
 
-def axial_mixes(x: Tensor, w_h: Tensor, w_w: Tensor) -> Tuple[Tensor, Tensor]:
+def axial_mixes(x: Tensor, w_h: Tensor, w_w: Tensor,
+                triton: bool = False) -> Tuple[Tensor, Tensor]:
     """``x`` mixed along the height and along the width (without the
     biases), each one batched matmul of a contiguous ``(B, H, W, C)``
     tensor. The shared weight is an expanded view, read once per batch,
-    never copied."""
+    never copied. ``triton``: small mixes as Triton kernels (no autograd;
+    the CUDA graph captures' forward, :class:`_SparseMLPCapturedFunction`)."""
     B, H, W, C = x.shape
     # (B, H, W * C) through the flat view: the same view, but torch.export
     # can then prove the reshape valid for symbolic sizes (it cannot for
     # the direct merge of W and C).
-    x_h = torch.bmm(w_h.expand(B, H, H), x.view(-1).view(B, H, W * C))
-    x_w = torch.bmm(w_w.expand(B * H, W, W), x.view(B * H, W, C))
+    x_h = _mix(w_h, x.view(-1).view(B, H, W * C), triton)
+    x_w = _mix(w_w, x.view(B * H, W, C), triton)
     return x_h.view(x.shape), x_w.view(x.shape)
+
+
+def _mix(w: Tensor, x: Tensor, triton: bool) -> Tensor:
+    """``w @ x[b]`` for each ``b`` of ``(B, S, K)``: ``torch.bmm``, or one
+    Triton pass (:mod:`.axial_mix`) when ``triton`` and ``S`` fits."""
+    if triton and kernels.fits(x.shape[1]):
+        return kernels.axial_mix(w, x)
+    return torch.bmm(w.expand(x.shape[0], -1, -1), x)
+
+
+def _mix_backward(w: Tensor, grad: Tensor, x: Tensor, grad_x: Tensor,
+                  triton: bool) -> Tensor:
+    """Backward of :func:`_mix`: adds ``w.t() @ grad[b]`` to ``grad_x[b]``
+    in place and returns ``w``'s gradient (fp32); one Triton pass when
+    ``triton`` and ``S`` fits."""
+    B, S, _ = x.shape
+    if triton and kernels.fits(S):
+        return kernels.axial_mix_backward(w, grad, x, grad_x)
+    grad_x.baddbmm_(w.t().expand(B, S, S), grad)
+    # one small matrix per batch entry, summed in fp32
+    return sum_rows(torch.bmm(grad, x.transpose(1, 2)).view(B, S * S)).view(
+        S, S)
 
 
 def sparse_mlp(x: Tensor, w_h: Tensor, b_h: Tensor, w_w: Tensor, b_w: Tensor,
@@ -247,8 +272,9 @@ class _SparseMLPCapturedFunction(torch.autograd.Function):
         # is computed from the parameters as they are (fp32), as autocast
         # leaves it in sparse_mlp.
         ctx.dtypes = [t.dtype for t in (x, w_h, b_h, w_w, b_w, fuse)]
+        ctx.triton = use_triton(x, backward=True)
         x, w_h, w_w, fuse_c = (t.to(dtype) for t in (x, w_h, w_w, fuse))
-        x_h, x_w = axial_mixes(x, w_h, w_w)
+        x_h, x_w = axial_mixes(x, w_h, w_w, ctx.triton)
         ctx.save_for_backward(x, x_h, x_w, w_h, w_w, fuse_c, b_h, b_w, fuse)
         return fuse_mixes(x, x_w, x_h, fuse_c).add_(
             bias_table(b_h, b_w, fuse))
@@ -258,12 +284,16 @@ class _SparseMLPCapturedFunction(torch.autograd.Function):
         x, x_h, x_w, w_h, w_w, fuse_c, b_h, b_w, fuse = ctx.saved_tensors
         B, H, W, C = x.shape
         g = grad.reshape(-1, C).to(x.dtype)
-        grad_x, g_w, g_h = _input_grads(g, x.shape, w_h, w_w, fuse_c)
-        # Mixing weights: one small matrix per batch entry, summed in fp32.
-        grad_w_w = sum_rows(torch.bmm(
-            g_w, x.view(B * H, W, C).transpose(1, 2)).view(B * H, W * W))
-        grad_w_h = sum_rows(torch.bmm(
-            g_h, x.view(B, H, W * C).transpose(1, 2)).view(B, H * H))
+        # x's gradient, g f_id + w_w^T g_w + w_h^T g_h, accumulated in one
+        # buffer in place, and the mixing weights' gradients on the way.
+        f_id, f_w, f_h = fuse_c.split(C, dim=1)
+        grad_x = torch.mm(g, f_id)
+        grad_w_w = _mix_backward(w_w, torch.mm(g, f_w).view(B * H, W, C),
+                                 x.view(B * H, W, C),
+                                 grad_x.view(B * H, W, C), ctx.triton)
+        grad_w_h = _mix_backward(w_h, torch.mm(g, f_h).view(B, H, W * C),
+                                 x.view(B, H, W * C),
+                                 grad_x.view(B, H, W * C), ctx.triton)
         # The biases: out[b, h, w] gets b_w[w] * f_w.sum(1) + b_h[h] *
         # f_h.sum(1), so all they need is g summed over the batch, (H, W, C).
         g_sum = sum_rows(g.view(B, -1)).view(H, W, C)
@@ -275,8 +305,7 @@ class _SparseMLPCapturedFunction(torch.autograd.Function):
             torch.mm(g.t(), x_w.view(-1, C)) + (b_w @ g_wc)[:, None],
             torch.mm(g.t(), x_h.view(-1, C)) + (b_h @ g_hc)[:, None]
         ], dim=1)
-        grads = (grad_x, grad_w_h.view(H, H),
-                 g_hc @ F_h.sum(1), grad_w_w.view(W, W), g_wc @ F_w.sum(1),
-                 grad_fuse)
+        grads = (grad_x.view(x.shape), grad_w_h, g_hc @ F_h.sum(1), grad_w_w,
+                 g_wc @ F_w.sum(1), grad_fuse)
         grads = [g.to(dtype) for g, dtype in zip(grads, ctx.dtypes)]
         return grads[0], None, *grads[1:]

@@ -1,0 +1,127 @@
+# Copyright (c) mmsmlp contributors. All rights reserved.
+"""The sMLP's axial mixes at small sizes as Triton kernels.
+
+A mix is ``out[b] = w @ x[b]`` for each ``b`` of a contiguous ``(B, S, K)``
+tensor, ``w`` being ``S x S``: along the width ``x`` is ``(N * H, W, C)``,
+along the height ``(N, H, W * C)``. At sMLPNet's 7 to 56 positions a mix
+moves one activation and computes little, but PyTorch's batched matmuls
+(cuBLAS / CUTLASS kernels for tiny matrices) are slow at it: on an H200
+(batch 128, bf16, 14 positions) 37-38 us forward and 75-82 us backward
+against 11-12 us for a copy of the activation; these kernels 16-21 and
+27-36 us (docs/benchmarks.md). Here each program multiplies
+``S``-row tiles of ``x`` by ``w`` held in registers, and backward does the
+input gradient and the weight gradient in one pass over ``x`` and the
+output gradient. The sizes the kernels take: ``S <= MAX_SIZE``; larger
+mixes (dense tasks' inputs) stay with ``torch.bmm``. They run in CUDA graph
+captures of training (:class:`.sparse_mlp._SparseMLPCapturedFunction`,
+:mod:`.fast_paths`); inference keeps ``torch.bmm``, as their effect there
+has not been measured.
+"""
+import torch
+from torch import Tensor
+
+from .triton_utils import max_programs, tl, triton
+
+MAX_SIZE = 64  # positions per axis the kernels take (at 224 px: 7 to 56)
+
+
+def fits(size: int) -> bool:
+    """Whether an axial mix over ``size`` positions takes the kernels."""
+    return triton is not None and size <= MAX_SIZE
+
+
+def _launch_sizes(x: Tensor):
+    """Tile sizes, and programs of a few tiles each. Columns per tile:
+    the fastest of 32, 64 and 128 at sMLPNet-T's sizes (H200, batch 128,
+    bf16)."""
+    B, S, K = x.shape
+    block_k = 128 if S > 16 else 64
+    tiles = B * triton.cdiv(K, block_k)
+    s_pad = max(16, triton.next_power_of_2(S))  # tl.dot needs >= 16
+    return tiles, min(tiles, max_programs(x.device)), dict(
+        S_PAD=s_pad, BLOCK_K=block_k, IEEE=x.dtype == torch.float32)
+
+
+def axial_mix(w: Tensor, x: Tensor) -> Tensor:
+    """``w @ x[b]`` for each ``b`` of a contiguous ``(B, S, K)`` tensor
+    (``torch.bmm(w.expand(B, S, S), x)``), in ``x``'s dtype (``w`` must
+    have it too), accumulated in fp32."""
+    tiles, programs, sizes = _launch_sizes(x)
+    out = torch.empty_like(x)
+    _mix_fwd[(programs, )](w, x, out, *x.shape[1:], tiles, **sizes,
+                           num_warps=4)
+    return out
+
+
+def axial_mix_backward(w: Tensor, grad: Tensor, x: Tensor,
+                       grad_x: Tensor) -> Tensor:
+    """Backward of :func:`axial_mix` in one pass: adds ``w.t() @ grad[b]``
+    to ``grad_x[b]`` (in place) and returns ``w``'s gradient, ``sum_b
+    grad[b] @ x[b].t()``, in fp32. All ``(B, S, K)`` and contiguous."""
+    tiles, programs, sizes = _launch_sizes(x)
+    S = x.shape[1]
+    partial = torch.empty(programs, S, S, device=x.device,
+                          dtype=torch.float32)
+    _mix_bwd[(programs, )](w, grad, x, grad_x, partial, *x.shape[1:], tiles,
+                           **sizes, num_warps=4)
+    return partial.sum(0)
+
+
+if triton is not None:
+
+    @triton.jit
+    def _dot(a, b, IEEE: tl.constexpr):
+        # fp32 inputs: full fp32 products, as torch.bmm without TF32
+        if IEEE:
+            return tl.dot(a, b, input_precision='ieee')
+        return tl.dot(a, b)
+
+    @triton.jit
+    def _tile(tile, S, K, S_PAD: tl.constexpr, BLOCK_K: tl.constexpr):
+        # Offsets and mask of tile ``tile``: rows 0..S of one b, BLOCK_K
+        # columns.
+        k_blocks = tl.cdiv(K, BLOCK_K)
+        b = (tile // k_blocks).to(tl.int64)
+        cols = (tile % k_blocks) * BLOCK_K + tl.arange(0, BLOCK_K)
+        rows = tl.arange(0, S_PAD)
+        offs = b * S * K + rows[:, None] * K + cols[None, :]
+        return offs, (rows < S)[:, None] & (cols < K)[None, :]
+
+    @triton.jit
+    def _weight(W, S, S_PAD: tl.constexpr, TRANSPOSE: tl.constexpr):
+        # The S x S weight (or its transpose) zero-padded to S_PAD x S_PAD.
+        i = tl.arange(0, S_PAD)[:, None]
+        j = tl.arange(0, S_PAD)[None, :]
+        offs = j * S + i if TRANSPOSE else i * S + j
+        return tl.load(W + offs, mask=(i < S) & (j < S), other=0.)
+
+    @triton.jit
+    def _mix_fwd(W, X, Out, S, K, tiles, S_PAD: tl.constexpr,
+                 BLOCK_K: tl.constexpr, IEEE: tl.constexpr):
+        w = _weight(W, S, S_PAD, False)
+        for tile in range(tl.program_id(0), tiles, tl.num_programs(0)):
+            offs, mask = _tile(tile, S, K, S_PAD, BLOCK_K)
+            x = tl.load(X + offs, mask=mask, other=0.)
+            out = _dot(w, x, IEEE)
+            tl.store(Out + offs, out.to(Out.dtype.element_ty), mask=mask)
+
+    @triton.jit
+    def _mix_bwd(W, G, X, DX, Partial, S, K, tiles, S_PAD: tl.constexpr,
+                 BLOCK_K: tl.constexpr, IEEE: tl.constexpr):
+        # Each program walks over tiles pid, pid + P, ... and writes its
+        # partial weight gradient to Partial[pid] (summed afterwards).
+        pid = tl.program_id(0)
+        w_t = _weight(W, S, S_PAD, True)
+        dw = tl.zeros((S_PAD, S_PAD), dtype=tl.float32)
+        for tile in range(pid, tiles, tl.num_programs(0)):
+            offs, mask = _tile(tile, S, K, S_PAD, BLOCK_K)
+            g = tl.load(G + offs, mask=mask, other=0.)
+            x = tl.load(X + offs, mask=mask, other=0.)
+            dx = tl.load(DX + offs, mask=mask, other=0.).to(tl.float32)
+            dx += _dot(w_t, g, IEEE)
+            tl.store(DX + offs, dx.to(DX.dtype.element_ty), mask=mask)
+            dw += _dot(g, tl.trans(x), IEEE)
+        i = tl.arange(0, S_PAD)[:, None]
+        j = tl.arange(0, S_PAD)[None, :]
+        tl.store(Partial + pid * S * S + i * S + j, dw,
+                 mask=(i < S) & (j < S))
