@@ -7,8 +7,8 @@ along the height ``(N, H, W * C)``. At sMLPNet's 7 to 56 positions a mix
 moves one activation and computes little, but PyTorch's batched matmuls
 (cuBLAS / CUTLASS kernels for tiny matrices) are slow at it: on an H200
 (batch 128, bf16, 14 positions) 37-38 us forward and 75-82 us backward
-against 11-12 us for a copy of the activation; these kernels 16-21 and
-27-36 us (docs/benchmarks.md). Here each program multiplies
+against 11-12 us for a copy of the activation; these kernels 20-21 and
+27 us (docs/benchmarks.md). Here each program multiplies
 ``S``-row tiles of ``x`` by ``w`` held in registers, and backward does the
 input gradient and the weight gradient in one pass over ``x`` and the
 output gradient. The sizes the kernels take: ``S <= MAX_SIZE``; larger
@@ -32,7 +32,7 @@ def fits(size: int) -> bool:
 
 def _launch_sizes(x: Tensor):
     """Tile sizes, and programs of a few tiles each. Columns per tile:
-    the fastest of 32, 64 and 128 at sMLPNet-T's sizes (H200, batch 128,
+    chosen from 32, 64 and 128 at sMLPNet-T's sizes (H200, batch 128,
     bf16)."""
     B, S, K = x.shape
     block_k = 128 if S > 16 else 64
