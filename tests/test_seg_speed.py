@@ -8,12 +8,14 @@ from .conftest import import_tool
 seg_speed = import_tool('analysis_tools/seg_speed.py')
 
 # mmengine 0.10's test log (tools/test.py, logger interval 2)
-LOG = """\
-12/01 06:12:16 - mmengine - INFO - Iter(test) [ 2/6]    eta: 0:00:12  time: 6.2744  data_time: 0.0137
-12/01 06:12:21 - mmengine - INFO - Iter(test) [ 4/6]    eta: 0:00:05  time: 0.2500  data_time: 0.0038
-12/01 06:12:27 - mmengine - INFO - Iter(test) [ 6/6]    eta: 0:00:00  time: 0.2000  data_time: 0.0022
-12/01 06:12:27 - mmengine - INFO - Iter(test) [6/6]    aAcc: 71.2000  mIoU: 26.4500  mAcc: 35.4400  data_time: 0.0069  time: 2.2248
-"""  # noqa: E501
+PREFIX = '12/01 06:12:16 - mmengine - INFO - Iter(test) '
+LOG = '\n'.join(PREFIX + line for line in [
+    '[ 2/6]    eta: 0:00:12  time: 6.2744  data_time: 0.0137',
+    '[ 4/6]    eta: 0:00:05  time: 0.2500  data_time: 0.0038',
+    '[ 6/6]    eta: 0:00:00  time: 0.2000  data_time: 0.0022',
+    '[6/6]    aAcc: 71.2000  mIoU: 26.4500  mAcc: 35.4400  '
+    'data_time: 0.0069  time: 2.2248',
+])
 
 
 def test_eval_summary_leaves_out_the_first_window():

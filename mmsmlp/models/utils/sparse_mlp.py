@@ -100,17 +100,21 @@ def _mix(w: Tensor, x: Tensor, triton: bool) -> Tensor:
 
 
 def _mix_backward(w: Tensor, grad: Tensor, x: Tensor, grad_x: Tensor,
-                  triton: bool) -> Tensor:
+                  capturing: bool, triton: bool) -> Tensor:
     """Backward of :func:`_mix`: adds ``w.t() @ grad[b]`` to ``grad_x[b]``
-    in place and returns ``w``'s gradient (fp32); one Triton pass when
-    ``triton`` and ``S`` fits."""
+    in place and returns ``w``'s gradient, summed in >= fp32: one Triton pass
+    when ``triton`` and ``S`` fits; else a batched matmul and one small
+    matrix per batch entry, summed as PyTorch's one-op sum eagerly (the
+    host is the bound) or the faster :func:`.sums.sum_rows` in a capture."""
     B, S, _ = x.shape
     if triton and kernels.fits(S):
         return kernels.axial_mix_backward(w, grad, x, grad_x)
     grad_x.baddbmm_(w.t().expand(B, S, S), grad)
-    # one small matrix per batch entry, summed in fp32
-    return sum_rows(torch.bmm(grad, x.transpose(1, 2)).view(B, S * S)).view(
-        S, S)
+    per_entry = torch.bmm(grad, x.transpose(1, 2))
+    if capturing:
+        return sum_rows(per_entry.view(B, S * S)).view(S, S)
+    return per_entry.sum(0, dtype=torch.promote_types(x.dtype,
+                                                       torch.float32))
 
 
 def sparse_mlp(x: Tensor, w_h: Tensor, b_h: Tensor, w_w: Tensor, b_w: Tensor,
@@ -188,21 +192,24 @@ class SparseMLP(BaseModule):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
-def _input_grads(g: Tensor, shape, w_h: Tensor, w_w: Tensor,
-                 fuse: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+def _input_grads(g: Tensor, x: Tensor, w_h: Tensor, w_w: Tensor,
+                 fuse: Tensor, capturing: bool, triton: bool = False):
     """The sMLP's backward from the output gradient ``g`` (``(N, C)``) to
-    its input: the gradients reaching ``x_w`` (``(B * H, W, C)``) and
-    ``x_h`` (``(B, H, W * C)``), and ``x``'s, ``g f_id + w_w^T g_w`` (along
-    rows) ``+ w_h^T g_h`` (along columns) accumulated in one buffer in
-    place, ``(B, H, W, C)``."""
-    B, H, W, C = shape
+    its input ``x`` (``(B, H, W, C)``) and the mixing weights: the
+    gradients reaching ``x_w`` (``(B * H, W, C)``) and ``x_h`` (``(B, H, W *
+    C)``); ``x``'s, ``g f_id + w_w^T g_w`` (along rows) ``+ w_h^T g_h``
+    (along columns) accumulated in one buffer in place; and ``w_h``'s and
+    ``w_w``'s (fp32), see :func:`_mix_backward`."""
+    B, H, W, C = x.shape
     f_id, f_w, f_h = fuse.split(C, dim=1)
     g_w = torch.mm(g, f_w).view(B * H, W, C)
     g_h = torch.mm(g, f_h).view(B, H, W * C)
     grad_x = torch.mm(g, f_id)
-    grad_x.view(B * H, W, C).baddbmm_(w_w.t().expand(B * H, W, W), g_w)
-    grad_x.view(B, H, W * C).baddbmm_(w_h.t().expand(B, H, H), g_h)
-    return grad_x.view(shape), g_w, g_h
+    grad_w_w = _mix_backward(w_w, g_w, x.view(B * H, W, C),
+                             grad_x.view(B * H, W, C), capturing, triton)
+    grad_w_h = _mix_backward(w_h, g_h, x.view(B, H, W * C),
+                             grad_x.view(B, H, W * C), capturing, triton)
+    return grad_x.view(x.shape), g_w, g_h, grad_w_h, grad_w_w
 
 
 class _SparseMLPFunction(torch.autograd.Function):
@@ -236,15 +243,11 @@ class _SparseMLPFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         x, x_h, x_w, w_h, w_w, fuse = ctx.saved_tensors
-        B, H, W, C = x.shape
+        C = x.shape[-1]
         acc = torch.promote_types(x.dtype, torch.float32)  # sums in >= fp32
         g = grad.reshape(-1, C)
-        grad_x, g_w, g_h = _input_grads(g, x.shape, w_h, w_w, fuse)
-        # Mixing weights: one small matrix per batch entry, then summed.
-        grad_w_w = torch.bmm(g_w, x.view(B * H, W, C).transpose(1, 2)).sum(
-            0, dtype=acc)
-        grad_w_h = torch.bmm(g_h, x.view(B, H, W * C).transpose(1, 2)).sum(
-            0, dtype=acc)
+        grad_x, g_w, g_h, grad_w_h, grad_w_w = _input_grads(
+            g, x, w_h, w_w, fuse, capturing=False)
         grad_fuse = torch.cat([
             torch.mm(g.t(), t.view(-1, C)) for t in (x, x_w, x_h)], dim=1)
         grads = (grad_x, grad_w_h, g_h.sum((0, 2), dtype=acc),
@@ -284,16 +287,8 @@ class _SparseMLPCapturedFunction(torch.autograd.Function):
         x, x_h, x_w, w_h, w_w, fuse_c, b_h, b_w, fuse = ctx.saved_tensors
         B, H, W, C = x.shape
         g = grad.reshape(-1, C).to(x.dtype)
-        # x's gradient, g f_id + w_w^T g_w + w_h^T g_h, accumulated in one
-        # buffer in place, and the mixing weights' gradients on the way.
-        f_id, f_w, f_h = fuse_c.split(C, dim=1)
-        grad_x = torch.mm(g, f_id)
-        grad_w_w = _mix_backward(w_w, torch.mm(g, f_w).view(B * H, W, C),
-                                 x.view(B * H, W, C),
-                                 grad_x.view(B * H, W, C), ctx.triton)
-        grad_w_h = _mix_backward(w_h, torch.mm(g, f_h).view(B, H, W * C),
-                                 x.view(B, H, W * C),
-                                 grad_x.view(B, H, W * C), ctx.triton)
+        grad_x, _, _, grad_w_h, grad_w_w = _input_grads(
+            g, x, w_h, w_w, fuse_c, capturing=True, triton=ctx.triton)
         # The biases: out[b, h, w] gets b_w[w] * f_w.sum(1) + b_h[h] *
         # f_h.sum(1), so all they need is g summed over the batch, (H, W, C).
         g_sum = sum_rows(g.view(B, -1)).view(H, W, C)
@@ -305,7 +300,7 @@ class _SparseMLPCapturedFunction(torch.autograd.Function):
             torch.mm(g.t(), x_w.view(-1, C)) + (b_w @ g_wc)[:, None],
             torch.mm(g.t(), x_h.view(-1, C)) + (b_h @ g_hc)[:, None]
         ], dim=1)
-        grads = (grad_x.view(x.shape), grad_w_h, g_hc @ F_h.sum(1), grad_w_w,
+        grads = (grad_x, grad_w_h, g_hc @ F_h.sum(1), grad_w_w,
                  g_wc @ F_w.sum(1), grad_fuse)
         grads = [g.to(dtype) for g, dtype in zip(grads, ctx.dtypes)]
         return grads[0], None, *grads[1:]
