@@ -9,7 +9,7 @@ from .fast_paths import (capturing_graph, compute_dtype, training_fast_path,
                          use_triton)
 from .layer_norm import layer_norm
 from .sums import sum_rows
-from .triton_utils import max_programs, row_tile, tl, triton
+from .triton_utils import gelu_and_grad, max_programs, row_tile, tl, triton
 
 
 class LayerNormKeepDtype(nn.LayerNorm):
@@ -114,7 +114,6 @@ def _gelu_backward(grad_gelu: Tensor, h: Tensor):
 
 
 if triton is not None:
-    from .norm_act import _gelu_and_grad
 
     @triton.jit
     def _gelu_bwd(H, DG, G, DH, Sums, M, N, BLOCK_M: tl.constexpr,
@@ -131,7 +130,7 @@ if triton is not None:
             offs = rows[:, None] * N + cols[None, :]
             h = tl.load(H + offs, mask=mask, other=0.).to(tl.float32)
             dg = tl.load(DG + offs, mask=mask, other=0.).to(tl.float32)
-            g, slope = _gelu_and_grad(h)
+            g, slope = gelu_and_grad(h)
             tl.store(G + offs, g.to(G.dtype.element_ty), mask=mask)
             dh = (dg * slope).to(DH.dtype.element_ty)
             tl.store(DH + offs, dh, mask=mask)

@@ -10,7 +10,7 @@ from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from .fast_paths import fold_batch_norm, training_fast_path, use_triton
-from .triton_utils import max_programs, row_tile, tl, triton
+from .triton_utils import gelu_and_grad, max_programs, row_tile, tl, triton
 
 
 def batch_norm_gelu(norm: nn.Module, x: Tensor) -> Tensor:
@@ -105,13 +105,6 @@ class _BatchNormGELU(torch.autograd.Function):
 if triton is not None:
 
     @triton.jit
-    def _gelu_and_grad(y):
-        # Exact (erf) GELU, as F.gelu, and its derivative.
-        cdf = 0.5 * (1. + tl.math.erf(y * 0.7071067811865476))
-        pdf = tl.exp(-0.5 * y * y) * 0.3989422804014327
-        return y * cdf, cdf + y * pdf
-
-    @triton.jit
     def _channel_params(Mean, Var, W, B, C, eps, BLOCK_C: tl.constexpr):
         # Per channel, in fp32: mean, 1 / std, weight, bias.
         cols = tl.arange(0, BLOCK_C)
@@ -134,7 +127,7 @@ if triton is not None:
         scale = w * rstd
         shift = b - mean * scale
         x = tl.load(X + offs, mask=mask, other=0.).to(tl.float32)
-        y, _ = _gelu_and_grad(x * scale[None, :] + shift[None, :])
+        y, _ = gelu_and_grad(x * scale[None, :] + shift[None, :])
         tl.store(Y + offs, y.to(Y.dtype.element_ty), mask=mask)
 
     @triton.jit
@@ -157,7 +150,7 @@ if triton is not None:
             offs = rows[:, None] * C + cols[None, :]
             xhat = (tl.load(X + offs, mask=mask, other=0.).to(tl.float32) -
                     mean[None, :]) * rstd[None, :]
-            _, dgelu = _gelu_and_grad(xhat * w[None, :] + b[None, :])
+            _, dgelu = gelu_and_grad(xhat * w[None, :] + b[None, :])
             g = tl.load(DY + offs, mask=mask, other=0.).to(tl.float32) * dgelu
             g = tl.where(mask, g, 0.)
             sum_g += g
@@ -180,7 +173,7 @@ if triton is not None:
         mean_gx = tl.load(Sums + C + cols, mask=col_ok, other=0.) / M
         xhat = (tl.load(X + offs, mask=mask, other=0.).to(tl.float32) -
                 mean[None, :]) * rstd[None, :]
-        _, dgelu = _gelu_and_grad(xhat * w[None, :] + b[None, :])
+        _, dgelu = gelu_and_grad(xhat * w[None, :] + b[None, :])
         g = tl.load(DY + offs, mask=mask, other=0.).to(tl.float32) * dgelu
         dx = (w * rstd)[None, :] * (g - mean_g[None, :] -
                                     xhat * mean_gx[None, :])

@@ -11,6 +11,18 @@ try:
 except ImportError:  # CPU-only installs
     triton = tl = None
 
+if triton is not None:
+
+    @triton.jit
+    def gelu_and_grad(y):
+        # Exact (erf) GELU, as F.gelu, and its derivative (the BatchNorm +
+        # GELU kernels, the channel MLP's backward).
+        cdf = 0.5 * (1. + tl.math.erf(y * 0.7071067811865476))
+        pdf = tl.exp(-0.5 * y * y) * 0.3989422804014327
+        return y * cdf, cdf + y * pdf
+else:
+    gelu_and_grad = None
+
 
 # Both are cached: eager training is bound by the host's time per op.
 @functools.lru_cache
