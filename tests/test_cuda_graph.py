@@ -200,10 +200,11 @@ def test_graphed_backbone_equals_eager(autocast_dtype, alias_parameters):
 @needs_cuda
 def test_graphed_backbone_as_upernet_trains_it_in_fp16():
     """The UperNet configs' backbone (every stage's output, frozen
-    BatchNorm statistics) under fp16 autocast, graphed against
-    eager running the capture forms: the setting in which tools/train.py
-    stopped with a CUDA illegal memory access on an H200 (2026-12-01,
-    docs/segmentation.md); this test had not run on a GPU then."""
+    BatchNorm statistics) trained as mmengine's AmpOptimWrapper does (fp16
+    autocast, a GradScaler, AdamW), graphed against eager running the
+    capture forms: the setting in which tools/train.py stopped with a CUDA
+    illegal memory access on an H200 (2026-12-01, docs/segmentation.md);
+    this test had not run on a GPU then."""
     torch.manual_seed(0)
     eager = SMLPNet(arch=dict(embed_dims=16, depths=[1, 2, 2, 1],
                               mlp_ratio=3), img_size=128,
@@ -211,23 +212,29 @@ def test_graphed_backbone_as_upernet_trains_it_in_fp16():
                     norm_eval=True).cuda().train()
     graphed_model = copy.deepcopy(eager)
     graphed = GraphedTraining.wrap(graphed_model)
+    runs = [(model, capture_forms, torch.optim.AdamW(model.parameters()),
+             torch.amp.GradScaler('cuda'))
+            for model, capture_forms in ((eager, True),
+                                         (graphed_model, False))]
     x = torch.randn(2, 3, 128, 128, device='cuda')
     for step in range(3):
-        results = []
-        for model, capture_forms in ((eager, True), (graphed_model, False)):
+        outputs = []
+        for model, capture_forms, optimizer, scaler in runs:
             with torch.autocast('cuda', dtype=torch.float16), (
                     graph_capture() if capture_forms else
                     contextlib.nullcontext()):
                 outs = model(x + step)
             loss = sum(o.float().square().mean() for o in outs)
-            grads = torch.autograd.grad(loss, list(model.parameters()))
-            results.append((outs, grads))
-        (outs_e, grads_e), (outs_g, grads_g) = results
-        for a, b in zip(outs_g, outs_e):
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            optimizer.zero_grad(set_to_none=True)
+            outputs.append([o.detach().float() for o in outs])
+        for a, b in zip(outputs[1], outputs[0]):
             torch.testing.assert_close(a, b, atol=2e-2, rtol=2e-2)
-        for (name, _), a, b in zip(eager.named_parameters(), grads_g,
-                                   grads_e):
-            torch.testing.assert_close(a, b, atol=2e-2, rtol=2e-2, msg=name)
+    for (name, a), b in zip(eager.named_parameters(),
+                            graphed_model.parameters()):
+        torch.testing.assert_close(b, a, atol=2e-2, rtol=2e-2, msg=name)
     assert graphed.captures == 1
 
 
