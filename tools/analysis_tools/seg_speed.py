@@ -210,13 +210,14 @@ def main():
     print(f'device: {device}, torch {torch.__version__}, amp: {amp}, '
           f'{iters} iterations, batch 2, crop {crop}, images {size}')
 
-    data_root = osp.join(work_root, f'ade20k_{size}_{num_images}')
+    # The generator leaves an existing dataset as it is: the folder names
+    # both counts, so a run never reuses one with too few validation images.
+    data_root = osp.join(work_root, f'ade20k_{size}_{num_images}_{num_val}')
     subprocess.run([
         sys.executable,
         osp.join(REPO_ROOT, 'tools', 'dataset_converters',
                  'make_synthetic_ade20k.py'), data_root, '--num-train',
-        str(num_images), '--num-val',
-        str(num_val if eval_modes else 1), '--size', size
+        str(num_images), '--num-val', str(num_val), '--size', size
     ], check=True, cwd=REPO_ROOT)
 
     results, evals, failed = {}, {}, []
