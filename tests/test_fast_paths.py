@@ -14,7 +14,7 @@ from torch import nn
 from mmsmlp.models import SMLPNet
 from mmsmlp.models.utils.channel_mlp import ChannelMLP, LayerNormKeepDtype
 from mmsmlp.models.utils.fast_paths import graph_capture, set_mode
-from mmsmlp.models.utils.sums import sum_rows
+from mmsmlp.models.utils.sums import sum_dtype, sum_rows
 from mmsmlp.testing import OfficialSMLPNet
 from .conftest import REPO_ROOT, assert_same_gradients, import_tool
 from .test_converter import randomize
@@ -46,6 +46,12 @@ def test_channel_mlp_under_autocast():
     assert mlp.fc2.weight.grad.dtype == torch.float32
     assert mlp.fc2.bias.grad.dtype == torch.float32
     torch.testing.assert_close(mlp.fc2.bias.grad, torch.full((8, ), 4.))
+
+
+@pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16,
+                                   torch.float32, torch.float64])
+def test_sum_dtype_is_the_promotion_with_fp32(dtype):
+    assert sum_dtype(dtype) == torch.promote_types(dtype, torch.float32)
 
 
 @pytest.mark.parametrize('device', [

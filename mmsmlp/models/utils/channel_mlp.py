@@ -8,7 +8,7 @@ from torch import Tensor, nn
 from .fast_paths import (capturing_graph, compute_dtype, training_fast_path,
                          use_triton)
 from .layer_norm import layer_norm
-from .sums import sum_rows
+from .sums import sum_dtype, sum_rows
 from .triton_utils import gelu_and_grad, max_programs, row_tile, tl, triton
 
 
@@ -79,7 +79,7 @@ class _ChannelMLPFunction(torch.autograd.Function):
     def backward(ctx, grad):
         x2d, h, w1, w2 = ctx.saved_tensors
         grad = grad.reshape(-1, grad.shape[-1]).to(h.dtype)
-        acc = torch.promote_types(h.dtype, torch.float32)  # sums in >= fp32
+        acc = sum_dtype(h.dtype)
         if ctx.triton:
             # One pass over the hidden activation instead of three: the
             # recomputed gelu(h), its gradient and fc1's bias gradient.

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from . import axial_mix as kernels
 from .fast_paths import (capturing_graph, compute_dtype, is_exporting,
                          training_fast_path, use_triton)
-from .sums import sum_rows
+from .sums import sum_dtype, sum_rows
 
 
 def resample_axial_mixing(weight: Tensor, bias: Tensor,
@@ -113,8 +113,7 @@ def _mix_backward(w: Tensor, grad: Tensor, x: Tensor, grad_x: Tensor,
     per_entry = torch.bmm(grad, x.transpose(1, 2))
     if capturing:
         return sum_rows(per_entry.view(B, S * S)).view(S, S)
-    return per_entry.sum(0, dtype=torch.promote_types(x.dtype,
-                                                       torch.float32))
+    return per_entry.sum(0, dtype=sum_dtype(x.dtype))
 
 
 def sparse_mlp(x: Tensor, w_h: Tensor, b_h: Tensor, w_w: Tensor, b_w: Tensor,
@@ -244,7 +243,7 @@ class _SparseMLPFunction(torch.autograd.Function):
     def backward(ctx, grad):
         x, x_h, x_w, w_h, w_w, fuse = ctx.saved_tensors
         C = x.shape[-1]
-        acc = torch.promote_types(x.dtype, torch.float32)  # sums in >= fp32
+        acc = sum_dtype(x.dtype)
         g = grad.reshape(-1, C)
         grad_x, g_w, g_h, grad_w_h, grad_w_w = _input_grads(
             g, x, w_h, w_w, fuse, capturing=False)

@@ -9,6 +9,14 @@ from torch import Tensor
 _MM_OUT_DTYPE = hasattr(torch.ops.aten.mm, 'dtype')
 
 
+def sum_dtype(dtype: torch.dtype) -> torch.dtype:
+    """The dtype gradients are summed in: fp32, or fp64 for fp64 tensors
+    (``torch.promote_types(dtype, torch.float32)`` for floating dtypes,
+    without its dispatcher call: the eager backward passes run it per block,
+    and an eager step is bound by the host's calls)."""
+    return torch.float64 if dtype == torch.float64 else torch.float32
+
+
 def sum_rows(x: Tensor) -> Tensor:
     """``x.sum(0)`` of a contiguous 2-D tensor, accumulated and returned in
     fp32.
@@ -26,4 +34,4 @@ def sum_rows(x: Tensor) -> Tensor:
             and x.dtype in (torch.bfloat16, torch.float16)):
         ones = x.new_ones(1, x.shape[0])
         return torch.mm(ones, x, out_dtype=torch.float32)[0]
-    return x.sum(0, dtype=torch.promote_types(x.dtype, torch.float32))
+    return x.sum(0, dtype=sum_dtype(x.dtype))
