@@ -86,10 +86,10 @@ test_dataloader = val_dataloader
 # CUDA graphs (training crops are all 512x512; at 2 images per GPU the
 # eager step is bound by the host issuing kernels; evaluation stays
 # eager). Off: with the capture forms of 2026-12-01, training this config
-# through it with --amp (fp16) stopped at the first iteration with a CUDA
-# illegal memory access on an H200 (not yet located; eager trains);
-# `--cfg-options custom_hooks.2.enabled=True` turns it on
-# (docs/segmentation.md).
+# through it with AMP stopped at the first iteration with a CUDA illegal
+# memory access on an H200 unless cuDNN's autotuner was off (not yet
+# located; eager trains); `--cfg-options custom_hooks.2.enabled=True
+# env_cfg.cudnn_benchmark=False` is what trained (docs/segmentation.md).
 custom_hooks = [
     dict(type='EpochSeedHook'),
     dict(type='FiniteLossHook'),
