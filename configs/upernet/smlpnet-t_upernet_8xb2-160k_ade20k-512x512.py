@@ -85,15 +85,11 @@ test_dataloader = val_dataloader
 # CUDAGraphHook: the backbone's training forward and backward replayed as
 # CUDA graphs (training crops are all 512x512; at 2 images per GPU the
 # eager step is bound by the host issuing kernels; evaluation stays
-# eager). Off: with the capture forms of 2026-12-01, training this config
-# through it with AMP stopped at the first iteration with a CUDA illegal
-# memory access on an H200 unless cuDNN's autotuner was off (not yet
-# located; eager trains); `--cfg-options custom_hooks.2.enabled=True
-# env_cfg.cudnn_benchmark=False` is what trained (docs/segmentation.md).
+# eager). `--cfg-options custom_hooks.2.enabled=False` trains eagerly.
 custom_hooks = [
     dict(type='EpochSeedHook'),
     dict(type='FiniteLossHook'),
-    dict(type='CUDAGraphHook', enabled=False)
+    dict(type='CUDAGraphHook')
 ]
 # Checkpoints written atomically (a kill while saving leaves the previous
 # ones intact) in a form that loads weights-only (mmsmlp's hook).

@@ -294,12 +294,18 @@ class _SparseMLPCapturedFunction(torch.autograd.Function):
         g_hc, g_wc = g_sum.sum(1), g_sum.sum(0)  # (H, C), (W, C)
         _, F_w, F_h = fuse.to(g_sum.dtype).split(C, dim=1)
         b_h, b_w = b_h.to(g_sum.dtype), b_w.to(g_sum.dtype)
+        # b_w @ g_wc and the like, as multiply-and-sum: captured, PyTorch
+        # 2.11's fp32 matrix-vector products (mv) read memory the graph does
+        # not own, and a replay after torch.cuda.empty_cache() (which cuDNN's
+        # autotuner calls) hit an illegal address on an H200.
+        bias_w = (b_w[:, None] * g_wc).sum(0)  # (C, )
+        bias_h = (b_h[:, None] * g_hc).sum(0)
         grad_fuse = torch.cat([
             torch.mm(g.t(), x.view(-1, C)),
-            torch.mm(g.t(), x_w.view(-1, C)) + (b_w @ g_wc)[:, None],
-            torch.mm(g.t(), x_h.view(-1, C)) + (b_h @ g_hc)[:, None]
+            torch.mm(g.t(), x_w.view(-1, C)) + bias_w[:, None],
+            torch.mm(g.t(), x_h.view(-1, C)) + bias_h[:, None]
         ], dim=1)
-        grads = (grad_x, grad_w_h, g_hc @ F_h.sum(1), grad_w_w,
-                 g_wc @ F_w.sum(1), grad_fuse)
+        grads = (grad_x, grad_w_h, (g_hc * F_h.sum(1)).sum(1), grad_w_w,
+                 (g_wc * F_w.sum(1)).sum(1), grad_fuse)
         grads = [g.to(dtype) for g, dtype in zip(grads, ctx.dtypes)]
         return grads[0], None, *grads[1:]
