@@ -297,3 +297,16 @@ def test_op_count_tool_counts_one_step():
     assert fwd['addmm'] == 1 and fwd['mean'] == 1
     assert bwd['mm'] == 1 and 'addmm' not in bwd
     assert fwd == op_count.count_step(model, size=8, batch=2)[0]
+
+
+def test_op_count_tool_counts_one_inference_forward():
+    """``op_count.py --infer`` counts one forward without autograd, at the
+    given height and width: a pooled linear classifier's is the pooling
+    and one addmm, whatever the size; nothing of a backward."""
+    op_count = import_tool('analysis_tools/op_count.py')
+    model = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                          nn.Linear(3, 10)).eval()
+    counts = op_count.count_inference(model, (8, 12), batch=1)
+    assert counts['addmm'] == 1 and counts['mean'] == 1
+    assert not any('backward' in op for op in counts)
+    assert counts == op_count.count_inference(model, (16, 5), batch=2)

@@ -38,3 +38,15 @@ def test_test_options_name_the_mode_and_windows():
     assert 'model.test_cfg.mode=slide' in opts
     assert 'model.test_cfg.stride=(341,341)' in opts  # mmseg's 512 configs
     assert 'test_dataloader.dataset.data_root=/data' in opts
+
+
+def test_smlp_options_go_to_the_smlpnet_runs_only():
+    environ = {'SMLP_OPTIONS': ' custom_hooks.2.enabled=False  '
+               'env_cfg.cudnn_benchmark=False '}
+    assert seg_speed.model_options('smlpnet-t', environ) == [
+        'custom_hooks.2.enabled=False', 'env_cfg.cudnn_benchmark=False']
+    assert seg_speed.model_options('swin-t', environ) == []
+    assert seg_speed.model_options('smlpnet-t', {}) == []
+    with pytest.raises(SystemExit, match='key=value.*enabled'):
+        seg_speed.model_options('smlpnet-t',
+                                {'SMLP_OPTIONS': 'a=1 enabled'})

@@ -2,6 +2,8 @@
 """Count the ATen ops of one training step's forward and backward, on CPU.
 
     python tools/analysis_tools/op_count.py smlpnet-t reference-t convnext-t
+    python tools/analysis_tools/op_count.py smlpnet-t swin-t --infer \
+        --size 512 683 --batch 1   # one inference forward (UperNet's whole)
 
 An eager training step of sMLPNet is bound by the host issuing ops, not by
 the GPU's kernels (see docs/benchmarks.md), so the number of ops the host
@@ -10,6 +12,10 @@ dispatches per step is a figure to compare. Models and names as in
 (as in the benchmark), so no gradient accumulation is counted. Views count
 as ops: each is a dispatch. Counted on CPU, where mmsmlp's Triton kernels
 do not run and PyTorch's ops take their place.
+
+``--infer``: one eval-mode forward without autograd in fp32 instead (as
+mmseg and mmdet evaluate: batch 1, the image's own size), the host's
+work per image of an evaluation.
 """
 import argparse
 import collections
@@ -54,20 +60,48 @@ def count_step(model, size: int, batch: int):
     return fwd.counts, bwd.counts
 
 
+def count_inference(model, size, batch: int):
+    """Counts of one eval-mode forward without autograd, fp32."""
+    x = torch.randn(batch, 3, *size)
+    with torch.no_grad():
+        model(x)  # first-call work not counted
+        with OpCounter() as counter:
+            model(x)
+    return counter.counts
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('models', nargs='+')
-    parser.add_argument('--size', type=int, default=224)
+    parser.add_argument('--size', type=int, nargs='+', default=[224],
+                        help='H [W] (default 224)')
+    parser.add_argument('--infer', action='store_true',
+                        help='one inference forward instead of a step')
     parser.add_argument('--batch', type=int, default=2)
     parser.add_argument('--top', type=int, default=8,
                         help='most frequent ops printed per model')
     args = parser.parse_args()
+    if len(args.size) > 2:
+        parser.error(f'--size takes H [W], got {args.size}')
+    size = (args.size * 2)[:2]  # H, W
+    if args.infer:
+        print(f'| model | inference ops, batch {args.batch}, '
+              f'{size[0]}x{size[1]} |')
+        print('|---|---|')
+        for name in args.models:
+            counts = count_inference(build(name).eval(), size, args.batch)
+            print(f'| {name} | {sum(counts.values())} |', flush=True)
+            print(f'{name}: ' + ', '.join(
+                f'{op} {n}' for op, n in counts.most_common(args.top)))
+        return
+    if size[0] != size[1]:
+        parser.error('a training step is counted at square sizes')
     print('| model | forward ops | backward ops | total |')
     print('|---|---|---|---|')
     tops = {}
     for name in args.models:
         model = build(name).train()
-        fwd, bwd = count_step(model, args.size, args.batch)
+        fwd, bwd = count_step(model, size[0], args.batch)
         total = sum(fwd.values()) + sum(bwd.values())
         print(f'| {name} | {sum(fwd.values())} | {sum(bwd.values())} | '
               f'{total} |', flush=True)

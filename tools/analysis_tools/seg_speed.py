@@ -23,6 +23,9 @@ Environment variables (defaults for the GPU run):
     ITERS=40  SIZE=512x683  CROP=512  NUM_IMAGES=32  LOG_INTERVAL=10
     WORK_DIR=work_dirs/seg_speed  AMP=1  NUM_WORKERS=4  MODELS=smlpnet-t,swin-t
     EVAL=whole,slide  NUM_VAL=50  (EVAL= : no evaluation)
+    SMLP_OPTIONS=  more ``--cfg-options`` for the sMLPNet-T config's runs,
+                   space-separated (e.g. ``custom_hooks.2.enabled=False``:
+                   its backbone eager, without CUDA graphs)
 A CPU smoke run: ``ITERS=2 LOG_INTERVAL=1 SIZE=64x96 CROP=64 NUM_IMAGES=2
 NUM_WORKERS=0 EVAL= python tools/analysis_tools/seg_speed.py`` (the test
 pipeline resizes images to 512 px on the short side: about 6 s an image on
@@ -92,6 +95,19 @@ def train_options(data_root, work_dir, iters, crop, interval, workers,
         f'train_dataloader.dataset.pipeline.2.scale=({4 * crop},{crop})',
         f'train_dataloader.dataset.pipeline.3.crop_size=({crop},{crop})',
     ]
+
+
+def model_options(name: str, environ=os.environ) -> list:
+    """``SMLP_OPTIONS``' entries for the sMLPNet-T runs (training and
+    evaluation), none for the peer; each must be ``key=value``."""
+    if name != 'smlpnet-t':
+        return []
+    options = environ.get('SMLP_OPTIONS', '').split()
+    bad = [o for o in options if '=' not in o]
+    if bad:
+        raise SystemExit(f'SMLP_OPTIONS: expected key=value entries, got '
+                         f'{bad}')
+    return options
 
 
 def check_pipeline(config: str):
@@ -229,7 +245,7 @@ def main():
         cmd = [sys.executable, osp.join(REPO_ROOT, 'tools', 'train.py'),
                config] + (['--amp'] if amp else []) + train_options(
                    data_root, work_dir, iters, crop, interval, workers,
-                   save_last=bool(eval_modes))
+                   save_last=bool(eval_modes)) + model_options(name)
         if not run(cmd, osp.join(work_root, f'{name}.log'), name):
             failed.append(name)
             continue
@@ -241,7 +257,8 @@ def main():
             cmd = [sys.executable, osp.join(REPO_ROOT, 'tools', 'test.py'),
                    config, osp.join(work_dir, f'iter_{iters}.pth')
                    ] + test_options(data_root, osp.join(work_dir, mode), mode,
-                                    crop, interval, workers)
+                                    crop, interval, workers
+                                    ) + model_options(name)
             if not run(cmd, log_path, label):
                 failed.append(label)
                 continue
