@@ -247,6 +247,35 @@ def test_graphed_backbone_as_upernet_trains_it_in_fp16():
 
 
 @needs_cuda
+def test_graphed_tiny_at_512_survives_emptying_the_cache():
+    """sMLPNet-T as the UperNet-T config trains it (512x512, every stage's
+    output, frozen BatchNorm statistics, drop path 0.3; fp16 autocast, a
+    GradScaler, AdamW), graphed, with ``torch.cuda.empty_cache()`` between
+    the replayed forward and backward and after each step. Before the
+    captured sMLP's bias products were written as multiply-and-sum, this
+    stopped with a CUDA illegal memory access on an H200 (2026-12-02)."""
+    torch.manual_seed(0)
+    model = SMLPNet(arch='tiny', img_size=512, out_indices=(0, 1, 2, 3),
+                    drop_path_rate=0.3, norm_eval=True).cuda().train()
+    graphed = GraphedTraining.wrap(model)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    scaler = torch.amp.GradScaler('cuda')
+    for step in range(3):
+        x = torch.randn(2, 3, 512, 512, device='cuda')
+        with torch.autocast('cuda', dtype=torch.float16):
+            outs = model(x)
+        torch.cuda.empty_cache()
+        loss = sum(o.float().mean() for o in outs)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        optimizer.zero_grad(set_to_none=True)
+        torch.cuda.empty_cache()
+        assert torch.isfinite(loss).item(), step
+    assert graphed.captures == 1
+
+
+@needs_cuda
 def test_graphed_drop_path_follows_the_seed():
     """Drop path inside the graph: the generator's seed sets its draws (a
     resumed run repeats an unbroken one), capturing consumes none, and
