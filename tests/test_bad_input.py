@@ -229,6 +229,62 @@ def test_second_training_run_in_a_work_dir_is_refused(imagenet_root,
     assert code == 0, log[-3000:]
 
 
+def _killed_run_with_orphan(work_dir, orphan_s: float):
+    """A process that takes the training lock of ``work_dir``, forks a
+    child that lives ``orphan_s`` seconds (as a data-loader worker would,
+    sharing the lock file), and is killed with SIGKILL; its pid."""
+    code = (
+        'import os, signal, sys, time\n'
+        'from mmsmlp.utils.work_dir import lock_training\n'
+        'lock_training(sys.argv[1])\n'
+        'if os.fork() == 0:\n'
+        '    open(sys.argv[1] + "/orphan.pid", "w").write(str(os.getpid()))\n'
+        '    time.sleep(float(sys.argv[2]))\n'
+        '    os._exit(0)\n'
+        'os.kill(os.getpid(), signal.SIGKILL)\n')
+    from .conftest import REPO_ROOT
+    proc = subprocess.Popen([sys.executable, '-c', code, work_dir,
+                             str(orphan_s)], cwd=REPO_ROOT)
+    assert proc.wait() == -signal.SIGKILL
+    return proc.pid
+
+
+def test_lock_of_a_killed_run_waits_for_its_orphaned_workers(
+        tmp_path, monkeypatch):
+    """A run killed with SIGKILL leaves its forked children (data-loader
+    workers) holding the flock for a few seconds: a new run waits for them
+    (``ORPHAN_WAIT_S``) and starts; children that stay longer get an error
+    naming the ended run and the lock file."""
+    from mmsmlp.utils import work_dir as work_dir_module
+    short = tmp_path / 'short'
+    short.mkdir()
+    pid = _killed_run_with_orphan(str(short), orphan_s=1.5)
+    start = time.monotonic()
+    work_dir_module.lock_training(str(short))
+    assert time.monotonic() - start < work_dir_module.ORPHAN_WAIT_S
+    holder = json.loads((short / '.train.lock').read_text())
+    assert holder['pid'] == os.getpid() != pid
+
+    long = tmp_path / 'long'
+    long.mkdir()
+    pid = _killed_run_with_orphan(str(long), orphan_s=30)
+    monkeypatch.setattr(work_dir_module, 'ORPHAN_WAIT_S', 0.5)
+    try:
+        with pytest.raises(RuntimeError,
+                           match=f'has ended .pid {pid} .*still hold '
+                           f'.*long/.train.lock after 0.5 s'):
+            work_dir_module.lock_training(str(long))
+    finally:
+        orphan = ''
+        for _ in range(50):  # the orphan writes its pid first thing
+            if (long / 'orphan.pid').is_file():
+                orphan = (long / 'orphan.pid').read_text()
+            if orphan:
+                break
+            time.sleep(0.1)
+        os.kill(int(orphan), signal.SIGKILL)
+
+
 def test_stale_lock_file_without_flock_is_taken_over(tmp_path, monkeypatch):
     """Where flock is missing, the recorded pid decides: a dead run's lock
     is stale, a live one refuses."""
