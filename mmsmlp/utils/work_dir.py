@@ -26,11 +26,6 @@ RANK_VARIABLES = {
 }
 
 _held = []  # the open lock files of this process (released at exit)
-# A run killed with SIGKILL leaves the processes it forked (its data-loader
-# workers) holding its flock: they share its open lock file. PyTorch's
-# workers notice their parent is gone within 5 s and exit; a new run waits
-# this long for them.
-ORPHAN_WAIT_S = 30.
 
 
 def _global_rank(launcher: str) -> int:
@@ -99,17 +94,25 @@ def _write_holder(file) -> None:
     file.flush()
 
 
-def _wait_for_lock(file, timeout: float) -> bool:
-    """Retry the flock of ``file`` for up to ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        time.sleep(min(0.2, timeout))
-        try:
-            fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return True
-        except BlockingIOError:
-            pass
-    return False
+def _drop_held_in_child() -> None:
+    """In a forked child (a data-loader worker), its copies of the lock
+    files point at /dev/null instead: a flock belongs to the open file, so
+    the run's workers would otherwise hold its lock after the run was
+    killed, until they noticed and exited, and a ``--resume`` right after
+    the kill was refused. Registered for every fork; nothing to do in a
+    process that holds no lock."""
+    if not _held:
+        return
+    null = os.open(os.devnull, os.O_RDONLY)
+    try:
+        for file in _held:
+            os.dup2(null, file.fileno(), inheritable=False)
+    finally:
+        os.close(null)
+    _held.clear()
+
+
+os.register_at_fork(after_in_child=_drop_held_in_child)
 
 
 def _release(file, path: str) -> None:
@@ -141,19 +144,9 @@ def lock_training(work_dir: str) -> None:
             raise OSError(errno.ENOLCK, 'no fcntl')
         fcntl.flock(file.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        holder = _read(path)
-        if not holder or _is_running(holder):
-            file.close()
-            raise RuntimeError(
-                holder_message.format(work_dir, _describe(holder))) from None
-        if not _wait_for_lock(file, ORPHAN_WAIT_S):
-            file.close()
-            raise RuntimeError(
-                f'{work_dir}: the training run that held it has ended '
-                f'({_describe(holder)}), but processes it started (its '
-                f'data-loader workers?) still hold {path} after '
-                f'{ORPHAN_WAIT_S:g} s. Stop them, or train with another '
-                '--work-dir.') from None
+        file.close()
+        raise RuntimeError(
+            holder_message.format(work_dir, _describe(_read(path)))) from None
     except OSError:  # no flock here: the recorded pid decides
         holder = _read(path)
         if holder and _is_running(holder):
