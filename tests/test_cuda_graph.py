@@ -204,12 +204,11 @@ def test_graphed_backbone_as_upernet_trains_it_in_fp16():
     autocast, a GradScaler, AdamW), graphed against eager running the
     capture forms: the setting in which tools/train.py stopped with a CUDA
     illegal memory access on an H200 (2026-12-01, docs/segmentation.md);
-    this test had not run on a GPU then. The cause: the captured sMLP's
-    backward read memory the graph does not own (PyTorch's fp32
-    matrix-vector products), freed by ``torch.cuda.empty_cache()``, which
-    cuDNN's autotuner calls for the eager head's new shapes: so the
-    graphed run empties the cache between its forward and backward, and
-    after each step."""
+    this test had not run on a GPU then. The trigger: a replay after
+    ``torch.cuda.empty_cache()`` (which cuDNN's autotuner calls for the
+    eager head's new shapes) while the captured sMLP's backward had fp32
+    matrix-vector products: so the graphed run empties the cache between
+    its forward and backward, and after each step."""
     torch.manual_seed(0)
     eager = SMLPNet(arch=dict(embed_dims=16, depths=[1, 2, 2, 1],
                               mlp_ratio=3), img_size=128,

@@ -294,10 +294,10 @@ class _SparseMLPCapturedFunction(torch.autograd.Function):
         g_hc, g_wc = g_sum.sum(1), g_sum.sum(0)  # (H, C), (W, C)
         _, F_w, F_h = fuse.to(g_sum.dtype).split(C, dim=1)
         b_h, b_w = b_h.to(g_sum.dtype), b_w.to(g_sum.dtype)
-        # b_w @ g_wc and the like, as multiply-and-sum: captured, PyTorch
-        # 2.11's fp32 matrix-vector products (mv) read memory the graph does
-        # not own, and a replay after torch.cuda.empty_cache() (which cuDNN's
-        # autotuner calls) hit an illegal address on an H200.
+        # b_w @ g_wc and the like, as multiply-and-sum: captured as PyTorch
+        # 2.11's fp32 matrix-vector products, they made a replay after
+        # torch.cuda.empty_cache() (which cuDNN's autotuner calls) hit an
+        # illegal address on an H200 (why inside PyTorch: not found).
         bias_w = (b_w[:, None] * g_wc).sum(0)  # (C, )
         bias_h = (b_h[:, None] * g_hc).sum(0)
         grad_fuse = torch.cat([
