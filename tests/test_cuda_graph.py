@@ -1,6 +1,6 @@
 # Copyright (c) mmsmlp contributors. All rights reserved.
-"""Training through CUDA graphs (GraphedTraining, CUDAGraphHook) computes
-what eager training computes.
+"""Training and inference through CUDA graphs (GraphedTraining,
+GraphedInference, CUDAGraphHook) compute what eager runs compute.
 
 The graph tests need CUDA (CUDA graphs exist only there) and run on the GPU
 machine; on a CPU the module and the hook must leave training eager and
@@ -18,7 +18,7 @@ from mmpretrain.registry import MODELS
 from mmsmlp.engine import CUDAGraphHook
 from mmsmlp.models import SMLPNet
 from mmsmlp.models.utils import fast_paths
-from mmsmlp.models.utils.cuda_graph import GraphedTraining
+from mmsmlp.models.utils.cuda_graph import GraphedInference, GraphedTraining
 from mmsmlp.models.utils.fast_paths import graph_capture, set_mode
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(),
@@ -135,6 +135,93 @@ def test_hook_disabled_or_compiled_does_nothing():
     CUDAGraphHook().before_train(runner)
     assert 'forward' not in vars(model.backbone)
     assert any('compiled' in m for m in runner.records)
+
+
+def test_graphed_inference_stays_eager_on_cpu_and_in_training():
+    torch.manual_seed(0)
+    model = classifier().eval()
+    reference = copy.deepcopy(model)
+    graphed = GraphedInference.wrap(model.backbone)
+    assert GraphedInference.wrap(model.backbone) is graphed  # idempotent
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        for _ in range(3):
+            torch.testing.assert_close(model(x, mode='tensor'),
+                                       reference(x, mode='tensor'))
+    model.train()
+    model(x, mode='tensor').sum().backward()
+    assert graphed.captures == 0 and not graphed.calls
+    GraphedInference.unwrap(model.backbone)
+    assert 'forward' not in vars(model.backbone)
+
+
+def test_graphed_inference_checks_its_arguments():
+    with pytest.raises(ValueError, match='min_calls >= 1'):
+        GraphedInference(classifier().backbone, min_calls=0)
+    with pytest.raises(TypeError, match='inference must be a bool or a dict'):
+        CUDAGraphHook(inference='yes')
+
+
+@pytest.mark.parametrize('training_first', [True, False])
+def test_training_and_inference_wrappers_chain_in_either_order(
+        training_first):
+    """The hook installs GraphedTraining before training and
+    GraphedInference before validation or testing: either order gives one
+    of each around the module's own forward; each unwraps alone, and a deep
+    copy (mmengine's EMA model) gets its own chain, uncaptured."""
+    model = classifier()
+    backbone = model.backbone
+    order = ((GraphedTraining, GraphedInference) if training_first else
+             (GraphedInference, GraphedTraining))
+    first, second = (cls.wrap(backbone) for cls in order)
+    assert vars(backbone)['forward'] is second
+    assert second.eager_forward is first
+    assert order[1].wrap(backbone) is second
+    assert order[0].wrap(backbone) is first  # found inside the chain
+    copied = copy.deepcopy(model).backbone
+    outer = vars(copied)['forward']
+    assert type(outer) is order[1] and outer.module is copied
+    assert type(outer.eager_forward) is order[0]
+    assert outer.eager_forward.eager_forward.__self__ is copied
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        for m in (model.train(), model.eval()):
+            torch.testing.assert_close(m.backbone(x)[0],
+                                       type(backbone).forward(backbone, x)[0])
+    order[0].unwrap(backbone)  # the inner one
+    assert vars(backbone)['forward'] is second
+    assert second.eager_forward.__self__ is backbone
+    order[1].unwrap(backbone)
+    assert 'forward' not in vars(backbone)
+    first, second = (cls.wrap(backbone) for cls in order)
+    order[1].unwrap(backbone)  # the outer one
+    assert vars(backbone)['forward'] is first
+
+
+@pytest.mark.parametrize('inference', [True, dict(min_calls=3)])
+def test_hook_graphs_inference_only_when_asked(inference):
+    model = classifier()
+    hook = CUDAGraphHook()
+    hook.before_val(FakeRunner(model))
+    hook.before_test(FakeRunner(model))
+    assert 'forward' not in vars(model.backbone)
+    if not torch.cuda.is_available():
+        runner = FakeRunner(model)
+        CUDAGraphHook(inference=inference).before_test(runner)
+        assert 'forward' not in vars(model.backbone)
+        assert any('not CUDA' in m for m in runner.records)
+        return
+    model.cuda()
+    runner = FakeRunner(model)
+    hook = CUDAGraphHook(inference=inference)
+    hook.before_test(runner)
+    hook.before_val(runner)  # idempotent
+    graphed = vars(model.backbone)['forward']
+    assert isinstance(graphed, GraphedInference)
+    assert graphed.min_calls == (3 if isinstance(inference, dict) else 2)
+    assert graphed.eager_forward.__self__ is model.backbone
+    assert sum('evaluate through CUDA graphs' in m
+               for m in runner.records) == 1
 
 
 def _step(model, x, y, autocast_dtype):
@@ -330,6 +417,73 @@ def test_graphed_training_captures_again_after_a_move_and_skips_pending_grads(
                                    msg=name)
 
 
+def _eval_outputs(model, x):
+    with torch.no_grad():
+        return [o.clone() for o in model(x)]
+
+
+@needs_cuda
+@pytest.mark.parametrize('autocast_dtype', [None, torch.float16])
+def test_graphed_inference_equals_eager(autocast_dtype):
+    """The UperNet configs' backbone in eval mode (every stage's output),
+    its forward replayed from graphs against the module's own: a shape is
+    captured at its second call; sliding windows (views of a larger image)
+    share one graph; a replay follows weights changed in place (an EMA
+    swap writes through ``.data``, which no version counter sees), after
+    ``torch.cuda.empty_cache()`` too; outputs are copies; a move captures
+    again; beyond ``max_graphs`` shapes run eagerly."""
+    torch.manual_seed(0)
+    model = SMLPNet(arch=dict(embed_dims=16, depths=[1, 2, 2, 1],
+                              mlp_ratio=3), img_size=128,
+                    out_indices=(0, 1, 2, 3)).cuda().eval()
+    reference = copy.deepcopy(model)
+    graphed = GraphedInference.wrap(model, max_graphs=2)
+    tol = (dict(atol=1e-2, rtol=1e-2) if autocast_dtype else
+           dict(atol=1e-4, rtol=1e-4))
+    autocast = torch.autocast('cuda', dtype=autocast_dtype or torch.float32,
+                              enabled=autocast_dtype is not None)
+
+    def check(x):
+        with autocast:
+            outs = _eval_outputs(model, x)
+            expected = _eval_outputs(reference, x)
+        for a, b in zip(outs, expected):
+            torch.testing.assert_close(a, b, **tol)
+        return outs
+
+    image = torch.randn(1, 3, 128, 171, device='cuda')
+    windows = [image[..., :128, :128], image[..., :128, 43:]]
+    check(windows[0])  # first call: eager
+    assert graphed.captures == 0
+    first = check(windows[1])  # captured, replayed
+    kept = [o.clone() for o in first]
+    assert graphed.captures == 1 and graphed.replays == 1
+    check(windows[0])  # the other window, same graph
+    for a, b in zip(first, kept):  # the earlier outputs are untouched
+        assert torch.equal(a, b)
+    for p, q in zip(model.parameters(), reference.parameters()):
+        p.data.mul_(0.9)  # .data: no version bump
+        q.data.mul_(0.9)
+    for b, c in zip(model.buffers(), reference.buffers()):
+        if b.is_floating_point():
+            b.data.add_(0.1)
+            c.data.add_(0.1)
+    torch.cuda.empty_cache()
+    check(windows[1])
+    assert graphed.replays == 3 and graphed.captures == 1
+    model.cpu().cuda()  # new memory: captured again at its second call
+    check(windows[0])
+    check(windows[1])
+    assert graphed.captures == 2
+    for size in (64, 96):  # a second shape fills max_graphs; a third: eager
+        for _ in range(3):
+            check(torch.randn(2, 3, size, size, device='cuda'))
+    assert graphed.captures == 3 and len(graphed.graphs) == 2
+    with torch.enable_grad():  # autograd recording: eager
+        model(windows[0])
+    assert graphed.replays == 3 + 1 + 2
+
+
 def test_a_copied_module_gets_its_own_wrapper():
     torch.manual_seed(0)
     model = classifier().eval()
@@ -353,9 +507,9 @@ def test_a_copied_module_gets_its_own_wrapper():
     ('smlpnet/smlpnet-s_8xb128_in1k.py', 3, dict(type='CUDAGraphHook')),
     ('smlpnet/smlpnet-b_8xb128_in1k.py', 3, dict(type='CUDAGraphHook')),
     ('upernet/smlpnet-t_upernet_8xb2-160k_ade20k-512x512.py', 2,
-     dict(type='CUDAGraphHook')),
+     dict(type='CUDAGraphHook', inference=True)),
     ('upernet/smlpnet-b_upernet_8xb2-160k_ade20k-512x512.py', 2,
-     dict(type='CUDAGraphHook')),
+     dict(type='CUDAGraphHook', inference=True)),
 ])
 def test_configs_list_the_graph_hook(config, index, hook):
     """The configs with fixed-size training batches list CUDAGraphHook at

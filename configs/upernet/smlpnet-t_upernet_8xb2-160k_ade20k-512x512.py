@@ -84,12 +84,14 @@ test_dataloader = val_dataloader
 # of the run (docs/get_started.md, "Fault tolerance").
 # CUDAGraphHook: the backbone's training forward and backward replayed as
 # CUDA graphs (training crops are all 512x512; at 2 images per GPU the
-# eager step is bound by the host issuing kernels; evaluation stays
-# eager). `--cfg-options custom_hooks.2.enabled=False` trains eagerly.
+# eager step is bound by the host issuing kernels), and, in validation and
+# testing (batch 1), its forward for input sizes that repeat (the sliding
+# windows; images of one size). `--cfg-options custom_hooks.2.enabled=False`
+# runs it eagerly; `custom_hooks.2.inference=False` evaluates eagerly.
 custom_hooks = [
     dict(type='EpochSeedHook'),
     dict(type='FiniteLossHook'),
-    dict(type='CUDAGraphHook')
+    dict(type='CUDAGraphHook', inference=True)
 ]
 # Checkpoints written atomically (a kill while saving leaves the previous
 # ones intact) in a form that loads weights-only (mmsmlp's hook).

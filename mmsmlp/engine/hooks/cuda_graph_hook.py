@@ -1,13 +1,14 @@
 # Copyright (c) mmsmlp contributors. All rights reserved.
 """Trains a submodule (the backbone) through CUDA graphs."""
-from typing import Sequence
+from typing import Sequence, Union
 
 from mmengine.hooks import Hook
 from torch import nn
 from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
 
-from mmsmlp.models.utils.cuda_graph import GraphedTraining
+from mmsmlp.models.utils.cuda_graph import (GraphedInference,
+                                            GraphedTraining)
 
 
 @HOOKS.register_module()
@@ -24,8 +25,13 @@ class CUDAGraphHook(Hook):
     ``drop_last=True``; UperNet's 512x512 crops) replay every iteration;
     other shapes (mmdet's varying image sizes) run eagerly, with a warning
     saying so. The same values are computed as without it (tested on a GPU
-    in ``tests/test_cuda_graph.py``); validation and testing (eval mode)
-    run the module eagerly.
+    in ``tests/test_cuda_graph.py``).
+
+    With ``inference=True``, validation and testing (eval mode, from
+    ``before_val`` / ``before_test``: ``tools/test.py`` too) replay graphs
+    of the module's forward for input shapes that repeat
+    (:class:`~mmsmlp.models.utils.cuda_graph.GraphedInference`: mmseg's
+    sliding windows, images of one size); otherwise they run it eagerly.
 
     It does nothing without CUDA, or with ``enabled=False``, and steps
     aside, with a log line, under ``--compile`` (``CompileForwardHook``,
@@ -41,17 +47,27 @@ class CUDAGraphHook(Hook):
         modules (Sequence[str]): Names of the model's submodules to graph
             (``model.get_submodule`` names). Defaults to ``('backbone', )``.
         enabled (bool): Defaults to True.
+        inference (bool | dict): Graphs in validation and testing too;
+            a dict gives ``GraphedInference``'s arguments (``min_calls``,
+            ``max_graphs``). Defaults to False (the ImageNet configs'
+            validation is paced by its data loader, not by the host).
     """
 
     priority = 'LOWEST'  # after CompileForwardHook's before_train
 
     def __init__(self,
                  modules: Sequence[str] = ('backbone', ),
-                 enabled: bool = True):
+                 enabled: bool = True,
+                 inference: Union[bool, dict] = False):
         if isinstance(modules, str):
             modules = (modules, )
         self.modules = tuple(modules)
         self.enabled = enabled
+        if not isinstance(inference, (bool, dict)):
+            raise TypeError('CUDAGraphHook: inference must be a bool or a '
+                            f'dict of GraphedInference arguments, got '
+                            f'{inference!r}')
+        self.inference = inference
 
     def submodules(self, model) -> list:
         """The modules to graph; an error names a missing one."""
@@ -66,31 +82,64 @@ class CUDAGraphHook(Hook):
                     f'(its children: {children})') from None
         return found
 
-    def before_train(self, runner) -> None:
+    def _graphable(self, runner, training: bool):
+        """The model's modules to graph, or None (with a log line saying
+        why not)."""
         wrapped = is_model_wrapper(runner.model)
         model = runner.model.module if wrapped else runner.model
         if not self.enabled:
-            return
+            return None
         modules = self.submodules(model)
         if getattr(model, '_forward_compiled', False):
             runner.logger.info('CUDAGraphHook: the forward is compiled '
                                '(--compile): no graphs of its own')
-            return
+            return None
         synced = [
             name for name, module in zip(self.modules, modules)
             if any(isinstance(m, nn.SyncBatchNorm) for m in module.modules())
         ]
-        if synced:
+        if synced and training:
             runner.logger.info(f'CUDAGraphHook: {synced} hold SyncBatchNorm '
                                '(collectives in the step): eager training')
-            return
+            return None
         device = next(model.parameters()).device
         if device.type != 'cuda':
             runner.logger.info(f'CUDAGraphHook: the model is on {device}, '
-                               'not CUDA: it trains eagerly')
+                               'not CUDA: it runs eagerly')
+            return None
+        return modules
+
+    def before_train(self, runner) -> None:
+        modules = self._graphable(runner, training=True)
+        if modules is None:
             return
+        wrapped = is_model_wrapper(runner.model)
         for module in modules:
             GraphedTraining.wrap(module, alias_parameters=wrapped)
         runner.logger.info(
             f'CUDAGraphHook: {list(self.modules)} train through CUDA graphs '
             '(captured at the first iteration)')
+
+    def _before_inference(self, runner) -> None:
+        if self.inference is False:
+            return
+        # eval-mode BatchNorms (SyncBatchNorm too) use their running
+        # statistics: no collectives in an inference forward
+        modules = self._graphable(runner, training=False)
+        if modules is None:
+            return
+        options = self.inference if isinstance(self.inference, dict) else {}
+        for module in modules:
+            graphed = GraphedInference.wrap(module, **options)
+        if not getattr(self, '_logged_inference', False):
+            self._logged_inference = True
+            runner.logger.info(
+                f'CUDAGraphHook: {list(self.modules)} evaluate through CUDA '
+                f'graphs for input shapes seen {graphed.min_calls} times (up '
+                f'to {graphed.max_graphs} shapes)')
+
+    def before_val(self, runner) -> None:
+        self._before_inference(runner)
+
+    def before_test(self, runner) -> None:
+        self._before_inference(runner)

@@ -33,13 +33,14 @@ Inside the capture, mmsmlp's Triton kernels run in training too
 (:func:`.fast_paths.graph_capture`): their kernels are faster than
 PyTorch's and, replayed, their host cost is gone.
 """
+import copy
 import warnings
-from typing import Optional
+from typing import Dict, Optional
 
 import torch
 from torch import Tensor, nn
 
-from .fast_paths import graph_capture, is_eager
+from .fast_paths import get_mode, graph_capture, is_eager
 
 
 class GraphedTraining:
@@ -91,21 +92,16 @@ class GraphedTraining:
             raise TypeError('copy the module, not its GraphedTraining')
         copied = type(self)(module, self.warmup_iters,
                             self.alias_parameters)
-        copied.eager_forward = type(self.module).forward.__get__(module)
+        copied.eager_forward = copy.deepcopy(self.eager_forward, memo)
         return copied
 
     @classmethod
     def wrap(cls, module: nn.Module, **kwargs) -> 'GraphedTraining':
-        if isinstance(module.forward, cls):
-            return module.forward
-        graphed = cls(module, **kwargs)
-        module.forward = graphed
-        return graphed
+        return _wrap(cls, module, kwargs)
 
-    @staticmethod
-    def unwrap(module: nn.Module) -> None:
-        if isinstance(module.forward, GraphedTraining):
-            del module.forward  # the class's forward again
+    @classmethod
+    def unwrap(cls, module: nn.Module) -> None:
+        _unwrap(cls, module)
 
     @staticmethod
     def call_key(x: Tensor) -> Optional[tuple]:
@@ -163,8 +159,9 @@ class GraphedTraining:
                                   enabled=key[-1] is not None,
                                   cache_enabled=False)
         # It replaces the forward of the module it is given: let it do so,
-        # keep what it made, and put this object back.
-        del module.forward
+        # keep what it made, and put back what was installed (this object,
+        # or a GraphedInference around it).
+        installed = vars(module).pop('forward')
         try:
             with autocast, graph_capture():
                 if self.alias_parameters:
@@ -174,7 +171,7 @@ class GraphedTraining:
                         module, (sample, ), num_warmup_iters=self.warmup_iters)
                     self.graphed = module.forward
         finally:
-            module.forward = self
+            module.forward = installed
             for b, value in zip(buffers, saved):
                 b.copy_(value)
             torch.cuda.set_rng_state(rng)
@@ -219,3 +216,178 @@ class GraphedTraining:
             self._warned.add(what)
             warnings.warn(f'GraphedTraining({type(self.module).__name__}): '
                           f'{message}')
+
+
+class GraphedInference:
+    """Replaces ``module.forward``: inference calls on CUDA (eval mode, no
+    autograd) replay a CUDA graph of the module's forward for each input
+    shape seen ``min_calls`` times, up to ``max_graphs`` shapes; the rest
+    run the module's own forward.
+
+    Evaluating a segmentor at batch 1 is bound by the host issuing
+    sMLPNet's ops (about 2,000 for a forward at 512x683, against Swin-T's
+    1,200: docs/benchmarks.md); mmseg's sliding-window test runs the
+    backbone on windows of one size, and a dataset's images often share a
+    size. Shapes seen fewer times (and those beyond ``max_graphs``) run
+    eagerly, so a dataset of all-different sizes costs no captures.
+
+    The replay computes what the forward computes from the module's
+    parameters and buffers as they are at that moment (updated in place:
+    optimizer steps, EMA swaps, ``load_state_dict``); moved ones
+    (``model.to()``) are captured again. Outputs are copies: the graph's
+    own output buffers are overwritten by the next replay. Each graph holds
+    its intermediate activations' memory while it lives.
+
+    ``GraphedInference.wrap(module)`` installs it (idempotent; with a
+    :class:`GraphedTraining` too, in either order) and
+    ``GraphedInference.unwrap(module)`` removes it and its graphs.
+
+    Args:
+        module (nn.Module): The module; one tensor argument, returning a
+            tensor or a tuple/list of tensors.
+        min_calls (int): Calls of one input shape before it is captured
+            (the capture costs ``warmup_iters`` + 1 forwards). Defaults
+            to 2.
+        max_graphs (int): Most shapes kept as graphs. Defaults to 8.
+        warmup_iters (int): Forwards run before the capture (cuDNN's
+            autotuning and Triton's compilation happen there, not in the
+            capture). Defaults to 2.
+    """
+
+    def __init__(self,
+                 module: nn.Module,
+                 min_calls: int = 2,
+                 max_graphs: int = 8,
+                 warmup_iters: int = 2):
+        if min_calls < 1 or max_graphs < 0 or warmup_iters < 1:
+            raise ValueError('GraphedInference needs min_calls >= 1, '
+                             'max_graphs >= 0 and warmup_iters >= 1, got '
+                             f'{min_calls}, {max_graphs}, {warmup_iters}')
+        self.module = module
+        self.eager_forward = module.forward
+        self.min_calls = min_calls
+        self.max_graphs = max_graphs
+        self.warmup_iters = warmup_iters
+        self.calls: Dict[tuple, int] = {}  # calls of each key so far
+        self.graphs: Dict[tuple, tuple] = {}  # key: (graph, input, output)
+        self.tensors = ()  # parameters and buffers at the captures
+        self.pointers = ()  # their addresses
+        self.captures = 0
+        self.replays = 0
+
+    def __deepcopy__(self, memo):
+        # as GraphedTraining: the copy's own wrapper, nothing captured
+        module = memo.get(id(self.module))
+        if module is None:
+            raise TypeError('copy the module, not its GraphedInference')
+        copied = type(self)(module, self.min_calls, self.max_graphs,
+                            self.warmup_iters)
+        copied.eager_forward = copy.deepcopy(self.eager_forward, memo)
+        return copied
+
+    @classmethod
+    def wrap(cls, module: nn.Module, **kwargs) -> 'GraphedInference':
+        return _wrap(cls, module, kwargs)
+
+    @classmethod
+    def unwrap(cls, module: nn.Module) -> None:
+        _unwrap(cls, module)
+
+    @staticmethod
+    def call_key(x: Tensor) -> Optional[tuple]:
+        """What a replay must match (the graph's input is dense, in ``x``'s
+        memory format: a window's view of a larger image matches too);
+        None where no graph may run."""
+        if not (x.is_cuda and not torch.is_grad_enabled() and is_eager()
+                and not torch.cuda.is_current_stream_capturing()):
+            return None
+        channels_last = (
+            x.dim() == 4 and not x.is_contiguous()
+            and x.is_contiguous(memory_format=torch.channels_last))
+        autocast = (torch.get_autocast_dtype('cuda')
+                    if torch.is_autocast_enabled('cuda') else None)
+        return (tuple(x.shape), channels_last, x.dtype, x.device, autocast,
+                get_mode())
+
+    def __call__(self, x: Tensor, *args, **kwargs):
+        key = None if self.module.training else self.call_key(x)
+        if key is None or args or kwargs:
+            return self.eager_forward(x, *args, **kwargs)
+        if self.graphs and self._moved():
+            self.graphs.clear()  # their addresses are stale: capture again
+            self.calls.clear()
+        entry = self.graphs.get(key)
+        if entry is None:
+            calls = self.calls[key] = self.calls.get(key, 0) + 1
+            if calls < self.min_calls or len(self.graphs) >= self.max_graphs:
+                return self.eager_forward(x)
+            entry = self.graphs[key] = self._capture(x, key)
+        graph, static_input, static_output = entry
+        static_input.copy_(x)
+        graph.replay()
+        self.replays += 1
+        if isinstance(static_output, Tensor):
+            return static_output.clone()
+        return type(static_output)(t.clone() for t in static_output)
+
+    def _capture(self, x: Tensor, key: tuple) -> tuple:
+        module = self.module
+        self.tensors = tuple(module.parameters()) + tuple(module.buffers())
+        self.pointers = tuple(t.data_ptr() for t in self.tensors)
+        static_input = x.clone(memory_format=torch.channels_last
+                               if key[1] else torch.contiguous_format)
+        # As in GraphedTraining: autocast's weight cache off, so the graph
+        # records its casts instead of reusing one made before it.
+        autocast = torch.autocast('cuda',
+                                  dtype=key[4] or torch.float32,
+                                  enabled=key[4] is not None,
+                                  cache_enabled=False)
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with autocast, torch.cuda.stream(stream):
+            for _ in range(self.warmup_iters):
+                self.eager_forward(static_input)
+        torch.cuda.current_stream().wait_stream(stream)
+        graph = torch.cuda.CUDAGraph()
+        with autocast, torch.cuda.graph(graph):
+            static_output = self.eager_forward(static_input)
+        self.captures += 1
+        return graph, static_input, static_output
+
+    def _moved(self) -> bool:
+        return any(t.data_ptr() != p
+                   for t, p in zip(self.tensors, self.pointers))
+
+
+_WRAPPERS = (GraphedTraining, GraphedInference)
+
+
+def _wrap(cls, module: nn.Module, kwargs: dict):
+    """Install a ``cls`` as ``module.forward`` around whatever is there
+    (the class's forward or the other wrapper); the one already in the
+    chain if there is one."""
+    current = vars(module).get('forward')
+    while isinstance(current, _WRAPPERS):
+        if isinstance(current, cls):
+            return current
+        current = current.eager_forward
+    wrapper = cls(module, **kwargs)
+    module.forward = wrapper
+    return wrapper
+
+
+def _unwrap(cls, module: nn.Module) -> None:
+    """Take the ``cls`` out of ``module.forward``'s chain (its graphs and
+    their memory go with it)."""
+    outer, current = None, vars(module).get('forward')
+    while isinstance(current, _WRAPPERS):
+        if isinstance(current, cls):
+            inner = current.eager_forward
+            if outer is not None:
+                outer.eager_forward = inner
+            elif isinstance(inner, _WRAPPERS):
+                module.forward = inner
+            else:
+                del module.forward  # the class's forward again
+            return
+        outer, current = current, current.eager_forward
