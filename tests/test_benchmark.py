@@ -47,3 +47,23 @@ def test_reference_formulations_match_each_size(size):
     numel = sorted(p.numel() for p in ours.parameters())
     assert numel == sorted(p.numel() for p in reference.parameters())
     assert sum(numel) > 20e6
+
+
+@pytest.mark.parametrize('config, norm_eval', [
+    ('mask_rcnn/mask-rcnn_smlpnet-t_fpn_1x_coco.py', True),
+    ('upernet/smlpnet-t_upernet_8xb2-160k_ade20k-512x512.py', True),
+])
+def test_profile_step_builds_a_dense_configs_backbone(config, norm_eval,
+                                                      monkeypatch):
+    """profile_step.py --backbone-of: the backbone as the config trains it
+    (frozen statistics, every stage's output), without its checkpoint."""
+    from .conftest import REPO_ROOT
+    # it imports benchmark.py from its own folder, as a script does
+    monkeypatch.syspath_prepend(f'{REPO_ROOT}/tools/analysis_tools')
+    tool = import_tool('analysis_tools/profile_step.py')
+    backbone = tool.build_backbone(f'{REPO_ROOT}/configs/{config}')
+    assert type(backbone).__name__ == 'SMLPNet'
+    assert backbone.norm_eval is norm_eval
+    assert backbone.out_indices == (0, 1, 2, 3)
+    backbone.train()
+    assert not backbone.stages[0][1].norm1.training  # frozen statistics

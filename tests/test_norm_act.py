@@ -8,12 +8,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mmsmlp.models.utils.fast_paths import set_mode
 from mmsmlp.models.utils.norm_act import batch_norm_gelu, conv_batch_norm_gelu
 from .conftest import assert_same_gradients
 
 
 def nhwc(x):
     return x.permute(0, 2, 3, 1)
+
+
+def node_of(out):
+    """The autograd node under the output's view."""
+    return type(out.grad_fn.next_functions[0][0]).__name__
 
 
 def randomized_bn(channels, seed=0):
@@ -60,6 +66,31 @@ def test_batch_norm_gelu_in_eval_and_without_grad():
     bn.eval()
     torch.testing.assert_close(
         batch_norm_gelu(bn, nhwc(x)), nhwc(F.gelu(bn(x))))
+
+
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
+def test_frozen_batch_norm_gelu_trains_like_the_module(dtype):
+    """norm_eval: a BatchNorm in eval mode inside a model that trains runs
+    the frozen-statistics node (off cuDNN, whose inference kernel is slow
+    on this view on a GPU); outputs and the gradients of the input and the
+    affine terms equal the module's, and the statistics stay put."""
+    bn, plain = (randomized_bn(5).to(dtype).eval() for _ in range(2))
+    x = torch.randn(3, 5, 4, 6, dtype=dtype)
+    x1, x2 = x.clone().requires_grad_(), x.clone().requires_grad_()
+    out, want = batch_norm_gelu(bn, nhwc(x1)), nhwc(F.gelu(plain(x2)))
+    assert node_of(out) == '_FrozenBatchNormGELUBackward'
+    torch.testing.assert_close(out, want)
+    assert_same_gradients(out, want, [x1, bn.weight, bn.bias],
+                          [x2, plain.weight, plain.bias])
+    for name, buffer in plain.named_buffers():
+        assert torch.equal(getattr(bn, name), buffer), name
+    # frozen affine terms too (frozen stages): only the input's gradient
+    bn.requires_grad_(False)
+    plain.requires_grad_(False)
+    out, want = batch_norm_gelu(bn, nhwc(x1)), nhwc(F.gelu(plain(x2)))
+    assert_same_gradients(out, want, [x1], [x2])
+    with set_mode('plain'):  # the reference: the module itself
+        assert node_of(batch_norm_gelu(bn, nhwc(x1))) == 'GeluBackward0'
 
 
 def test_folded_conv_batch_norm_in_eval():

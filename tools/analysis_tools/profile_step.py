@@ -3,8 +3,16 @@
 
     python tools/analysis_tools/profile_step.py smlpnet-t [--infer] \
         [--compile] [--rows 20]
+    python tools/analysis_tools/profile_step.py \
+        --backbone-of configs/mask_rcnn/mask-rcnn_smlpnet-t_fpn_1x_coco.py \
+        --size 800 1344 --batch 2
 
 Same models and settings as ``benchmark.py`` (bf16 autocast, channels_last).
+``--backbone-of CONFIG`` profiles the backbone of a detection or
+segmentation config instead, as those configs train it (their
+``model.backbone``: frozen BatchNorm statistics, every stage's output; fp16
+autocast as ``--amp``; the loss is the sum of the outputs' means), on
+``--size H W`` inputs.
 Prints the wall time of a step and the summed time of its kernels: when the
 wall time is larger, the host (Python, autograd, kernel launches) bounds it;
 ``--host`` then lists the host-side ops that take its time.
@@ -22,7 +30,12 @@ from benchmark import build  # noqa: I100 (tools/analysis_tools/benchmark.py)
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('model', help='a model name of benchmark.py')
+    parser.add_argument('model', nargs='?',
+                        help='a model name of benchmark.py')
+    parser.add_argument('--backbone-of', metavar='CONFIG',
+                        help="a config whose model.backbone to profile")
+    parser.add_argument('--size', type=int, nargs=2, default=(224, 224),
+                        metavar=('H', 'W'))
     parser.add_argument('--infer', action='store_true')
     parser.add_argument('--compile', action='store_true')
     parser.add_argument('--batch', type=int, default=128)
@@ -30,20 +43,32 @@ def main():
     parser.add_argument('--host', action='store_true',
                         help='also the host-side ops taking the most time')
     args = parser.parse_args()
-    model = build(args.model).cuda().to(memory_format=torch.channels_last)
-    x = torch.randn(args.batch, 3, 224, 224, device='cuda').to(
+    if (args.model is None) == (args.backbone_of is None):
+        parser.error('give a model name or --backbone-of CONFIG')
+    if args.backbone_of:
+        model, dtype = build_backbone(args.backbone_of), torch.float16
+        args.model = f'{args.backbone_of} backbone'
+    else:
+        model, dtype = build(args.model), torch.bfloat16
+    model = model.cuda().to(memory_format=torch.channels_last)
+    x = torch.randn(args.batch, 3, *args.size, device='cuda').to(
         memory_format=torch.channels_last)
     y = torch.randint(0, 1000, (args.batch, ), device='cuda')
     optimizer = torch.optim.AdamW(model.parameters())
     model.train(not args.infer)
     fn = torch.compile(model) if args.compile else model
 
+    def loss_of(out):
+        if args.backbone_of:
+            return sum(o.float().mean() for o in out)
+        return F.cross_entropy(out.float(), y)
+
     def step():
-        with torch.autocast('cuda', dtype=torch.bfloat16):
+        with torch.autocast('cuda', dtype=dtype):
             if args.infer:
                 with torch.no_grad():
                     return fn(x)
-            loss = F.cross_entropy(fn(x).float(), y)
+            loss = loss_of(fn(x))
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -70,8 +95,9 @@ def main():
     kernels = sum(e.self_device_time_total for e in events
                   if not args.host
                   or e.device_type == torch.autograd.DeviceType.CUDA) / 5 / 1e3
-    print(f'{args.model}, batch {args.batch}: {wall:.1f} ms per step (wall), '
-          f'{kernels:.1f} ms of kernels per step')
+    print(f'{args.model}, batch {args.batch}, {args.size[0]}x{args.size[1]}: '
+          f'{wall:.1f} ms per step (wall), {kernels:.1f} ms of kernels per '
+          'step')
     print(events.table(sort_by='self_device_time_total', row_limit=args.rows,
                        max_name_column_width=70))
     if args.host:
@@ -81,6 +107,16 @@ def main():
               'profiler adds its own)')
         print(events.table(sort_by='self_cpu_time_total',
                            row_limit=args.rows, max_name_column_width=70))
+
+
+def build_backbone(config: str) -> torch.nn.Module:
+    """``model.backbone`` of a config (mmdet's, mmseg's or ours), built in
+    its registry scope, without its checkpoint (``init_cfg`` is not run)."""
+    from mmengine.config import Config
+    from mmengine.registry import MODELS, init_default_scope
+    cfg = Config.fromfile(config)
+    init_default_scope(cfg.get('default_scope', 'mmpretrain'))
+    return MODELS.build(cfg.model.backbone)
 
 
 if __name__ == '__main__':

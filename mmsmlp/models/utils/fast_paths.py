@@ -9,7 +9,8 @@ CPU), with its faster forms beside it, each behind one predicate from here:
 
 - :func:`training_fast_path`: a hand-written autograd node (the sMLP, the
   channel MLP, BatchNorm + GELU) in eager training: fewer ops for the host
-  to issue, fewer activations kept;
+  to issue, fewer activations kept (:func:`recording_fast_path` for a
+  frozen BatchNorm in a model that trains);
 - :func:`use_triton`: mmsmlp's Triton kernels (LayerNorm, BatchNorm +
   GELU);
 - :func:`fold_batch_norm`: an eval-mode BatchNorm folded into the
@@ -185,8 +186,14 @@ def training_fast_path(module: nn.Module) -> bool:
     """Whether ``module`` runs its hand-written autograd node: in training
     (train mode, autograd recording) in eager mode, unless the mode is
     ``plain``."""
-    return (module.training and _switch.autograd and torch.is_grad_enabled()
-            and is_eager())
+    return module.training and recording_fast_path()
+
+
+def recording_fast_path() -> bool:
+    """Whether a hand-written autograd node runs where autograd records,
+    whatever the module's mode (a BatchNorm frozen with ``norm_eval`` in a
+    model that trains): in eager mode, unless the mode is ``plain``."""
+    return _switch.autograd and torch.is_grad_enabled() and is_eager()
 
 
 def use_triton(x: Tensor, backward: bool) -> bool:
