@@ -224,6 +224,19 @@ def test_hook_graphs_inference_only_when_asked(inference):
                for m in runner.records) == 1
 
 
+def test_hook_releases_the_inference_graphs_after_val_and_test():
+    """The graphs' memory goes back to training after each validation (a
+    CPU model here: the release clears what the wrapper counted)."""
+    model = classifier()
+    graphed = GraphedInference.wrap(model.backbone)
+    GraphedTraining.wrap(model.backbone)  # in the chain too
+    hook = CUDAGraphHook(inference=True)
+    for after in (hook.after_val, hook.after_test):
+        graphed.calls[('a shape', )] = 1
+        after(FakeRunner(model))
+        assert not graphed.calls
+
+
 def _step(model, x, y, autocast_dtype):
     with torch.autocast('cuda',
                         dtype=autocast_dtype or torch.float32,
@@ -482,6 +495,11 @@ def test_graphed_inference_equals_eager(autocast_dtype):
     with torch.enable_grad():  # autograd recording: eager
         model(windows[0])
     assert graphed.replays == 3 + 1 + 2
+    graphed.release()  # CUDAGraphHook's after_val: captured anew
+    assert not graphed.graphs and not graphed.calls
+    for _ in range(2):
+        check(windows[0])
+    assert graphed.captures == 4 and graphed.replays == 7
 
 
 def test_a_copied_module_gets_its_own_wrapper():

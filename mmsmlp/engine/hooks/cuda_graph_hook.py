@@ -8,7 +8,7 @@ from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
 
 from mmsmlp.models.utils.cuda_graph import (GraphedInference,
-                                            GraphedTraining)
+                                            GraphedTraining, find_wrapper)
 
 
 @HOOKS.register_module()
@@ -31,7 +31,9 @@ class CUDAGraphHook(Hook):
     ``before_val`` / ``before_test``: ``tools/test.py`` too) replay graphs
     of the module's forward for input shapes that repeat
     (:class:`~mmsmlp.models.utils.cuda_graph.GraphedInference`: mmseg's
-    sliding windows, images of one size); otherwise they run it eagerly.
+    sliding windows, images of one size), released at the end of each
+    validation or test (their memory back for training); otherwise they
+    run it eagerly.
 
     It does nothing without CUDA, or with ``enabled=False``, and steps
     aside, with a log line, under ``--compile`` (``CompileForwardHook``,
@@ -138,8 +140,26 @@ class CUDAGraphHook(Hook):
                 f'graphs for input shapes seen {graphed.min_calls} times (up '
                 f'to {graphed.max_graphs} shapes)')
 
+    def _after_inference(self, runner) -> None:
+        # the graphs' memory back for training: a validation captures anew
+        model = runner.model.module if is_model_wrapper(
+            runner.model) else runner.model
+        if not self.enabled or self.inference is False:
+            return
+        for name in self.modules:
+            graphed = find_wrapper(GraphedInference,
+                                   model.get_submodule(name))
+            if graphed is not None:
+                graphed.release()
+
     def before_val(self, runner) -> None:
         self._before_inference(runner)
 
+    def after_val(self, runner) -> None:
+        self._after_inference(runner)
+
     def before_test(self, runner) -> None:
         self._before_inference(runner)
+
+    def after_test(self, runner) -> None:
+        self._after_inference(runner)

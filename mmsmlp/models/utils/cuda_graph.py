@@ -236,7 +236,7 @@ class GraphedInference:
     optimizer steps, EMA swaps, ``load_state_dict``); moved ones
     (``model.to()``) are captured again. Outputs are copies: the graph's
     own output buffers are overwritten by the next replay. Each graph holds
-    its intermediate activations' memory while it lives.
+    its intermediate activations' memory until :meth:`release`.
 
     ``GraphedInference.wrap(module)`` installs it (idempotent; with a
     :class:`GraphedTraining` too, in either order) and
@@ -358,19 +358,34 @@ class GraphedInference:
         return any(t.data_ptr() != p
                    for t, p in zip(self.tensors, self.pointers))
 
+    def release(self) -> None:
+        """Drop the graphs (their memory returns to PyTorch's allocator)
+        and the call counts: shapes are counted and captured anew."""
+        self.graphs.clear()
+        self.calls.clear()
+
 
 _WRAPPERS = (GraphedTraining, GraphedInference)
+
+
+def find_wrapper(cls, module: nn.Module):
+    """The ``cls`` (:class:`GraphedTraining` or :class:`GraphedInference`)
+    in ``module.forward``'s chain, or None."""
+    current = vars(module).get('forward')
+    while isinstance(current, _WRAPPERS):
+        if isinstance(current, cls):
+            return current
+        current = current.eager_forward
+    return None
 
 
 def _wrap(cls, module: nn.Module, kwargs: dict):
     """Install a ``cls`` as ``module.forward`` around whatever is there
     (the class's forward or the other wrapper); the one already in the
     chain if there is one."""
-    current = vars(module).get('forward')
-    while isinstance(current, _WRAPPERS):
-        if isinstance(current, cls):
-            return current
-        current = current.eager_forward
+    found = find_wrapper(cls, module)
+    if found is not None:
+        return found
     wrapper = cls(module, **kwargs)
     module.forward = wrapper
     return wrapper
