@@ -224,6 +224,25 @@ def test_hook_graphs_inference_only_when_asked(inference):
                for m in runner.records) == 1
 
 
+def test_hook_looks_inside_a_tta_model():
+    """``tools/test.py --tta`` wraps the model in a TTA model (mmseg's
+    SegTTAModel): the hook finds the backbone inside it (here on a CPU: it
+    says it stays eager) instead of stopping the test."""
+    from mmengine.model import BaseTTAModel
+
+    class TTA(BaseTTAModel):
+
+        def merge_preds(self, data_samples_list):
+            return data_samples_list[0]
+
+    model = classifier()
+    runner = FakeRunner(TTA(module=model))
+    hook = CUDAGraphHook(inference=True)
+    hook.before_test(runner)
+    hook.after_test(runner)
+    assert any('not CUDA' in m for m in runner.records)
+
+
 def test_hook_releases_the_inference_graphs_after_val_and_test():
     """The graphs' memory goes back to training after each validation (a
     CPU model here: the release clears what the wrapper counted)."""

@@ -4,7 +4,7 @@ from typing import Sequence, Union
 
 from mmengine.hooks import Hook
 from torch import nn
-from mmengine.model import is_model_wrapper
+from mmengine.model import BaseTTAModel, is_model_wrapper
 from mmengine.registry import HOOKS
 
 from mmsmlp.models.utils.cuda_graph import (GraphedInference,
@@ -87,8 +87,7 @@ class CUDAGraphHook(Hook):
     def _graphable(self, runner, training: bool):
         """The model's modules to graph, or None (with a log line saying
         why not)."""
-        wrapped = is_model_wrapper(runner.model)
-        model = runner.model.module if wrapped else runner.model
+        model = _inner_model(runner.model)
         if not self.enabled:
             return None
         modules = self.submodules(model)
@@ -142,8 +141,7 @@ class CUDAGraphHook(Hook):
 
     def _after_inference(self, runner) -> None:
         # the graphs' memory back for training: a validation captures anew
-        model = runner.model.module if is_model_wrapper(
-            runner.model) else runner.model
+        model = _inner_model(runner.model)
         if not self.enabled or self.inference is False:
             return
         for name in self.modules:
@@ -163,3 +161,13 @@ class CUDAGraphHook(Hook):
 
     def after_test(self, runner) -> None:
         self._after_inference(runner)
+
+
+def _inner_model(model):
+    """The model the configs describe, inside DDP's wrapper and, under
+    ``tools/test.py --tta``, inside the TTA model."""
+    if is_model_wrapper(model):
+        model = model.module
+    if isinstance(model, BaseTTAModel):
+        model = model.module
+    return model
