@@ -35,11 +35,15 @@ def resample_axial_mixing(weight: Tensor, bias: Tensor,
     n = weight.shape[-1]
     if not is_exporting() and size == n:
         return weight, bias
+    # A view in (one op, where indexing takes two: the host issues every op
+    # of an eager step, and Mask R-CNN trains eagerly at sizes that
+    # resample); indexing out, which torch.export takes at symbolic sizes.
     weight = F.interpolate(
-        weight[None, None], size=(size, size), mode='bilinear',
+        weight.view(1, 1, n, n), size=(size, size), mode='bilinear',
         align_corners=False)[0, 0] * (n / size)
     bias = F.interpolate(
-        bias[None, None], size=size, mode='linear', align_corners=False)[0, 0]
+        bias.view(1, 1, n), size=size, mode='linear',
+        align_corners=False)[0, 0]
     return weight, bias
 
 
@@ -68,10 +72,11 @@ def fuse_mixes(x: Tensor, x_w: Tensor, x_h: Tensor, fuse: Tensor) -> Tensor:
     # counter, the TorchScript-based ONNX exporter), out of place: those
     # tools know addmm, not addmm_.
     addmm = torch.addmm if torch.jit.is_tracing() else Tensor.addmm_
-    f_id, f_w, f_h = fuse.to(x_w.dtype).split(C, dim=1)
-    out = torch.mm(x.reshape(-1, C), f_id.t())
-    out = addmm(out, x_w.reshape(-1, C), f_w.t())
-    out = addmm(out, x_h.reshape(-1, C), f_h.t())
+    # the transposed (C, C) blocks of the fuse weight: one transpose
+    f_id_t, f_w_t, f_h_t = fuse.to(x_w.dtype).t().split(C)
+    out = torch.mm(x.reshape(-1, C), f_id_t)
+    out = addmm(out, x_w.reshape(-1, C), f_w_t)
+    out = addmm(out, x_h.reshape(-1, C), f_h_t)
     return out.view(x.shape)
 
 
