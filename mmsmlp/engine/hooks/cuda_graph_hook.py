@@ -70,6 +70,7 @@ class CUDAGraphHook(Hook):
                             f'dict of GraphedInference arguments, got '
                             f'{inference!r}')
         self.inference = inference
+        self._logged_inference = False
 
     def submodules(self, model) -> list:
         """The modules to graph; an error names a missing one."""
@@ -132,7 +133,7 @@ class CUDAGraphHook(Hook):
         options = self.inference if isinstance(self.inference, dict) else {}
         for module in modules:
             graphed = GraphedInference.wrap(module, **options)
-        if not getattr(self, '_logged_inference', False):
+        if not self._logged_inference:
             self._logged_inference = True
             runner.logger.info(
                 f'CUDAGraphHook: {list(self.modules)} evaluate through CUDA '
