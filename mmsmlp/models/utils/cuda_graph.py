@@ -43,7 +43,75 @@ from torch import Tensor, nn
 from .fast_paths import get_mode, graph_capture, is_eager
 
 
-class GraphedTraining:
+class _ForwardWrapper:
+    """What :class:`GraphedTraining` and :class:`GraphedInference` share:
+    each replaces ``module.forward``, around whatever forward was there
+    (``eager_forward``: the class's, or the other wrapper), and checks the
+    addresses its graphs read."""
+
+    def _arguments(self) -> dict:
+        """The constructor's arguments besides the module."""
+        raise NotImplementedError
+
+    def __deepcopy__(self, memo):
+        # A deep copy of the module (mmengine's EMA model, copy.deepcopy of
+        # a model) gets a wrapper of its own, uncaptured: graphs and their
+        # memory are not copied.
+        module = memo.get(id(self.module))
+        if module is None:
+            raise TypeError(
+                f'copy the module, not its {type(self).__name__}')
+        copied = type(self)(module, **self._arguments())
+        copied.eager_forward = copy.deepcopy(self.eager_forward, memo)
+        return copied
+
+    @classmethod
+    def wrap(cls, module: nn.Module, **kwargs):
+        """Install one around ``module.forward`` (or return the one in its
+        chain)."""
+        found = find_wrapper(cls, module)
+        if found is not None:
+            return found
+        wrapper = cls(module, **kwargs)
+        module.forward = wrapper
+        return wrapper
+
+    @classmethod
+    def unwrap(cls, module: nn.Module) -> None:
+        """Take it out of ``module.forward``'s chain (its graphs and their
+        memory go with it)."""
+        outer, current = None, vars(module).get('forward')
+        while isinstance(current, _ForwardWrapper):
+            if isinstance(current, cls):
+                inner = current.eager_forward
+                if outer is not None:
+                    outer.eager_forward = inner
+                elif isinstance(inner, _ForwardWrapper):
+                    module.forward = inner
+                else:
+                    del module.forward  # the class's forward again
+                return
+            outer, current = current, current.eager_forward
+
+    def _moved(self) -> bool:
+        # the captured tensors' addresses (model.to() and .cuda() give a
+        # parameter new memory in place of the old)
+        return any(t.data_ptr() != p
+                   for t, p in zip(self.tensors, self.pointers))
+
+
+def find_wrapper(cls, module: nn.Module):
+    """The ``cls`` (:class:`GraphedTraining` or :class:`GraphedInference`)
+    in ``module.forward``'s chain, or None."""
+    current = vars(module).get('forward')
+    while isinstance(current, _ForwardWrapper):
+        if isinstance(current, cls):
+            return current
+        current = current.eager_forward
+    return None
+
+
+class GraphedTraining(_ForwardWrapper):
     """Replaces ``module.forward``: training calls on CUDA replay CUDA
     graphs, the rest run the module's own forward.
 
@@ -83,25 +151,9 @@ class GraphedTraining:
         self.captures = 0
         self._warned = set()
 
-    def __deepcopy__(self, memo):
-        # A deep copy of the module (mmengine's EMA model, copy.deepcopy of
-        # a model) gets a wrapper of its own, uncaptured: graphs and their
-        # memory are not copied.
-        module = memo.get(id(self.module))
-        if module is None:
-            raise TypeError('copy the module, not its GraphedTraining')
-        copied = type(self)(module, self.warmup_iters,
-                            self.alias_parameters)
-        copied.eager_forward = copy.deepcopy(self.eager_forward, memo)
-        return copied
-
-    @classmethod
-    def wrap(cls, module: nn.Module, **kwargs) -> 'GraphedTraining':
-        return _wrap(cls, module, kwargs)
-
-    @classmethod
-    def unwrap(cls, module: nn.Module) -> None:
-        _unwrap(cls, module)
+    def _arguments(self) -> dict:
+        return dict(warmup_iters=self.warmup_iters,
+                    alias_parameters=self.alias_parameters)
 
     @staticmethod
     def call_key(x: Tensor) -> Optional[tuple]:
@@ -196,12 +248,6 @@ class GraphedTraining:
         # replay), and their own gradient accumulators
         return lambda x: graphed(x, *params)
 
-    def _moved(self) -> bool:
-        # the captured tensors' addresses (model.to() and .cuda() give a
-        # parameter new memory in place of the old)
-        return any(t.data_ptr() != p
-                   for t, p in zip(self.tensors, self.pointers))
-
     def _grads_pending(self) -> bool:
         return any(p.grad is not None for p in self.params)
 
@@ -218,7 +264,7 @@ class GraphedTraining:
                           f'{message}')
 
 
-class GraphedInference:
+class GraphedInference(_ForwardWrapper):
     """Replaces ``module.forward``: inference calls on CUDA (eval mode, no
     autograd) replay a CUDA graph of the module's forward for each input
     shape seen ``min_calls`` times, up to ``max_graphs`` shapes; the rest
@@ -275,23 +321,9 @@ class GraphedInference:
         self.captures = 0
         self.replays = 0
 
-    def __deepcopy__(self, memo):
-        # as GraphedTraining: the copy's own wrapper, nothing captured
-        module = memo.get(id(self.module))
-        if module is None:
-            raise TypeError('copy the module, not its GraphedInference')
-        copied = type(self)(module, self.min_calls, self.max_graphs,
-                            self.warmup_iters)
-        copied.eager_forward = copy.deepcopy(self.eager_forward, memo)
-        return copied
-
-    @classmethod
-    def wrap(cls, module: nn.Module, **kwargs) -> 'GraphedInference':
-        return _wrap(cls, module, kwargs)
-
-    @classmethod
-    def unwrap(cls, module: nn.Module) -> None:
-        _unwrap(cls, module)
+    def _arguments(self) -> dict:
+        return dict(min_calls=self.min_calls, max_graphs=self.max_graphs,
+                    warmup_iters=self.warmup_iters)
 
     @staticmethod
     def call_key(x: Tensor) -> Optional[tuple]:
@@ -354,55 +386,8 @@ class GraphedInference:
         self.captures += 1
         return graph, static_input, static_output
 
-    def _moved(self) -> bool:
-        return any(t.data_ptr() != p
-                   for t, p in zip(self.tensors, self.pointers))
-
     def release(self) -> None:
         """Drop the graphs (their memory returns to PyTorch's allocator)
         and the call counts: shapes are counted and captured anew."""
         self.graphs.clear()
         self.calls.clear()
-
-
-_WRAPPERS = (GraphedTraining, GraphedInference)
-
-
-def find_wrapper(cls, module: nn.Module):
-    """The ``cls`` (:class:`GraphedTraining` or :class:`GraphedInference`)
-    in ``module.forward``'s chain, or None."""
-    current = vars(module).get('forward')
-    while isinstance(current, _WRAPPERS):
-        if isinstance(current, cls):
-            return current
-        current = current.eager_forward
-    return None
-
-
-def _wrap(cls, module: nn.Module, kwargs: dict):
-    """Install a ``cls`` as ``module.forward`` around whatever is there
-    (the class's forward or the other wrapper); the one already in the
-    chain if there is one."""
-    found = find_wrapper(cls, module)
-    if found is not None:
-        return found
-    wrapper = cls(module, **kwargs)
-    module.forward = wrapper
-    return wrapper
-
-
-def _unwrap(cls, module: nn.Module) -> None:
-    """Take the ``cls`` out of ``module.forward``'s chain (its graphs and
-    their memory go with it)."""
-    outer, current = None, vars(module).get('forward')
-    while isinstance(current, _WRAPPERS):
-        if isinstance(current, cls):
-            inner = current.eager_forward
-            if outer is not None:
-                outer.eager_forward = inner
-            elif isinstance(inner, _WRAPPERS):
-                module.forward = inner
-            else:
-                del module.forward  # the class's forward again
-            return
-        outer, current = current, current.eager_forward
