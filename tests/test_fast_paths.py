@@ -313,3 +313,22 @@ def test_op_count_tool_counts_one_inference_forward():
     assert counts['addmm'] == 1 and counts['mean'] == 1
     assert not any('backward' in op for op in counts)
     assert counts == op_count.count_inference(model, (16, 5), batch=2)
+
+
+def test_op_count_tool_counts_a_backbone_step_at_any_size():
+    """``op_count.py --backbone-of``: a backbone's step (a tuple of
+    outputs, the sum of their means as the loss) at a height and width;
+    the frozen BatchNorm's node is counted as it runs."""
+    op_count = import_tool('analysis_tools/op_count.py')
+    model = SMLPNet(arch=dict(embed_dims=8, depths=[1, 1, 1, 1],
+                              mlp_ratio=3), img_size=64,
+                    out_indices=(0, 1, 2, 3), norm_eval=True).train()
+    fwd, bwd = op_count.count_step(model, size=(64, 64), batch=2)
+    assert fwd['mean'] == 4  # one per output
+    assert fwd['upsample_bilinear2d'] == 0  # the maps' own size
+    # the frozen norm1s' node and the 4 output norms
+    assert bwd['native_batch_norm_backward'] == 8
+    fwd, _ = op_count.count_step(model, size=(64, 96), batch=2)
+    assert fwd['upsample_bilinear2d'] == 4  # each block's width map
+    fwd, _ = op_count.count_step(model, size=(96, 128), batch=2)
+    assert fwd['upsample_bilinear2d'] == 8  # and its height map

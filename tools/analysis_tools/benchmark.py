@@ -117,6 +117,17 @@ def build(name: str) -> torch.nn.Module:
                    f' + {list(TIMM_PEERS)} (with timm)')
 
 
+def build_backbone(config: str) -> torch.nn.Module:
+    """``model.backbone`` of a config (mmdet's, mmseg's or ours), built in
+    its registry scope, without its checkpoint (``init_cfg`` is not run)."""
+    from mmengine import registry
+    from mmengine.config import Config
+    cfg = Config.fromfile(config)
+    registry.init_default_scope(cfg.get('default_scope', 'mmpretrain'))
+    # the root registry builds in the config's scope (mmdet's, mmseg's)
+    return registry.MODELS.build(cfg.model.backbone)
+
+
 def timed(fn, iters: int, warmup: int, rounds: int) -> float:
     """Seconds per call, after warm-up, with CUDA synchronisation: the best
     of ``rounds`` rounds of ``iters`` calls (host-bound steps vary from one

@@ -16,6 +16,14 @@ do not run and PyTorch's ops take their place.
 ``--infer``: one eval-mode forward without autograd in fp32 instead (as
 mmseg and mmdet evaluate: batch 1, the image's own size), the host's
 work per image of an evaluation.
+
+``--backbone-of CONFIG``: the backbone of a detection or segmentation
+config as it trains (frozen BatchNorm statistics, every stage's output; the
+loss is the sum of the outputs' means) at ``--size H W``, e.g. Mask R-CNN's
+eager step::
+
+    python tools/analysis_tools/op_count.py --size 256 320 \
+        --backbone-of configs/mask_rcnn/mask-rcnn_smlpnet-t_fpn_1x_coco.py
 """
 import argparse
 import collections
@@ -27,7 +35,7 @@ import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from benchmark import build  # noqa: E402
+from benchmark import build, build_backbone  # noqa: E402
 
 
 class OpCounter(TorchDispatchMode):
@@ -42,14 +50,20 @@ class OpCounter(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
-def count_step(model, size: int, batch: int):
-    """(forward counts, backward counts) of one training step."""
-    x = torch.randn(batch, 3, size, size)
+def count_step(model, size, batch: int):
+    """(forward counts, backward counts) of one training step at ``size``
+    (``H`` or ``(H, W)``): a classifier's cross-entropy, or a backbone's
+    (a tuple of outputs) sum of the outputs' means."""
+    x = torch.randn(batch, 3, *((size, size) if isinstance(size, int) else
+                                size))
     y = torch.randint(0, 1000, (batch, ))
 
     def forward():
         with torch.autocast('cpu', dtype=torch.bfloat16):
-            return F.cross_entropy(model(x).float(), y)
+            out = model(x)
+            if isinstance(out, (tuple, list)):
+                return sum(o.float().mean() for o in out)
+            return F.cross_entropy(out.float(), y)
 
     forward().backward()  # first-call work (caches, lazy init) not counted
     model.zero_grad(set_to_none=True)
@@ -72,7 +86,10 @@ def count_inference(model, size, batch: int):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
-    parser.add_argument('models', nargs='+')
+    parser.add_argument('models', nargs='*')
+    parser.add_argument('--backbone-of', metavar='CONFIG',
+                        help="count the training step of a config's "
+                        'model.backbone')
     parser.add_argument('--size', type=int, nargs='+', default=[224],
                         help='H [W] (default 224)')
     parser.add_argument('--infer', action='store_true',
@@ -84,6 +101,18 @@ def main():
     if len(args.size) > 2:
         parser.error(f'--size takes H [W], got {args.size}')
     size = (args.size * 2)[:2]  # H, W
+    if not args.models and not args.backbone_of:
+        parser.error('give model names or --backbone-of CONFIG')
+    if args.backbone_of:
+        model = build_backbone(args.backbone_of).train()
+        fwd, bwd = count_step(model, size, args.batch)
+        print(f'| {args.backbone_of} backbone, {size[0]}x{size[1]}, batch '
+              f'{args.batch} | {sum(fwd.values())} forward | '
+              f'{sum(bwd.values())} backward | '
+              f'{sum(fwd.values()) + sum(bwd.values())} |')
+        print(', '.join(f'{op} {n}'
+                        for op, n in (fwd + bwd).most_common(args.top)))
+        return
     if args.infer:
         print(f'| model | inference ops, batch {args.batch}, '
               f'{size[0]}x{size[1]} |')

@@ -25,7 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch.profiler import ProfilerActivity, profile
 
-from benchmark import build  # noqa: I100 (tools/analysis_tools/benchmark.py)
+# tools/analysis_tools/benchmark.py
+from benchmark import build, build_backbone  # noqa: I100
 
 
 def main():
@@ -107,16 +108,6 @@ def main():
               'profiler adds its own)')
         print(events.table(sort_by='self_cpu_time_total',
                            row_limit=args.rows, max_name_column_width=70))
-
-
-def build_backbone(config: str) -> torch.nn.Module:
-    """``model.backbone`` of a config (mmdet's, mmseg's or ours), built in
-    its registry scope, without its checkpoint (``init_cfg`` is not run)."""
-    from mmengine.config import Config
-    from mmengine.registry import MODELS, init_default_scope
-    cfg = Config.fromfile(config)
-    init_default_scope(cfg.get('default_scope', 'mmpretrain'))
-    return MODELS.build(cfg.model.backbone)
 
 
 if __name__ == '__main__':
