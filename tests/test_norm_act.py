@@ -93,6 +93,31 @@ def test_frozen_batch_norm_gelu_trains_like_the_module(dtype):
         assert node_of(batch_norm_gelu(bn, nhwc(x1))) == 'GeluBackward0'
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float16])
+def test_frozen_batch_norm_gelu_on_cuda(dtype):
+    """On CUDA (PyTorch's native kernels, whose backward wants the saved
+    statistics even in eval mode), at Mask R-CNN's stage-0 width, against
+    the module (cuDNN's kernels): outputs and the gradients of the input
+    and the affine terms."""
+    bn, plain = (randomized_bn(80).cuda().eval() for _ in range(2))
+    x = torch.randn(2, 80, 50, 84, device='cuda').to(dtype)
+    x1, x2 = x.clone().requires_grad_(), x.clone().requires_grad_()
+    # the channels-last activation a block holds
+    out = batch_norm_gelu(bn, nhwc(x1).contiguous())
+    want = nhwc(F.gelu(plain(x2)))
+    assert node_of(out) == '_FrozenBatchNormGELUBackward'
+    # sums over 8400 positions a channel, in another order than cuDNN's
+    tol = dict(atol=1e-2, rtol=1e-2) if dtype == torch.float16 else dict(
+        atol=1e-3, rtol=1e-3)
+    torch.testing.assert_close(out, want, **tol)
+    grad = torch.randn_like(out)
+    got = torch.autograd.grad(out, [x1, bn.weight, bn.bias], grad)
+    expected = torch.autograd.grad(want, [x2, plain.weight, plain.bias], grad)
+    for g, e in zip(got, expected):
+        torch.testing.assert_close(g.float(), e.float(), **tol)
+
+
 def test_folded_conv_batch_norm_in_eval():
     bn = randomized_bn(6).eval()
     conv = nn.Conv2d(6, 6, 3, padding=1, groups=6, bias=False)
