@@ -128,6 +128,14 @@ def build_backbone(config: str) -> torch.nn.Module:
     return registry.MODELS.build(cfg.model.backbone)
 
 
+def step_loss(out, y: torch.Tensor) -> torch.Tensor:
+    """A training step's loss: a classifier's cross-entropy, or, for a
+    backbone (a tuple of stage outputs), the sum of the outputs' means."""
+    if isinstance(out, (tuple, list)):
+        return sum(o.float().mean() for o in out)
+    return F.cross_entropy(out.float(), y)
+
+
 def timed(fn, iters: int, warmup: int, rounds: int) -> float:
     """Seconds per call, after warm-up, with CUDA synchronisation: the best
     of ``rounds`` rounds of ``iters`` calls (host-bound steps vary from one
@@ -187,7 +195,7 @@ def bench(name, args):
     def train():
         new_step()
         with autocast:
-            loss = F.cross_entropy(fn(x).float(), y)
+            loss = step_loss(fn(x), y)
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)

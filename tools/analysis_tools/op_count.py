@@ -31,11 +31,10 @@ import os.path as osp
 import sys
 
 import torch
-import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from benchmark import build, build_backbone  # noqa: E402
+from benchmark import build, build_backbone, step_loss  # noqa: E402
 
 
 class OpCounter(TorchDispatchMode):
@@ -60,10 +59,7 @@ def count_step(model, size, batch: int):
 
     def forward():
         with torch.autocast('cpu', dtype=torch.bfloat16):
-            out = model(x)
-            if isinstance(out, (tuple, list)):
-                return sum(o.float().mean() for o in out)
-            return F.cross_entropy(out.float(), y)
+            return step_loss(model(x), y)
 
     forward().backward()  # first-call work (caches, lazy init) not counted
     model.zero_grad(set_to_none=True)

@@ -22,11 +22,10 @@ import time
 
 import mmsmlp  # noqa: F401,I001  isort:skip
 import torch
-import torch.nn.functional as F
 from torch.profiler import ProfilerActivity, profile
 
 # tools/analysis_tools/benchmark.py
-from benchmark import build, build_backbone  # noqa: I100
+from benchmark import build, build_backbone, step_loss  # noqa: I100
 
 
 def main():
@@ -59,17 +58,12 @@ def main():
     model.train(not args.infer)
     fn = torch.compile(model) if args.compile else model
 
-    def loss_of(out):
-        if args.backbone_of:
-            return sum(o.float().mean() for o in out)
-        return F.cross_entropy(out.float(), y)
-
     def step():
         with torch.autocast('cuda', dtype=dtype):
             if args.infer:
                 with torch.no_grad():
                     return fn(x)
-            loss = loss_of(fn(x))
+            loss = step_loss(fn(x), y)
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)

@@ -100,6 +100,18 @@ class _ForwardWrapper:
                    for t, p in zip(self.tensors, self.pointers))
 
 
+def _capture_autocast(dtype: Optional[torch.dtype]) -> torch.autocast:
+    """The caller's autocast (``dtype``, or off for None) for a capture,
+    with autocast's weight cache off: the graph records its casts (a cast
+    cached before the capture would be replayed stale), as
+    ``make_graphed_callables`` requires; the cache only saves repeated casts
+    within one step, and a replay issues its recorded casts anyway."""
+    return torch.autocast('cuda',
+                          dtype=dtype or torch.float32,
+                          enabled=dtype is not None,
+                          cache_enabled=False)
+
+
 def find_wrapper(cls, module: nn.Module):
     """The ``cls`` (:class:`GraphedTraining` or :class:`GraphedInference`)
     in ``module.forward``'s chain, or None."""
@@ -203,13 +215,7 @@ class GraphedTraining(_ForwardWrapper):
         saved = [b.clone() for b in buffers]
         rng = torch.cuda.get_rng_state()
         sample = x.detach().clone().requires_grad_(x.requires_grad)
-        # make_graphed_callables needs autocast's weight cache off; the
-        # cache only saves repeated casts within one step, and the graph
-        # replays the casts it recorded anyway.
-        autocast = torch.autocast('cuda',
-                                  dtype=key[-1] or torch.float32,
-                                  enabled=key[-1] is not None,
-                                  cache_enabled=False)
+        autocast = _capture_autocast(key[-1])
         # It replaces the forward of the module it is given: let it do so,
         # keep what it made, and put back what was installed (this object,
         # or a GraphedInference around it).
@@ -368,12 +374,7 @@ class GraphedInference(_ForwardWrapper):
         self.pointers = tuple(t.data_ptr() for t in self.tensors)
         static_input = x.clone(memory_format=torch.channels_last
                                if key[1] else torch.contiguous_format)
-        # As in GraphedTraining: autocast's weight cache off, so the graph
-        # records its casts instead of reusing one made before it.
-        autocast = torch.autocast('cuda',
-                                  dtype=key[4] or torch.float32,
-                                  enabled=key[4] is not None,
-                                  cache_enabled=False)
+        autocast = _capture_autocast(key[4])
         stream = torch.cuda.Stream()
         stream.wait_stream(torch.cuda.current_stream())
         with autocast, torch.cuda.stream(stream):
