@@ -146,9 +146,9 @@ def test_backbone_plain_mode_equals_default_mode(training, dtype, rtol):
     the input and every parameter, and the same running statistics; and each
     mode takes its own ops. Train mode: the default takes the hand-written
     autograd nodes, plain none. Eval mode (with autograd, as a frozen-norm
-    fine-tuning): the default folds the BatchNorm after each depth-wise
-    conv into it and runs the first as the frozen BatchNorm + GELU node;
-    plain calls both."""
+    fine-tuning): the default runs the first BatchNorm as the frozen
+    BatchNorm + GELU node and the depth-wise conv with the second as the
+    frozen conv + BatchNorm + GELU node; plain calls both."""
     torch.manual_seed(0)
     model = randomize(SMLPNet(arch=dict(embed_dims=8, depths=[1, 2, 1, 1],
                                         mlp_ratio=3), img_size=64,
@@ -194,8 +194,9 @@ def test_backbone_plain_mode_equals_default_mode(training, dtype, rtol):
                 'NativeBatchNormBackward0'} <= set(plain[3])
     else:
         # the token mixer's and channel MLP's nodes in training only; the
-        # frozen BatchNorm + GELU's node, and norm2 folded into the conv
-        assert fast_custom == {'_FrozenBatchNormGELUBackward'}
+        # frozen BatchNorm + GELU's node, and the conv's with norm2
+        assert fast_custom == {'_FrozenBatchNormGELUBackward',
+                               '_FrozenConvBatchNormGELUBackward'}
         assert fast[4] == {'norm1': 0, 'norm2': 0}
 
 
@@ -318,17 +319,19 @@ def test_op_count_tool_counts_one_inference_forward():
 def test_op_count_tool_counts_a_backbone_step_at_any_size():
     """``op_count.py --backbone-of``: a backbone's step (a tuple of
     outputs, the sum of their means as the loss) at a height and width;
-    the frozen BatchNorm's node is counted as it runs."""
+    the frozen BatchNorms' nodes are counted as they run, and a stage
+    resamples its blocks' maps together."""
     op_count = import_tool('analysis_tools/op_count.py')
-    model = SMLPNet(arch=dict(embed_dims=8, depths=[1, 1, 1, 1],
+    model = SMLPNet(arch=dict(embed_dims=8, depths=[2, 1, 1, 1],
                               mlp_ratio=3), img_size=64,
                     out_indices=(0, 1, 2, 3), norm_eval=True).train()
     fwd, bwd = op_count.count_step(model, size=(64, 64), batch=2)
     assert fwd['mean'] == 4  # one per output
     assert fwd['upsample_bilinear2d'] == 0  # the maps' own size
-    # the frozen norm1s' node and the 4 output norms
-    assert bwd['native_batch_norm_backward'] == 8
+    # each block's two frozen-norm nodes (norm1; the conv with norm2) and
+    # the 4 output norms
+    assert bwd['native_batch_norm_backward'] == 2 * 5 + 4
     fwd, _ = op_count.count_step(model, size=(64, 96), batch=2)
-    assert fwd['upsample_bilinear2d'] == 4  # each block's width map
+    assert fwd['upsample_bilinear2d'] == 4  # each stage's width maps
     fwd, _ = op_count.count_step(model, size=(96, 128), batch=2)
-    assert fwd['upsample_bilinear2d'] == 8  # and its height map
+    assert fwd['upsample_bilinear2d'] == 8  # and its height maps

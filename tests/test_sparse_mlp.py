@@ -70,6 +70,41 @@ def test_gradients_reach_stored_weights_at_other_sizes():
         assert p.grad is not None and p.grad.abs().sum() > 0
 
 
+def test_stage_resamples_its_blocks_together():
+    """A stage resamples its blocks' maps in one interpolation per axis:
+    the values and gradients of resampling each block's own."""
+    torch.manual_seed(0)
+    model = SMLPNet(
+        arch=dict(embed_dims=8, depths=[3, 1, 1, 1], mlp_ratio=2),
+        img_size=32, drop_path_rate=0.).train()
+    stage = model.stages[0]
+    smlps = [block.smlp for block in stage]
+    for smlp in smlps:  # blocks differ from each other
+        smlp.mix_h.weight.data.normal_()
+        smlp.mix_w.bias.data.normal_()
+    maps = SparseMLP.resample_together(smlps, 11, 5)
+    singles = [(*resample_axial_mixing(m.mix_h.weight, m.mix_h.bias, 11),
+                *resample_axial_mixing(m.mix_w.weight, m.mix_w.bias, 5))
+               for m in smlps]
+    params = [p for m in smlps
+              for p in (*m.mix_h.parameters(), *m.mix_w.parameters())]
+    for together, single in zip(maps, singles):
+        for got, want in zip(together, single):
+            torch.testing.assert_close(got, want)
+    assert_same_gradients(torch.cat([t.flatten() for m in maps for t in m]),
+                          torch.cat([t.flatten() for m in singles
+                                     for t in m]), params)
+    # at the trained size, the stored maps themselves
+    for got, smlp in zip(SparseMLP.resample_together(smlps, 8, 8), smlps):
+        assert got[0] is smlp.mix_h.weight and got[3] is smlp.mix_w.bias
+    # the stage's output: each block with its own resampled maps
+    x = torch.randn(2, 11, 5, 8)
+    want = x
+    for block in stage:
+        want = block(want)
+    torch.testing.assert_close(stage(x), want)
+
+
 @pytest.mark.parametrize('size', [(224, 224), (256, 320), (512, 512),
                                   (800, 1216), (97, 131), (33, 250)])
 def test_backbone_any_input_size(size):

@@ -100,7 +100,8 @@ def main():
     if not args.models and not args.backbone_of:
         parser.error('give model names or --backbone-of CONFIG')
     if args.backbone_of:
-        model = build_backbone(args.backbone_of).train()
+        model = build_backbone(args.backbone_of)
+        model.train()  # not chained: mmdet's Swin's train() returns None
         fwd, bwd = count_step(model, size, args.batch)
         print(f'| {args.backbone_of} backbone, {size[0]}x{size[1]}, batch '
               f'{args.batch} | {sum(fwd.values())} forward | '

@@ -57,23 +57,42 @@ class SMLPBlock(BaseModule):
         self.drop_path = DropPath(
             drop_path_rate) if drop_path_rate > 0. else nn.Identity()
 
-    def token_mix(self, x: Tensor) -> Tensor:
+    def token_mix(self, x: Tensor, maps: Optional[tuple] = None) -> Tensor:
         # All on the channels-last (B, H, W, C) memory: the depth-wise conv
         # takes its (B, C, H, W) view (PyTorch's channels_last format).
         y = batch_norm_gelu(self.norm1, x)
         y = conv_batch_norm_gelu(self.dwconv, self.norm2, y)
-        return self.smlp(y)
+        return self.smlp(y, maps)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, maps: Optional[tuple] = None) -> Tensor:
+        """``maps``: the sMLP's mixing maps for ``x``'s size, resampled by
+        the stage (:class:`SMLPStage`); by default the sMLP resamples its
+        own."""
 
         def _inner_forward(x):
-            x = x + self.drop_path(self.token_mix(x))
+            x = x + self.drop_path(self.token_mix(x, maps))
             x = x + self.drop_path(self.ffn(self.norm3(x)))
             return x
 
         if self.with_cp and x.requires_grad:
             return cp.checkpoint(_inner_forward, x, use_reentrant=False)
         return _inner_forward(x)
+
+
+class SMLPStage(Sequential):
+    """A stage's :class:`SMLPBlock` s, in sequence. At an input size other
+    than the one the sMLP weights are for, their mixing maps are resampled
+    together (:meth:`SparseMLP.resample_together`: one interpolation per
+    stage and axis, not one per block, the same values), as an eager
+    training step is bound by the host issuing ops and Mask R-CNN trains at
+    sizes that resample."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        _, H, W, _ = x.shape
+        maps = SparseMLP.resample_together([b.smlp for b in self], H, W)
+        for block, block_maps in zip(self, maps):
+            x = block(x, block_maps)
+        return x
 
 
 class Downsample(nn.Conv2d):
@@ -220,7 +239,7 @@ class SMLPNet(BaseBackbone):
             stride = patch_size * 2**i
             resolution = (self.img_size[0] // stride,
                           self.img_size[1] // stride)
-            self.stages.append(Sequential(*[
+            self.stages.append(SMLPStage(*[
                 SMLPBlock(channels, resolution, self.mlp_ratio,
                           dpr.pop(0), norm_cfg, with_cp)
                 for _ in range(depth)

@@ -1,6 +1,6 @@
 # Copyright (c) mmsmlp contributors. All rights reserved.
 """The sparse MLP (sMLP) token mixer of sMLPNet."""
-from typing import Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -35,16 +35,37 @@ def resample_axial_mixing(weight: Tensor, bias: Tensor,
     n = weight.shape[-1]
     if not is_exporting() and size == n:
         return weight, bias
-    # A view in (one op, where indexing takes two: the host issues every op
-    # of an eager step, and Mask R-CNN trains eagerly at sizes that
-    # resample); indexing out, which torch.export takes at symbolic sizes.
+    # A view in and a squeeze out (one op each, where indexing takes two,
+    # and a view's backward is free, where indexing's fills and copies: the
+    # host issues every op of an eager step, and Mask R-CNN trains eagerly
+    # at sizes that resample); a squeeze, not a view, as torch.export takes
+    # it at symbolic sizes.
     weight = F.interpolate(
         weight.view(1, 1, n, n), size=(size, size), mode='bilinear',
-        align_corners=False)[0, 0] * (n / size)
+        align_corners=False).squeeze((0, 1)) * (n / size)
     bias = F.interpolate(
         bias.view(1, 1, n), size=size, mode='linear',
-        align_corners=False)[0, 0]
+        align_corners=False).squeeze((0, 1))
     return weight, bias
+
+
+def resample_axial_mixings(weights: Sequence[Tensor],
+                           biases: Sequence[Tensor],
+                           size: int) -> List[Tuple[Tensor, Tensor]]:
+    """:func:`resample_axial_mixing` of several maps of one size (a stage's
+    sMLPs) at once: one interpolation for all of them, the same values.
+    Eager training is bound by the host issuing ops, and one resampling per
+    map and axis cost Mask R-CNN's backbone step 32 ops a block."""
+    n = weights[0].shape[-1]
+    if not is_exporting() and size == n:
+        return list(zip(weights, biases))
+    weight = F.interpolate(
+        torch.stack(weights).unsqueeze(1), size=(size, size),
+        mode='bilinear', align_corners=False).squeeze(1) * (n / size)
+    bias = F.interpolate(
+        torch.stack(biases).unsqueeze(1), size=size, mode='linear',
+        align_corners=False).squeeze(1)
+    return list(zip(weight.unbind(), bias.unbind()))
 
 
 def bias_table(b_h: Tensor, b_w: Tensor, fuse: Tensor) -> Tensor:
@@ -158,12 +179,29 @@ class SparseMLP(BaseModule):
         self.mix_w = nn.Linear(w, w)  # mixes positions along the width
         self.fuse = nn.Linear(3 * channels, channels, bias=False)
 
-    def forward(self, x: Tensor) -> Tensor:
+    @staticmethod
+    def resample_together(smlps: Sequence['SparseMLP'], height: int,
+                          width: int) -> List[tuple]:
+        """The mixing maps of several sMLPs for a ``height x width`` input,
+        resampled together (:func:`resample_axial_mixings`): each sMLP's
+        ``maps`` argument."""
+        hs = resample_axial_mixings([m.mix_h.weight for m in smlps],
+                                    [m.mix_h.bias for m in smlps], height)
+        ws = resample_axial_mixings([m.mix_w.weight for m in smlps],
+                                    [m.mix_w.bias for m in smlps], width)
+        return [(*h, *w) for h, w in zip(hs, ws)]
+
+    def forward(self, x: Tensor, maps: Optional[tuple] = None) -> Tensor:
+        """``maps``: ``(w_h, b_h, w_w, b_w)`` resampled for ``x``'s size
+        by :meth:`resample_together` (a stage does it for its blocks); by
+        default the module resamples its own."""
         _, H, W, _ = x.shape
-        params = (*resample_axial_mixing(self.mix_h.weight, self.mix_h.bias,
-                                         H),
-                  *resample_axial_mixing(self.mix_w.weight, self.mix_w.bias,
-                                         W), self.fuse.weight)
+        if maps is None:
+            maps = (*resample_axial_mixing(self.mix_h.weight,
+                                           self.mix_h.bias, H),
+                    *resample_axial_mixing(self.mix_w.weight,
+                                           self.mix_w.bias, W))
+        params = (*maps, self.fuse.weight)
         x = x.contiguous()
         if not training_fast_path(self):
             return sparse_mlp(x, *params)
@@ -252,8 +290,9 @@ class _SparseMLPFunction(torch.autograd.Function):
         g = grad.reshape(-1, C)
         grad_x, g_w, g_h, grad_w_h, grad_w_w = _input_grads(
             g, x, w_h, w_w, fuse, capturing=False)
+        g_t = g.t()
         grad_fuse = torch.cat([
-            torch.mm(g.t(), t.view(-1, C)) for t in (x, x_w, x_h)], dim=1)
+            torch.mm(g_t, t.view(-1, C)) for t in (x, x_w, x_h)], dim=1)
         grads = (grad_x, grad_w_h, g_h.sum((0, 2), dtype=acc),
                  grad_w_w, g_w.sum((0, 2), dtype=acc), grad_fuse)
         grads = [g.to(dtype) for g, dtype in zip(grads, ctx.dtypes)]
