@@ -139,12 +139,15 @@ def test_drop_path():
     assert torch.equal(model(x)[0], model(x)[0])  # identity in eval
 
 
-def test_with_cp_same_outputs_and_grads():
+@pytest.mark.parametrize('size', [(64, 64), (96, 80)])
+def test_with_cp_same_outputs_and_grads(size):
+    """At the weights' size and at one whose mixing maps the stages
+    resample (outside the checkpointed blocks)."""
     torch.manual_seed(0)
     plain = small(drop_path_rate=0.)
     cp = small(with_cp=True)
     cp.load_state_dict(plain.state_dict())
-    x = torch.randn(2, 3, 64, 64, requires_grad=True)
+    x = torch.randn(2, 3, *size, requires_grad=True)
     out_plain = plain(x)[0]
     out_cp = cp(x)[0]
     torch.testing.assert_close(out_cp, out_plain)
