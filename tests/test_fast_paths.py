@@ -242,18 +242,20 @@ def test_training_step_matches_official_formulation():
         torch.testing.assert_close(ours_state[name], value, msg=name)
 
 
+@pytest.mark.parametrize('size', [(64, 64), (96, 80)])
 @pytest.mark.parametrize('training', [True, False])
-def test_backbone_compiles_as_one_graph(training):
+def test_backbone_compiles_as_one_graph(training, size):
     """torch.compile sees the whole backbone without a graph break (in
-    training: batch statistics; in eval: folded BatchNorms) and gives the
-    eager outputs and gradients."""
+    training: batch statistics; in eval: folded BatchNorms), at the weights'
+    size and at one the stages resample for, and gives the eager outputs
+    and gradients."""
     torch.manual_seed(0)
     model = SMLPNet(arch=dict(embed_dims=8, depths=[1, 2, 1, 1],
                               mlp_ratio=3), img_size=64,
                     out_indices=(0, 1, 2, 3), drop_path_rate=0.)
     model.train(training)
     compiled = torch.compile(model, fullgraph=True, backend='aot_eager')
-    x = torch.randn(2, 3, 64, 64, requires_grad=True)
+    x = torch.randn(2, 3, *size, requires_grad=True)
     results = []
     for fn in (compiled, model):
         outs = fn(x)
