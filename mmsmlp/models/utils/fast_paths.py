@@ -13,8 +13,9 @@ CPU), with its faster forms beside it, each behind one predicate from here:
   frozen BatchNorm in a model that trains);
 - :func:`use_triton`: mmsmlp's Triton kernels (LayerNorm, BatchNorm +
   GELU);
-- :func:`fold_batch_norm`: an eval-mode BatchNorm folded into the
-  depth-wise conv before it;
+- :func:`fold_batch_norm`: an eval-mode BatchNorm taken with the
+  depth-wise conv before it (folded into the conv; where autograd records,
+  one node with it);
 - :func:`capturing_graph`: while a training step is captured into a CUDA
   graph, the autograd nodes' forms with fewer passes over the activations
   and more ops (eagerly, ops are what costs).
@@ -212,9 +213,11 @@ def use_triton(x: Tensor, backward: bool) -> bool:
 
 
 def fold_batch_norm() -> bool:
-    """Whether a BatchNorm that uses its running statistics is folded into
-    the conv before it (every mode but ``plain``; in torch.compile and in
-    exports too: one pass over the activation fewer for them as well)."""
+    """Whether a BatchNorm that uses its running statistics is taken with
+    the conv before it (every mode but ``plain``): folded into the conv (in
+    torch.compile and in exports too: one pass over the activation fewer
+    for them as well), or, where autograd records eagerly
+    (:func:`recording_fast_path`), one autograd node with it."""
     return _switch.fold
 
 

@@ -3,7 +3,8 @@
 BN -> GELU, as their plain formulas, with the fast forms beside them (run
 as :mod:`.fast_paths` says): BN -> GELU keeping only its input for backward
 (with Triton kernels on CUDA: normalise, scale and GELU in one pass, and a
-backward of two passes), and a BN in eval mode folded into the conv."""
+backward of two passes), and a conv -> BN in eval mode as one autograd
+node in training or folded into one conv otherwise."""
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -63,10 +64,13 @@ def conv_batch_norm_gelu(conv: nn.Conv2d, norm: nn.Module,
     """``gelu(norm(conv(x)))`` for a bias-free conv, on a channels-last
     ``(B, H, W, C)`` tensor (the conv sees its ``(B, C, H, W)`` view). When
     the BatchNorm uses its running statistics (eval mode, or frozen with
-    ``norm_eval``) it is an affine map per output channel: folded into the
-    conv's weight and bias (in every mode but ``plain``), one pass over the
-    activation is saved. Differentiable, so frozen-norm training still
-    reaches the conv and the norm's affine parameters."""
+    ``norm_eval``) it is an affine map per output channel, and every mode
+    but ``plain`` takes a fast form: where autograd records (a frozen-norm
+    model that trains), one autograd node (:class:`_FrozenConvBatchNormGELU`,
+    few ops for the host); otherwise (inference, torch.compile, exports) the
+    norm folded into the conv's weight and bias, one pass over the
+    activation fewer. Both are differentiable: frozen-norm training reaches
+    the conv and the norm's affine parameters."""
     x = x.permute(0, 3, 1, 2)
     if not (isinstance(norm, _BatchNorm) and not norm.training
             and norm.track_running_stats and norm.affine
