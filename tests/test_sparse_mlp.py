@@ -4,6 +4,7 @@ import logging
 
 import pytest
 import torch
+import torch.nn.functional as F
 from mmengine.logging import MMLogger
 
 from mmsmlp.models import SMLPNet, SparseMLP, resample_axial_mixing
@@ -70,6 +71,17 @@ def test_gradients_reach_stored_weights_at_other_sizes():
         assert p.grad is not None and p.grad.abs().sum() > 0
 
 
+def resampled_alone(weight, bias, size):
+    """One map resampled by itself, written out (bilinear, pixel-centre
+    aligned, scaled by ``N / size``)."""
+    n = weight.shape[-1]
+    return (F.interpolate(weight[None, None], size=(size, size),
+                          mode='bilinear', align_corners=False)[0, 0] *
+            (n / size),
+            F.interpolate(bias[None, None], size=size, mode='linear',
+                          align_corners=False)[0, 0])
+
+
 def test_stage_resamples_its_blocks_together():
     """A stage resamples its blocks' maps in one interpolation per axis:
     the values and gradients of resampling each block's own."""
@@ -83,8 +95,8 @@ def test_stage_resamples_its_blocks_together():
         smlp.mix_h.weight.data.normal_()
         smlp.mix_w.bias.data.normal_()
     maps = SparseMLP.resample_together(smlps, 11, 5)
-    singles = [(*resample_axial_mixing(m.mix_h.weight, m.mix_h.bias, 11),
-                *resample_axial_mixing(m.mix_w.weight, m.mix_w.bias, 5))
+    singles = [(*resampled_alone(m.mix_h.weight, m.mix_h.bias, 11),
+                *resampled_alone(m.mix_w.weight, m.mix_w.bias, 5))
                for m in smlps]
     params = [p for m in smlps
               for p in (*m.mix_h.parameters(), *m.mix_w.parameters())]

@@ -150,14 +150,22 @@ class _FrozenBatchNormGELU(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad):
-        x, weight, bias, mean, var, save_mean, save_invstd = ctx.saved_tensors
-        y = torch.native_batch_norm(x, weight, bias, mean, var, False, 0.,
-                                    ctx.eps)[0]
-        grad_y = torch.ops.aten.gelu_backward(grad.to(x.dtype), y)
-        grads = torch.ops.aten.native_batch_norm_backward(
-            grad_y, x, weight, mean, var, save_mean, save_invstd, False,
-            ctx.eps, list(ctx.needs_input_grad[:3]))
+        grads = _frozen_batch_norm_gelu_backward(
+            grad, *ctx.saved_tensors, ctx.eps, ctx.needs_input_grad[:3])
         return (*grads, None, None, None)
+
+
+def _frozen_batch_norm_gelu_backward(grad, x, weight, bias, mean, var,
+                                     save_mean, save_invstd, eps, mask):
+    """The gradients of ``x``, ``weight`` and ``bias`` (those ``mask``
+    asks for) of ``gelu(batch_norm(x))`` with the running statistics,
+    recomputing the normalised tensor from ``x``."""
+    y = torch.native_batch_norm(x, weight, bias, mean, var, False, 0.,
+                                eps)[0]
+    grad_y = torch.ops.aten.gelu_backward(grad.to(x.dtype), y)
+    return torch.ops.aten.native_batch_norm_backward(
+        grad_y, x, weight, mean, var, save_mean, save_invstd, False, eps,
+        list(mask))
 
 
 class _FrozenConvBatchNormGELU(torch.autograd.Function):
@@ -187,15 +195,10 @@ class _FrozenConvBatchNormGELU(torch.autograd.Function):
     def backward(ctx, grad):
         (x, conv_weight, y, weight, bias, mean, var, save_mean,
          save_invstd) = ctx.saved_tensors
-        conv = ctx.conv
-        z = torch.native_batch_norm(y, weight, bias, mean, var, False, 0.,
-                                    ctx.eps)[0]
-        grad_z = torch.ops.aten.gelu_backward(grad.to(y.dtype), z)
-        needs = ctx.needs_input_grad
-        grad_y, grad_weight, grad_bias = (
-            torch.ops.aten.native_batch_norm_backward(
-                grad_z, y, weight, mean, var, save_mean, save_invstd, False,
-                ctx.eps, [needs[0] or needs[3], needs[4], needs[5]]))
+        conv, needs = ctx.conv, ctx.needs_input_grad
+        grad_y, grad_weight, grad_bias = _frozen_batch_norm_gelu_backward(
+            grad, y, weight, bias, mean, var, save_mean, save_invstd,
+            ctx.eps, (needs[0] or needs[3], needs[4], needs[5]))
         grad_x = grad_conv = None
         if needs[0] or needs[3]:
             grad_x, grad_conv, _ = torch.ops.aten.convolution_backward(

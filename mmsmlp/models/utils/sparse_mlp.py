@@ -32,30 +32,16 @@ def resample_axial_mixing(weight: Tensor, bias: Tensor,
     (pixel-centre aligned bilinear resizing to the same size copies every
     value, and the scale is 1).
     """
-    n = weight.shape[-1]
-    if not is_exporting() and size == n:
-        return weight, bias
-    # A view in and a squeeze out (one op each, where indexing takes two,
-    # and a view's backward is free, where indexing's fills and copies: the
-    # host issues every op of an eager step, and Mask R-CNN trains eagerly
-    # at sizes that resample); a squeeze, not a view, as torch.export takes
-    # it at symbolic sizes.
-    weight = F.interpolate(
-        weight.view(1, 1, n, n), size=(size, size), mode='bilinear',
-        align_corners=False).squeeze((0, 1)) * (n / size)
-    bias = F.interpolate(
-        bias.view(1, 1, n), size=size, mode='linear',
-        align_corners=False).squeeze((0, 1))
-    return weight, bias
+    return resample_axial_mixings([weight], [bias], size)[0]
 
 
 def resample_axial_mixings(weights: Sequence[Tensor],
                            biases: Sequence[Tensor],
                            size: int) -> List[Tuple[Tensor, Tensor]]:
     """:func:`resample_axial_mixing` of several maps of one size (a stage's
-    sMLPs) at once: one interpolation for all of them, the same values.
-    Eager training is bound by the host issuing ops, and one resampling per
-    map and axis cost Mask R-CNN's backbone step 32 ops a block."""
+    sMLPs) at once: one interpolation for all of them. Eager training is
+    bound by the host issuing ops, and one resampling per map and axis cost
+    Mask R-CNN's backbone step 32 ops a block."""
     n = weights[0].shape[-1]
     if not is_exporting() and size == n:
         return list(zip(weights, biases))
@@ -197,10 +183,7 @@ class SparseMLP(BaseModule):
         default the module resamples its own."""
         _, H, W, _ = x.shape
         if maps is None:
-            maps = (*resample_axial_mixing(self.mix_h.weight,
-                                           self.mix_h.bias, H),
-                    *resample_axial_mixing(self.mix_w.weight,
-                                           self.mix_w.bias, W))
+            maps = self.resample_together([self], H, W)[0]
         params = (*maps, self.fuse.weight)
         x = x.contiguous()
         if not training_fast_path(self):
