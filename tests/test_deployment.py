@@ -9,6 +9,7 @@ import os.path as osp
 import onnx
 import pytest
 import torch
+from mmengine.registry import DefaultScope
 from mmpretrain.registry import MODELS
 
 from mmsmlp.models.utils.fast_paths import is_eager, is_exporting
@@ -39,6 +40,14 @@ tool = _load_tool()
 
 
 def tiny_classifier():
+    # in mmpretrain's scope: the module-scoped fixture below is built
+    # before conftest's per-test scope reset, in whatever scope the
+    # previous test module left (mmseg's after test_backbone.py)
+    with DefaultScope.overwrite_default_scope('mmpretrain'):
+        return _build_tiny_classifier()
+
+
+def _build_tiny_classifier():
     model = MODELS.build(
         dict(
             type='ImageClassifier',
