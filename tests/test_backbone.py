@@ -1,4 +1,6 @@
 # Copyright (c) mmsmlp contributors. All rights reserved.
+import copy
+
 import pytest
 import torch
 from mmengine.analysis import get_model_complexity_info
@@ -6,6 +8,8 @@ from mmpretrain.registry import MODELS
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from mmsmlp.models import SMLPNet
+from mmsmlp.models.backbones.smlpnet import SMLPBlock, drop_path_scales
+from mmsmlp.models.utils.fast_paths import set_mode
 
 SMALL_ARCH = dict(embed_dims=16, depths=[1, 1, 2, 1], mlp_ratio=3)
 
@@ -137,6 +141,50 @@ def test_drop_path():
     assert not torch.allclose(a, b)  # stochastic in training
     model.eval()
     assert torch.equal(model(x)[0], model(x)[0])  # identity in eval
+
+
+@pytest.mark.parametrize('norm_eval', [False, True])
+def test_drop_path_fast_form_is_the_plain_formula(norm_eval):
+    """Eager training draws both branches' drop-path scales at once and
+    applies each with its residual add (:func:`drop_path_scales`): with the
+    scales the seed gives, the plain formula ``x + y / keep * mask``,
+    forward and gradients."""
+    torch.manual_seed(0)
+    # fp64: the plain form sums in another order
+    fast = SMLPBlock(16, (8, 8), drop_path_rate=0.5).double().train()
+    if norm_eval:
+        fast.norm1.eval(), fast.norm2.eval()
+    plain = copy.deepcopy(fast)
+    x = torch.randn(6, 8, 8, 16, dtype=torch.float64, requires_grad=True)
+    torch.manual_seed(1)
+    out = fast(x)
+    out.square().sum().backward()
+
+    torch.manual_seed(1)  # the same draw, written out
+    mask = x.new_empty(2, 6, 1, 1, 1).bernoulli_(0.5)
+    assert 0 < mask.sum() < 12  # some samples dropped, some kept
+    x_plain = x.detach().clone().requires_grad_()
+    with set_mode('plain'):
+        y = x_plain + plain.token_mix(x_plain) / 0.5 * mask[0]
+        expected = y + plain.ffn(plain.norm3(y)) / 0.5 * mask[1]
+    expected.square().sum().backward()
+    torch.testing.assert_close(out, expected)
+    torch.testing.assert_close(x.grad, x_plain.grad)
+    for (name, p), q in zip(plain.named_parameters(), fast.parameters()):
+        torch.testing.assert_close(q.grad, p.grad, msg=name)
+
+
+def test_drop_path_scales_statistics():
+    """Each branch is dropped with probability drop_prob, independently
+    of the other; the kept ones are scaled by 1 / keep."""
+    torch.manual_seed(0)
+    scales = drop_path_scales(torch.randn(20000, 2, 2, 4), 0.25)
+    assert scales.shape == (2, 20000, 1, 1, 1)
+    kept = scales != 0
+    assert scales.unique().tolist() == pytest.approx([0., 1 / 0.75])
+    assert kept.float().mean().item() == pytest.approx(0.75, abs=0.01)
+    both = (kept[0] & kept[1]).float().mean().item()
+    assert both == pytest.approx(0.75**2, abs=0.01)
 
 
 @pytest.mark.parametrize('size', [(64, 64), (96, 80)])

@@ -5,6 +5,7 @@ import warnings
 from itertools import chain
 from typing import Optional, Sequence, Union
 
+import torch
 import torch.nn.functional as F
 import torch.utils.checkpoint as cp
 from mmcv.cnn import build_norm_layer
@@ -16,7 +17,7 @@ from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..utils.channel_mlp import ChannelMLP, LayerNormKeepDtype
-from ..utils.fast_paths import is_exporting
+from ..utils.fast_paths import is_exporting, training_fast_path
 from ..utils.norm_act import batch_norm_gelu, conv_batch_norm_gelu
 from ..utils.sparse_mlp import SparseMLP
 
@@ -70,6 +71,16 @@ class SMLPBlock(BaseModule):
         own."""
 
         def _inner_forward(x):
+            if isinstance(self.drop_path, DropPath) and training_fast_path(
+                    self.drop_path):
+                # Eager training is bound by the host issuing ops: both
+                # branches' per-sample scales from one draw, each applied
+                # with its residual add as one op (the same distribution).
+                token_scale, channel_scale = drop_path_scales(
+                    x, self.drop_path.drop_prob)
+                x = torch.addcmul(x, self.token_mix(x, maps), token_scale)
+                return torch.addcmul(x, self.ffn(self.norm3(x)),
+                                     channel_scale)
             x = x + self.drop_path(self.token_mix(x, maps))
             x = x + self.drop_path(self.ffn(self.norm3(x)))
             return x
@@ -77,6 +88,16 @@ class SMLPBlock(BaseModule):
         if self.with_cp and x.requires_grad:
             return cp.checkpoint(_inner_forward, x, use_reentrant=False)
         return _inner_forward(x)
+
+
+def drop_path_scales(x: Tensor, drop_prob: float) -> Tensor:
+    """Stochastic depth's per-sample scales for a block's two residual
+    branches, one draw: ``(2, B, 1, 1, 1)``, each 0 (dropped, with
+    probability ``drop_prob``) or ``1 / (1 - drop_prob)``, in ``x``'s
+    dtype; ``x + y * scales[i]`` is ``x + DropPath(drop_prob)(y)``."""
+    keep = 1. - drop_prob
+    scales = x.new_empty((2, x.shape[0]) + (1, ) * (x.ndim - 1))
+    return scales.bernoulli_(keep).div_(keep)
 
 
 class SMLPStage(Sequential):
