@@ -76,7 +76,7 @@ def test_graphed_training_stays_eager_on_cpu():
     out = model(x, mode='tensor')
     torch.testing.assert_close(out, reference(x, mode='tensor'))
     out.sum().backward()
-    assert graphed.captures == 0 and graphed.graphed is None
+    assert graphed.captures == 0 and not graphed.graphs
     GraphedTraining.unwrap(model.backbone)
     assert 'forward' not in vars(model.backbone)
 
@@ -87,6 +87,12 @@ def test_hook_leaves_a_cpu_model_eager():
     CUDAGraphHook().before_train(runner)
     assert 'forward' not in vars(model.backbone)
     assert any('not CUDA' in m for m in runner.records)
+
+
+def test_hook_refuses_unknown_training_options():
+    with pytest.raises(KeyError, match=r"min_calls and max_graphs, got "
+                       r"\['max_graph'\]"):
+        CUDAGraphHook(training=dict(max_graph=4))
 
 
 def test_hook_names_the_missing_submodule():
@@ -317,6 +323,48 @@ def test_graphed_backbone_equals_eager(autocast_dtype, alias_parameters):
 
 
 @needs_cuda
+def test_graphed_training_keeps_a_graph_per_shape():
+    """``min_calls``/``max_graphs`` (the Mask R-CNN configs: batches of
+    varying shapes, frozen BatchNorm statistics, fp16 autocast): a shape is
+    captured at its second call, at most two shapes are kept, the rest run
+    eagerly, and every call computes what eager computes (outputs and
+    gradients)."""
+    torch.manual_seed(0)
+    eager = SMLPNet(arch=dict(embed_dims=16, depths=[1, 2, 2, 1],
+                              mlp_ratio=3), img_size=64,
+                    out_indices=(0, 1, 2, 3),
+                    norm_eval=True).cuda().train()
+    graphed_model = copy.deepcopy(eager)
+    graphed = GraphedTraining.wrap(graphed_model, min_calls=2, max_graphs=2)
+    sizes = [(64, 96), (64, 96), (96, 64), (64, 96), (96, 64), (96, 64),
+             (32, 64), (32, 64), (64, 96)]
+    tol = dict(atol=2e-2, rtol=2e-2)
+    for step, size in enumerate(sizes):
+        x = torch.randn(2, 3, *size, device='cuda')
+        runs = []
+        for model, capture_forms in ((eager, True), (graphed_model, False)):
+            with torch.autocast('cuda', dtype=torch.float16), (
+                    graph_capture() if capture_forms else
+                    contextlib.nullcontext()):
+                outs = model(x)
+            sum(o.float().square().mean() for o in outs).backward()
+            runs.append(([o.detach().float() for o in outs],
+                         [p.grad.float() for p in model.parameters()]))
+            model.zero_grad(set_to_none=True)
+        (outs_e, grads_e), (outs_g, grads_g) = runs
+        for a, b in zip(outs_g, outs_e):
+            torch.testing.assert_close(a, b, **tol)
+        for (name, _), a, b in zip(eager.named_parameters(), grads_g,
+                                   grads_e):
+            torch.testing.assert_close(a, b, **tol, msg=f'{step} {name}')
+    assert graphed.captures == 2 and len(graphed.graphs) == 2
+    # (64, 96) and (96, 64) from their second calls on; (32, 64) eagerly
+    assert graphed.replays == 3 + 2
+    with pytest.raises(ValueError, match='max_graphs >= 1'):
+        GraphedTraining(eager, max_graphs=0)
+
+
+@needs_cuda
 def test_graphed_backbone_as_upernet_trains_it_in_fp16():
     """The UperNet configs' backbone (every stage's output, frozen
     BatchNorm statistics) trained as mmengine's AmpOptimWrapper does (fp16
@@ -528,7 +576,7 @@ def test_a_copied_module_gets_its_own_wrapper():
     copied = copy.deepcopy(model)
     wrapper = vars(copied.backbone)['forward']
     assert isinstance(wrapper, GraphedTraining) and wrapper is not graphed
-    assert wrapper.module is copied.backbone and wrapper.graphed is None
+    assert wrapper.module is copied.backbone and not wrapper.graphs
     assert wrapper.eager_forward.__self__ is copied.backbone
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
@@ -543,15 +591,19 @@ def test_a_copied_module_gets_its_own_wrapper():
     ('smlpnet/smlpnet-t_8xb128_in1k.py', 3, dict(type='CUDAGraphHook')),
     ('smlpnet/smlpnet-s_8xb128_in1k.py', 3, dict(type='CUDAGraphHook')),
     ('smlpnet/smlpnet-b_8xb128_in1k.py', 3, dict(type='CUDAGraphHook')),
+    ('mask_rcnn/mask-rcnn_smlpnet-t_fpn_1x_coco.py', 2,
+     dict(type='CUDAGraphHook', training=dict(min_calls=2, max_graphs=4))),
+    ('mask_rcnn/mask-rcnn_smlpnet-t_fpn_ms-crop-3x_coco.py', 2,
+     dict(type='CUDAGraphHook', training=dict(min_calls=2, max_graphs=4))),
     ('upernet/smlpnet-t_upernet_8xb2-160k_ade20k-512x512.py', 2,
      dict(type='CUDAGraphHook', inference=True)),
     ('upernet/smlpnet-b_upernet_8xb2-160k_ade20k-512x512.py', 2,
      dict(type='CUDAGraphHook', inference=True)),
 ])
 def test_configs_list_the_graph_hook(config, index, hook):
-    """The configs with fixed-size training batches list CUDAGraphHook at
-    the index the docs name for turning it off or on (README:
-    ``custom_hooks.3.enabled=False``)."""
+    """The configs list CUDAGraphHook at the index the docs name for
+    turning it off or on (README: ``custom_hooks.3.enabled=False``); those
+    of batches of varying shape (Mask R-CNN) keep a graph per shape."""
     from mmengine.config import Config
 
     from .conftest import REPO_ROOT

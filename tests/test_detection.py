@@ -165,6 +165,26 @@ def test_make_coco_format(coco_root, tmp_path):
         assert json.load(f) == json.load(g)
     with pytest.raises(ValueError, match='at least 32 pixels'):
         make_coco(str(tmp_path / 'bad'), 1, 1, (16, 64))
+    with pytest.raises(ValueError, match='at least 32 pixels'):
+        make_coco(str(tmp_path / 'bad'), 1, 1, [(64, 48), (16, 64)])
+
+
+def test_make_coco_size_mix(tmp_path):
+    """A list of sizes: each image's drawn from it, written at that size
+    (det_speed.py --size coco)."""
+    sizes = [(64, 48), (48, 64), (80, 40)]
+    files = make_coco(str(tmp_path), 24, 2, sizes, seed=0)
+    with open(files['train']) as f:
+        ann = json.load(f)
+    drawn = [(img['width'], img['height']) for img in ann['images']]
+    assert set(drawn) == set(sizes)
+    for img in ann['images']:
+        with Image.open(tmp_path / 'train2017' / img['file_name']) as im:
+            assert im.size == (img['width'], img['height'])
+    for a in ann['annotations']:
+        img = ann['images'][a['image_id'] - 1]
+        x, y, w, h = a['bbox']
+        assert x + w <= img['width'] and y + h <= img['height']
 
 
 # ------------------------------------------------------------- configs ----

@@ -48,5 +48,15 @@ smlpnet_optim_wrapper = dict(
 # Re-seed every epoch (an interrupted run resumed with --resume repeats the
 # unbroken run's randomness) and stop on a non-finite loss, naming the
 # iteration (docs/get_started.md, "Fault tolerance").
+# CUDAGraphHook: the backbone's training forward and backward replayed as
+# CUDA graphs for the batch shapes that repeat (at 2 images per GPU the
+# eager step is bound by the host issuing kernels). A batch takes its
+# images' largest size, and COCO's images come in a few sizes: a graph for
+# each shape seen twice, up to 4 shapes; the others train eagerly. Each
+# graph keeps its shape's activations (docs/detection.md, "GPU speed").
+# `--cfg-options custom_hooks.2.enabled=False` trains eagerly.
 smlpnet_custom_hooks = [
-    dict(type='EpochSeedHook'), dict(type='FiniteLossHook')]
+    dict(type='EpochSeedHook'),
+    dict(type='FiniteLossHook'),
+    dict(type='CUDAGraphHook', training=dict(min_calls=2, max_graphs=4))
+]

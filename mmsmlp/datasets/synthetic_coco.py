@@ -265,8 +265,9 @@ def make_coco(root: str,
         root (str): Output folder (``data/coco`` for the configs).
         num_train (int): Images in ``train2017``.
         num_val (int): Images in ``val2017``.
-        size (int | tuple[int, int]): Image size, ``(width, height)`` or one
-            side for square images.
+        size (int | tuple[int, int] | list[tuple[int, int]]): Image size,
+            ``(width, height)`` or one side for square images; a list of
+            sizes: each image's drawn from it (repeat a size to weight it).
         seed (int): Random seed; the same arguments write the same files.
         num_categories, max_objects, scale, clutter, overlap: Harder data
             (:func:`draw_objects`); the defaults write the original dataset.
@@ -275,7 +276,10 @@ def make_coco(root: str,
     Returns:
         dict: ``{'train': path, 'val': path}`` of the annotation files.
     """
-    width, height = _parse_size(size)
+    if isinstance(size, list) and size and not isinstance(size[0], int):
+        sizes = [_parse_size(s) for s in size]
+    else:
+        sizes = [_parse_size(size)]
     if num_train < 1 or num_val < 1:
         raise ValueError(f'num_train and num_val must be >= 1, got '
                          f'{num_train} and {num_val}')
@@ -292,6 +296,8 @@ def make_coco(root: str,
         for _ in range(num):
             image_id += 1
             file_name = f'{image_id:012d}.jpg'  # COCO's file naming
+            width, height = (sizes[0] if len(sizes) == 1 else
+                             sizes[rng.integers(len(sizes))])
             image, objects = draw_objects(width, height, rng, max_objects,
                                           num_categories, scale, clutter,
                                           overlap)

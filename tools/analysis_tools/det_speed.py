@@ -5,15 +5,19 @@ On a CUDA machine (no internet needed):
 
     python tools/analysis_tools/det_speed.py
 
-generates COCO-format data (32 images of 1333x800), then trains each model
-for 40 iterations with ``tools/train.py --amp`` (fp16: mmcv's RoIAlign has no
-bf16 kernel), 2 images per GPU, logging every 10 iterations, and prints the
-seconds per iteration (mean of the logged ``time`` after the first logging
-window, i.e. without the warm-up) and the peak GPU memory (mmengine's
-``memory``, MB) of both:
+generates COCO-format data (32 images of 1333x800; ``--size coco``: a mix
+of COCO's common sizes, so that batches come in several shapes), then
+trains each model for 40 iterations with ``tools/train.py --amp`` (fp16:
+mmcv's RoIAlign has no bf16 kernel), 2 images per GPU, logging every 10
+iterations, and prints the seconds per iteration (mean of the logged
+``time`` after the first logging window, i.e. without the warm-up) and the
+peak GPU memory (mmengine's ``memory``, MB) of each ``--models``:
 
-- configs/mask_rcnn/mask-rcnn_smlpnet-t_fpn_1x_coco.py
-- mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py (mmdet's own config)
+- ``smlpnet-t``: configs/mask_rcnn/mask-rcnn_smlpnet-t_fpn_1x_coco.py (its
+  backbone trains through CUDA graphs for the batch shapes that repeat)
+- ``smlpnet-t-eager``: the same with its CUDAGraphHook off
+- ``swin-t``: mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py (mmdet's
+  own config)
 
 Both backbones start from random weights (``model.backbone.init_cfg=None``):
 the speed does not depend on them. A quick check on a CPU machine:
@@ -30,12 +34,23 @@ import os.path as osp
 import subprocess
 import sys
 
+# COCO's common image sizes (WxH), repeated for a rough weight: about half
+# of COCO's images are 640x480 or 640x427 landscapes. The 1x pipeline
+# resizes them to 1088x800 and 1216x800 (after padding to 32), portraits to
+# 800x1088 and 800x1216, 640x360 to 1344x768 and squares to 800x800; a
+# batch takes its images' largest height and width, and mmdet's
+# AspectRatioBatchSampler puts landscapes with landscapes.
+COCO_SIZES = ['640x480'] * 8 + ['640x427'] * 5 + ['480x640'] * 2 + [
+    '427x640'] * 2 + ['500x375', '640x360', '612x612']
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 MODELS = {
     'smlpnet-t': osp.join(REPO_ROOT, 'configs', 'mask_rcnn',
                           'mask-rcnn_smlpnet-t_fpn_1x_coco.py'),
     'swin-t': 'mmdet::swin/mask-rcnn_swin-t-p4-w7_fpn_1x_coco.py',
 }
+# the sMLPNet-T config with its CUDAGraphHook off: the backbone all eager
+MODELS['smlpnet-t-eager'] = MODELS['smlpnet-t']
+EXTRA_OPTIONS = {'smlpnet-t-eager': ['custom_hooks.2.enabled=False']}
 
 
 def parse_args():
@@ -56,12 +71,15 @@ def parse_args():
         help='logging interval and timing window (iterations)')
     parser.add_argument(
         '--size', default='1333x800', help='image size WxH (default '
-        '1333x800: no resizing in the 1x pipeline)')
+        '1333x800: no resizing in the 1x pipeline), or "coco": a mix of '
+        "COCO's common sizes (COCO_SIZES), so that batches take several "
+        'shapes, as on COCO')
     parser.add_argument('--num-images', type=int, default=32)
     parser.add_argument('--batch-size', type=int, default=2)
     parser.add_argument('--workers', type=int, default=4)
     parser.add_argument(
-        '--models', nargs='+', choices=list(MODELS), default=list(MODELS))
+        '--models', nargs='+', choices=list(MODELS),
+        default=['smlpnet-t', 'swin-t'])
     args = parser.parse_args()
     if args.iters < 2 * args.interval:
         parser.error('--iters must be at least 2 x --interval: the first '
@@ -123,7 +141,10 @@ def main():
     from mmsmlp.datasets.synthetic_coco import make_coco
 
     work_dir = osp.abspath(args.work_dir)
-    size = tuple(int(s) for s in args.size.lower().split('x'))
+    sizes = COCO_SIZES if args.size == 'coco' else [args.size]
+    size = [tuple(int(s) for s in wxh.lower().split('x')) for wxh in sizes]
+    if len(size) == 1:
+        size = size[0]
     data_root = osp.join(work_dir, f'coco_{args.size}_{args.num_images}')
     if not osp.isfile(
             osp.join(data_root, 'annotations', 'instances_train2017.json')):
@@ -152,7 +173,8 @@ def main():
         ]
         if args.device == 'cuda':
             cmd.append('--amp')  # AmpOptimWrapper, fp16 autocast
-        cmd += ['--cfg-options', *train_options(data_root, args)]
+        cmd += ['--cfg-options', *train_options(data_root, args),
+                *EXTRA_OPTIONS.get(name, [])]
         print('\n$ ' + ' '.join(cmd), flush=True)
         subprocess.run(cmd, check=True, env=env, cwd=REPO_ROOT)
         results[name] = summarize(scalars(run_dir), args.interval)
@@ -161,11 +183,11 @@ def main():
     print(f'\nMask R-CNN 1x training, {args.device} ({amp}), '
           f'{args.batch_size} images/iter of {args.size}, {args.iters} iters'
           f' (timed: after iteration {args.interval})')
-    print(f'{"backbone":<12}{"s/iter":>10}{"data s/iter":>13}'
+    print(f'{"backbone":<16}{"s/iter":>10}{"data s/iter":>13}'
           f'{"peak MB":>10}  last loss')
     for name, r in results.items():
         mem = '-' if r['peak_memory_mb'] is None else r['peak_memory_mb']
-        print(f'{name:<12}{r["sec_per_iter"]:>10.3f}'
+        print(f'{name:<16}{r["sec_per_iter"]:>10.3f}'
               f'{r["data_sec_per_iter"]:>13.3f}{mem:>10}  {r["last_loss"]}')
     out = osp.join(work_dir, 'det_speed.json')
     with open(out, 'w') as f:

@@ -1,6 +1,6 @@
 # Copyright (c) mmsmlp contributors. All rights reserved.
 """Trains a submodule (the backbone) through CUDA graphs."""
-from typing import Sequence, Union
+from typing import Optional, Sequence, Union
 
 from mmengine.hooks import Hook
 from torch import nn
@@ -19,13 +19,17 @@ class CUDAGraphHook(Hook):
 
     sMLPNet's eager training step is bound by the host issuing its kernels;
     replayed from a graph, it costs what its kernels cost
-    (docs/benchmarks.md). The graph is captured at the first training
-    iteration from that batch and replayed for every batch of the same
-    shape: fixed-size batches (the ImageNet configs: 224x224 crops,
+    (docs/benchmarks.md). By default the graph is captured at the first
+    training iteration from that batch and replayed for every batch of the
+    same shape: fixed-size batches (the ImageNet configs: 224x224 crops,
     ``drop_last=True``; UperNet's 512x512 crops) replay every iteration;
-    other shapes (mmdet's varying image sizes) run eagerly, with a warning
-    saying so. The same values are computed as without it (tested on a GPU
-    in ``tests/test_cuda_graph.py``).
+    other shapes run eagerly, with a warning saying so. ``training=dict(
+    min_calls=..., max_graphs=...)`` keeps a graph for each batch shape
+    seen ``min_calls`` times, up to ``max_graphs`` shapes (the Mask R-CNN
+    configs: mmdet's batches take their images' shape, and a few shapes
+    make most of COCO's batches); each graph keeps the activations of its
+    shape in memory. The same values are computed as without it (tested on
+    a GPU in ``tests/test_cuda_graph.py``).
 
     With ``inference=True``, validation and testing (eval mode, from
     ``before_val`` / ``before_test``: ``tools/test.py`` too) replay graphs
@@ -49,6 +53,9 @@ class CUDAGraphHook(Hook):
         modules (Sequence[str]): Names of the model's submodules to graph
             (``model.get_submodule`` names). Defaults to ``('backbone', )``.
         enabled (bool): Defaults to True.
+        training (dict): ``GraphedTraining``'s ``min_calls`` and
+            ``max_graphs``. Defaults to one graph, captured at the first
+            iteration.
         inference (bool | dict): Graphs in validation and testing too;
             a dict gives ``GraphedInference``'s arguments (``min_calls``,
             ``max_graphs``). Defaults to False (the ImageNet configs'
@@ -60,11 +67,18 @@ class CUDAGraphHook(Hook):
     def __init__(self,
                  modules: Sequence[str] = ('backbone', ),
                  enabled: bool = True,
+                 training: Optional[dict] = None,
                  inference: Union[bool, dict] = False):
         if isinstance(modules, str):
             modules = (modules, )
         self.modules = tuple(modules)
         self.enabled = enabled
+        training = dict(training or {})
+        unknown = set(training) - {'min_calls', 'max_graphs'}
+        if unknown:
+            raise KeyError(f'CUDAGraphHook: training takes min_calls and '
+                           f'max_graphs, got {sorted(unknown)}')
+        self.training = training
         if not isinstance(inference, (bool, dict)):
             raise TypeError('CUDAGraphHook: inference must be a bool or a '
                             f'dict of GraphedInference arguments, got '
@@ -117,10 +131,13 @@ class CUDAGraphHook(Hook):
             return
         wrapped = is_model_wrapper(runner.model)
         for module in modules:
-            GraphedTraining.wrap(module, alias_parameters=wrapped)
+            GraphedTraining.wrap(module, alias_parameters=wrapped,
+                                 **self.training)
+        graphed = find_wrapper(GraphedTraining, modules[0])
         runner.logger.info(
             f'CUDAGraphHook: {list(self.modules)} train through CUDA graphs '
-            '(captured at the first iteration)')
+            f'(a graph for each input shape seen {graphed.min_calls} times, '
+            f'up to {graphed.max_graphs} shapes)')
 
     def _before_inference(self, runner) -> None:
         if self.inference is False:

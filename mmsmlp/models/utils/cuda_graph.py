@@ -11,9 +11,11 @@ know about it (mmengine's Runner, mmdet's and mmseg's):
 
 - it captures at the first training call on a CUDA tensor, with that call's
   input as the sample (shape, dtype, memory layout, autocast dtype), and
-  replays for every later call that matches it; any other call (another
-  shape: a last partial batch, mmdet's varying image sizes; eval mode, no
-  grad, torch.compile, a CPU tensor) runs the module's own forward;
+  replays for every later call that matches it; with ``max_graphs`` > 1 it
+  keeps a graph for each input shape seen ``min_calls`` times, up to
+  ``max_graphs`` shapes (mmdet's batches, whose size follows their
+  images'); any other call (other shapes, eval mode, no grad,
+  torch.compile, a CPU tensor) runs the module's own forward;
 - what capturing runs (PyTorch's warm-up iterations and the capture itself)
   leaves no trace: BatchNorm statistics and the CUDA random generator are
   restored after it, so the run computes what an eager run computes (drop
@@ -35,7 +37,7 @@ PyTorch's and, replayed, their host cost is gone.
 """
 import copy
 import warnings
-from typing import Dict, Optional
+from typing import Callable, Dict, Optional
 
 import torch
 from torch import Tensor, nn
@@ -145,27 +147,43 @@ class GraphedTraining(_ForwardWrapper):
             the default stream, and the capture, on a side stream, cannot
             feed gradients into them; the aliases' accumulators are made
             during the capture, on its stream. Defaults to False.
+        min_calls (int): Training calls of one input form before it is
+            captured. Defaults to 1 (the first call).
+        max_graphs (int): Most input forms kept as graphs. Each graph holds
+            the activations of its shape for backward, for as long as it is
+            kept. Defaults to 1.
     """
 
     def __init__(self,
                  module: nn.Module,
                  warmup_iters: int = 3,
-                 alias_parameters: bool = False):
+                 alias_parameters: bool = False,
+                 min_calls: int = 1,
+                 max_graphs: int = 1):
+        if min_calls < 1 or max_graphs < 1 or warmup_iters < 1:
+            raise ValueError('GraphedTraining needs min_calls >= 1, '
+                             'max_graphs >= 1 and warmup_iters >= 1, got '
+                             f'{min_calls}, {max_graphs}, {warmup_iters}')
         self.module = module
         self.eager_forward = module.forward
         self.warmup_iters = warmup_iters
         self.alias_parameters = alias_parameters
-        self.graphed = None  # the graphed forward, once captured
-        self.key = None  # what the captured call looked like
+        self.min_calls = min_calls
+        self.max_graphs = max_graphs
+        self.graphs: Dict[tuple, Callable] = {}  # call key: graphed forward
+        self.calls: Dict[tuple, int] = {}  # calls of each uncaptured key
         self.params = ()  # the captured parameters
         self.tensors = ()  # parameters and buffers, in capture order
         self.pointers = ()  # their addresses at capture
         self.captures = 0
+        self.replays = 0
         self._warned = set()
 
     def _arguments(self) -> dict:
         return dict(warmup_iters=self.warmup_iters,
-                    alias_parameters=self.alias_parameters)
+                    alias_parameters=self.alias_parameters,
+                    min_calls=self.min_calls,
+                    max_graphs=self.max_graphs)
 
     @staticmethod
     def call_key(x: Tensor) -> Optional[tuple]:
@@ -182,36 +200,44 @@ class GraphedTraining(_ForwardWrapper):
         key = self.call_key(x) if self.module.training else None
         if key is None or args or kwargs:
             return self.eager_forward(x, *args, **kwargs)
-        if self.graphed is not None and key == self.key:
-            if self._moved():
-                self._warn(
-                    'moved', 'its parameters or buffers moved to new memory '
-                    '(model.to(), .cuda()): capturing again')
-                self.graphed = None
-            elif self._grads_pending():
+        if self.graphs and self._moved():
+            self._warn(
+                'moved', 'its parameters or buffers moved to new memory '
+                '(model.to(), .cuda()): capturing again')
+            self.graphs.clear()
+            self.calls.clear()
+        if self._grads_pending():
+            if self.graphs:
                 self._warn(
                     'grads', 'gradients are pending in its '
                     'parameters (accumulated over iterations, or '
                     'zero_grad without set_to_none): a replay would '
                     'overwrite them, so such calls run eagerly')
+            return self.eager_forward(x)
+        graphed = self.graphs.get(key)
+        if graphed is None:
+            calls = self.calls[key] = self.calls.get(key, 0) + 1
+            if calls < self.min_calls:
                 return self.eager_forward(x)
-            else:
-                return self.graphed(x)
-        if self.graphed is None:
-            self._capture(x, key)
-            return self.graphed(x)
-        # once, not once per shape (mmdet's batches change shape often)
-        self._warn(
-            'form', f'a call of another form ({self._describe(key)}; '
-            f'captured: {self._describe(self.key)}) runs eagerly, as will '
-            'any other')
-        return self.eager_forward(x)
+            if len(self.graphs) >= self.max_graphs:
+                # once, not once per shape (mmdet's batches change shape)
+                self._warn(
+                    'form', f'a call of another form ({self._describe(key)}'
+                    f'; captured: {len(self.graphs)} forms, max_graphs='
+                    f'{self.max_graphs}) runs eagerly, as will any other')
+                return self.eager_forward(x)
+            del self.calls[key]
+            graphed = self.graphs[key] = self._capture(x, key)
+        self.replays += 1
+        return graphed(x)
 
-    def _capture(self, x: Tensor, key: tuple) -> None:
+    def _capture(self, x: Tensor, key: tuple) -> Callable:
         module = self.module
-        self.params = tuple(module.parameters())
+        if not self.graphs:
+            self.params = tuple(module.parameters())
+            self.tensors = self.params + tuple(module.buffers())
+            self.pointers = tuple(t.data_ptr() for t in self.tensors)
         buffers = tuple(module.buffers())
-        self.tensors = self.params + buffers
         saved = [b.clone() for b in buffers]
         rng = torch.cuda.get_rng_state()
         sample = x.detach().clone().requires_grad_(x.requires_grad)
@@ -223,19 +249,18 @@ class GraphedTraining(_ForwardWrapper):
         try:
             with autocast, graph_capture():
                 if self.alias_parameters:
-                    self.graphed = self._capture_with_aliases(sample)
+                    graphed = self._capture_with_aliases(sample)
                 else:
                     torch.cuda.make_graphed_callables(
                         module, (sample, ), num_warmup_iters=self.warmup_iters)
-                    self.graphed = module.forward
+                    graphed = module.forward
         finally:
             module.forward = installed
             for b, value in zip(buffers, saved):
                 b.copy_(value)
             torch.cuda.set_rng_state(rng)
-        self.key = key
-        self.pointers = tuple(t.data_ptr() for t in self.tensors)
         self.captures += 1
+        return graphed
 
     def _capture_with_aliases(self, sample: Tensor):
         module = self.module
