@@ -3,6 +3,8 @@
 
 The fast paths take channels-last ``(B, H, W, C)`` tensors; the modules
 they are checked against take ``(B, C, H, W)``."""
+import copy
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -123,6 +125,52 @@ def test_frozen_batch_norm_gelu_on_cuda(dtype):
     exact_ = (ref, *torch.autograd.grad(
         ref, [x3, exact.weight, exact.bias], grad))
     names = ('output', 'input grad', 'weight grad', 'bias grad')
+    for name, g, m, e in zip(names, got, module, exact_):
+        error = (g.double() - e).abs().max().item()
+        module_error = (m.double() - e).abs().max().item()
+        scale = e.abs().max().item()
+        assert error <= 2 * module_error + 1e-5 * scale, (
+            name, error, module_error)
+        assert error <= (2e-2 if dtype == torch.float16 else 1e-4) * scale, (
+            name, error, scale)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float16])
+def test_frozen_conv_batch_norm_gelu_on_cuda(dtype):
+    """The frozen conv node (:class:`_FrozenConvBatchNormGELU`) on CUDA as
+    Mask R-CNN trains it (autocast in ``dtype``, stage 0's width): outputs
+    and the gradients of the input, the conv weight and the affine terms,
+    against the modules in fp64, at least as close as the modules under
+    the same autocast (see ``test_frozen_batch_norm_gelu_on_cuda``)."""
+    bn, plain = (randomized_bn(80).cuda().eval() for _ in range(2))
+    exact = randomized_bn(80).cuda().double().eval()
+    torch.manual_seed(1)
+    conv = nn.Conv2d(80, 80, 3, padding=1, groups=80, bias=False).cuda()
+    conv_plain = nn.Conv2d(80, 80, 3, padding=1, groups=80,
+                           bias=False).cuda()
+    conv_plain.load_state_dict(conv.state_dict())
+    conv_exact = copy.deepcopy(conv_plain).double()
+    x = torch.randn(2, 80, 50, 84, device='cuda')
+    x1, x2, x3 = x.clone(), x.clone(), x.double()
+    for t in (x1, x2, x3):
+        t.requires_grad_()
+    grad = torch.randn(2, 50, 84, 80, device='cuda', dtype=torch.float64)
+    with torch.autocast('cuda', dtype=dtype,
+                        enabled=dtype != torch.float32):
+        # the channels-last activation a block holds
+        out = conv_batch_norm_gelu(conv, bn, nhwc(x1).contiguous())
+        want = nhwc(F.gelu(plain(conv_plain(x2))))
+    assert node_of(out) == '_FrozenConvBatchNormGELUBackward'
+    ref = nhwc(F.gelu(exact(conv_exact(x3))))
+    got = (out, *torch.autograd.grad(
+        out, [x1, conv.weight, bn.weight, bn.bias], grad.to(out.dtype)))
+    module = (want, *torch.autograd.grad(
+        want, [x2, conv_plain.weight, plain.weight, plain.bias],
+        grad.to(want.dtype)))
+    exact_ = (ref, *torch.autograd.grad(
+        ref, [x3, conv_exact.weight, exact.weight, exact.bias], grad))
+    names = ('output', 'input grad', 'conv grad', 'weight grad', 'bias grad')
     for name, g, m, e in zip(names, got, module, exact_):
         error = (g.double() - e).abs().max().item()
         module_error = (m.double() - e).abs().max().item()
