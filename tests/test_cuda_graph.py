@@ -359,7 +359,12 @@ def test_graphed_training_keeps_a_graph_per_shape():
             torch.testing.assert_close(a, b, **tol, msg=f'{step} {name}')
     assert graphed.captures == 2 and len(graphed.graphs) == 2
     # (64, 96) and (96, 64) from their second calls on; (32, 64) eagerly
-    assert graphed.replays == 3 + 2
+    assert graphed.replays == 3 + 2 and graphed.eager_calls == 4
+    runner = FakeRunner(torch.nn.ModuleDict(dict(backbone=graphed_model)))
+    CUDAGraphHook().after_train_epoch(runner)
+    assert runner.records == [
+        'CUDAGraphHook: backbone: 5 of 9 training calls so far replayed '
+        'from CUDA graphs (2 shapes captured, at most 2)']
     with pytest.raises(ValueError, match='max_graphs >= 1'):
         GraphedTraining(eager, max_graphs=0)
 

@@ -139,6 +139,24 @@ class CUDAGraphHook(Hook):
             f'(a graph for each input shape seen {graphed.min_calls} times, '
             f'up to {graphed.max_graphs} shapes)')
 
+    def _log_training(self, runner) -> None:
+        model = _inner_model(runner.model)
+        for name in self.modules:
+            graphed = find_wrapper(GraphedTraining,
+                                   model.get_submodule(name))
+            if graphed is None:
+                continue
+            calls = graphed.replays + graphed.eager_calls
+            runner.logger.info(
+                f'CUDAGraphHook: {name}: {graphed.replays} of {calls} '
+                f'training calls so far replayed from CUDA graphs '
+                f'({len(graphed.graphs)} shapes captured, at most '
+                f'{graphed.max_graphs})')
+
+    def after_train_epoch(self, runner) -> None:
+        # (an iteration-based loop calls it once, at its end)
+        self._log_training(runner)
+
     def _before_inference(self, runner) -> None:
         if self.inference is False:
             return

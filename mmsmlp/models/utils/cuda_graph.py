@@ -176,7 +176,8 @@ class GraphedTraining(_ForwardWrapper):
         self.tensors = ()  # parameters and buffers, in capture order
         self.pointers = ()  # their addresses at capture
         self.captures = 0
-        self.replays = 0
+        self.replays = 0  # training calls replayed
+        self.eager_calls = 0  # training calls on CUDA that ran eagerly
         self._warned = set()
 
     def _arguments(self) -> dict:
@@ -206,6 +207,16 @@ class GraphedTraining(_ForwardWrapper):
                 '(model.to(), .cuda()): capturing again')
             self.graphs.clear()
             self.calls.clear()
+        graphed = self._graph_for(x, key)
+        if graphed is None:
+            self.eager_calls += 1
+            return self.eager_forward(x)
+        self.replays += 1
+        return graphed(x)
+
+    def _graph_for(self, x: Tensor, key: tuple) -> Optional[Callable]:
+        """The graphed forward for a training call of ``key``, captured
+        now if it is due; None: run eagerly."""
         if self._grads_pending():
             if self.graphs:
                 self._warn(
@@ -213,23 +224,22 @@ class GraphedTraining(_ForwardWrapper):
                     'parameters (accumulated over iterations, or '
                     'zero_grad without set_to_none): a replay would '
                     'overwrite them, so such calls run eagerly')
-            return self.eager_forward(x)
+            return None
         graphed = self.graphs.get(key)
         if graphed is None:
             calls = self.calls[key] = self.calls.get(key, 0) + 1
             if calls < self.min_calls:
-                return self.eager_forward(x)
+                return None
             if len(self.graphs) >= self.max_graphs:
                 # once, not once per shape (mmdet's batches change shape)
                 self._warn(
                     'form', f'a call of another form ({self._describe(key)}'
                     f'; captured: {len(self.graphs)} forms, max_graphs='
                     f'{self.max_graphs}) runs eagerly, as will any other')
-                return self.eager_forward(x)
+                return None
             del self.calls[key]
             graphed = self.graphs[key] = self._capture(x, key)
-        self.replays += 1
-        return graphed(x)
+        return graphed
 
     def _capture(self, x: Tensor, key: tuple) -> Callable:
         module = self.module
