@@ -81,6 +81,58 @@ def test_graphed_training_stays_eager_on_cpu():
     assert 'forward' not in vars(model.backbone)
 
 
+def test_graphed_training_bookkeeping(monkeypatch):
+    """Which training calls capture, replay or run eagerly (``min_calls``,
+    ``max_graphs``, pending gradients, moved parameters), on a CPU: the
+    capture replaced by a stand-in that runs the module (the real captures
+    and replays are the GPU tests')."""
+    def call_key(x):  # as for a CUDA tensor
+        return ((tuple(x.shape), x.stride(), x.dtype, x.device,
+                 x.requires_grad, None) if torch.is_grad_enabled() else None)
+
+    monkeypatch.setattr(GraphedTraining, 'call_key', staticmethod(call_key))
+    captured = []
+
+    def capture(self, x, key):
+        captured.append(key[0])
+        return lambda x: self.eager_forward(x)
+
+    monkeypatch.setattr(GraphedTraining, '_capture', capture)
+    model = classifier().train()
+    graphed = GraphedTraining.wrap(model.backbone, min_calls=2, max_graphs=2)
+    graphed.params = tuple(model.backbone.parameters())
+    graphed.tensors, graphed.pointers = graphed.params, tuple(
+        p.data_ptr() for p in graphed.params)
+
+    def call(h, w=64):
+        model.backbone(torch.randn(1, 3, h, w))[0].sum().backward()
+        model.zero_grad(set_to_none=True)
+        return graphed.replays, graphed.eager_calls
+
+    assert call(64) == (0, 1)  # first call of a shape: eager
+    assert call(64) == (1, 1) and captured == [(1, 3, 64, 64)]
+    assert call(96) == (1, 2)
+    assert call(96) == (2, 2) and len(captured) == 2
+    assert call(32) == (2, 3)
+    with pytest.warns(UserWarning, match='max_graphs=2'):
+        assert call(32) == (2, 4)  # a third shape: eager, max_graphs
+    assert call(64) == (3, 4) and len(captured) == 2
+    # gradients pending (no zero_grad): eager, with a warning
+    model.backbone(torch.randn(1, 3, 64, 64))[0].sum().backward()
+    with pytest.warns(UserWarning, match='pending'):
+        model.backbone(torch.randn(1, 3, 64, 64))
+    assert graphed.eager_calls == 5
+    model.zero_grad(set_to_none=True)
+    # parameters in new memory: the graphs are dropped, shapes counted anew
+    for p in model.backbone.parameters():
+        p.data = p.data.clone()
+    with pytest.warns(UserWarning, match='capturing again'):
+        call(96)
+    assert not graphed.graphs and list(graphed.calls.values()) == [1]
+    call(96)
+    assert captured[-1] == (1, 3, 96, 64) and len(graphed.graphs) == 1
+
+
 def test_hook_leaves_a_cpu_model_eager():
     model = classifier()
     runner = FakeRunner(model)
