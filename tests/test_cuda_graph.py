@@ -38,6 +38,14 @@ def classifier(drop_path_rate=0.):
              head=dict(type='LinearClsHead', num_classes=10, in_channels=128)))
 
 
+def dense_backbone(img_size):
+    """A small sMLPNet as the dense-task configs train it: every stage's
+    output, frozen BatchNorm statistics."""
+    return SMLPNet(arch=dict(embed_dims=16, depths=[1, 2, 2, 1],
+                             mlp_ratio=3), img_size=img_size,
+                   out_indices=(0, 1, 2, 3), norm_eval=True)
+
+
 class FakeRunner:
 
     def __init__(self, model):
@@ -382,10 +390,7 @@ def test_graphed_training_keeps_a_graph_per_shape():
     eagerly, and every call computes what eager computes (outputs and
     gradients)."""
     torch.manual_seed(0)
-    eager = SMLPNet(arch=dict(embed_dims=16, depths=[1, 2, 2, 1],
-                              mlp_ratio=3), img_size=64,
-                    out_indices=(0, 1, 2, 3),
-                    norm_eval=True).cuda().train()
+    eager = dense_backbone(img_size=64).cuda().train()
     graphed_model = copy.deepcopy(eager)
     graphed = GraphedTraining.wrap(graphed_model, min_calls=2, max_graphs=2)
     sizes = [(64, 96), (64, 96), (96, 64), (64, 96), (96, 64), (96, 64),
@@ -434,10 +439,7 @@ def test_graphed_backbone_as_upernet_trains_it_in_fp16():
     matrix-vector products: so the graphed run empties the cache between
     its forward and backward, and after each step."""
     torch.manual_seed(0)
-    eager = SMLPNet(arch=dict(embed_dims=16, depths=[1, 2, 2, 1],
-                              mlp_ratio=3), img_size=128,
-                    out_indices=(0, 1, 2, 3),
-                    norm_eval=True).cuda().train()
+    eager = dense_backbone(img_size=128).cuda().train()
     graphed_model = copy.deepcopy(eager)
     graphed = GraphedTraining.wrap(graphed_model)
     runs = [(model, capture_forms, torch.optim.AdamW(model.parameters()),
@@ -570,9 +572,7 @@ def test_graphed_inference_equals_eager(autocast_dtype):
     ``torch.cuda.empty_cache()`` too; outputs are copies; a move captures
     again; beyond ``max_graphs`` shapes run eagerly."""
     torch.manual_seed(0)
-    model = SMLPNet(arch=dict(embed_dims=16, depths=[1, 2, 2, 1],
-                              mlp_ratio=3), img_size=128,
-                    out_indices=(0, 1, 2, 3)).cuda().eval()
+    model = dense_backbone(img_size=128).cuda().eval()
     reference = copy.deepcopy(model)
     graphed = GraphedInference.wrap(model, max_graphs=2)
     tol = (dict(atol=1e-2, rtol=1e-2) if autocast_dtype else

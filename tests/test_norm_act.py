@@ -35,6 +35,20 @@ def randomized_bn(channels, seed=0):
     return bn
 
 
+def assert_as_close_as_module(names, got, module, exact, dtype):
+    """Each of ``got`` (the fast path's outputs and gradients) at most
+    twice as far from ``exact`` (the modules in fp64) as ``module`` (the
+    modules in ``dtype``), and within 2e-2 (fp16) or 1e-4 of its scale."""
+    for name, g, m, e in zip(names, got, module, exact):
+        error = (g.double() - e).abs().max().item()
+        module_error = (m.double() - e).abs().max().item()
+        scale = e.abs().max().item()
+        assert error <= 2 * module_error + 1e-5 * scale, (
+            name, error, module_error)
+        assert error <= (2e-2 if dtype == torch.float16 else 1e-4) * scale, (
+            name, error, scale)
+
+
 @pytest.mark.parametrize('contiguous', [False, True])
 def test_batch_norm_gelu_matches_modules_in_training(contiguous):
     bn, plain = randomized_bn(5), randomized_bn(5)
@@ -124,15 +138,9 @@ def test_frozen_batch_norm_gelu_on_cuda(dtype):
         want, [x2, plain.weight, plain.bias], grad.to(want.dtype)))
     exact_ = (ref, *torch.autograd.grad(
         ref, [x3, exact.weight, exact.bias], grad))
-    names = ('output', 'input grad', 'weight grad', 'bias grad')
-    for name, g, m, e in zip(names, got, module, exact_):
-        error = (g.double() - e).abs().max().item()
-        module_error = (m.double() - e).abs().max().item()
-        scale = e.abs().max().item()
-        assert error <= 2 * module_error + 1e-5 * scale, (
-            name, error, module_error)
-        assert error <= (2e-2 if dtype == torch.float16 else 1e-4) * scale, (
-            name, error, scale)
+    assert_as_close_as_module(
+        ('output', 'input grad', 'weight grad', 'bias grad'), got, module,
+        exact_, dtype)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
@@ -170,15 +178,9 @@ def test_frozen_conv_batch_norm_gelu_on_cuda(dtype):
         grad.to(want.dtype)))
     exact_ = (ref, *torch.autograd.grad(
         ref, [x3, conv_exact.weight, exact.weight, exact.bias], grad))
-    names = ('output', 'input grad', 'conv grad', 'weight grad', 'bias grad')
-    for name, g, m, e in zip(names, got, module, exact_):
-        error = (g.double() - e).abs().max().item()
-        module_error = (m.double() - e).abs().max().item()
-        scale = e.abs().max().item()
-        assert error <= 2 * module_error + 1e-5 * scale, (
-            name, error, module_error)
-        assert error <= (2e-2 if dtype == torch.float16 else 1e-4) * scale, (
-            name, error, scale)
+    assert_as_close_as_module(
+        ('output', 'input grad', 'conv grad', 'weight grad', 'bias grad'),
+        got, module, exact_, dtype)
 
 
 def test_folded_conv_batch_norm_in_eval():

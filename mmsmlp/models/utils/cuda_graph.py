@@ -114,6 +114,14 @@ def _capture_autocast(dtype: Optional[torch.dtype]) -> torch.autocast:
                           cache_enabled=False)
 
 
+def _check_counts(name: str, min_calls: int, max_graphs: int,
+                  least_graphs: int, warmup_iters: int) -> None:
+    if min_calls < 1 or max_graphs < least_graphs or warmup_iters < 1:
+        raise ValueError(f'{name} needs min_calls >= 1, max_graphs >= '
+                         f'{least_graphs} and warmup_iters >= 1, got '
+                         f'{min_calls}, {max_graphs}, {warmup_iters}')
+
+
 def find_wrapper(cls, module: nn.Module):
     """The ``cls`` (:class:`GraphedTraining` or :class:`GraphedInference`)
     in ``module.forward``'s chain, or None."""
@@ -160,10 +168,8 @@ class GraphedTraining(_ForwardWrapper):
                  alias_parameters: bool = False,
                  min_calls: int = 1,
                  max_graphs: int = 1):
-        if min_calls < 1 or max_graphs < 1 or warmup_iters < 1:
-            raise ValueError('GraphedTraining needs min_calls >= 1, '
-                             'max_graphs >= 1 and warmup_iters >= 1, got '
-                             f'{min_calls}, {max_graphs}, {warmup_iters}')
+        _check_counts('GraphedTraining', min_calls, max_graphs, 1,
+                      warmup_iters)
         self.module = module
         self.eager_forward = module.forward
         self.warmup_iters = warmup_iters
@@ -346,10 +352,8 @@ class GraphedInference(_ForwardWrapper):
                  min_calls: int = 2,
                  max_graphs: int = 8,
                  warmup_iters: int = 2):
-        if min_calls < 1 or max_graphs < 0 or warmup_iters < 1:
-            raise ValueError('GraphedInference needs min_calls >= 1, '
-                             'max_graphs >= 0 and warmup_iters >= 1, got '
-                             f'{min_calls}, {max_graphs}, {warmup_iters}')
+        _check_counts('GraphedInference', min_calls, max_graphs, 0,
+                      warmup_iters)
         self.module = module
         self.eager_forward = module.forward
         self.min_calls = min_calls
