@@ -5,13 +5,15 @@ On a CUDA machine (no internet needed):
 
     python tools/analysis_tools/det_speed.py
 
-generates COCO-format data (32 images of 1333x800; ``--size coco``: a mix
-of COCO's common sizes, so that batches come in several shapes), then
-trains each model for 40 iterations with ``tools/train.py --amp`` (fp16:
-mmcv's RoIAlign has no bf16 kernel), 2 images per GPU, logging every 10
-iterations, and prints the seconds per iteration (mean of the logged
-``time`` after the first logging window, i.e. without the warm-up) and the
-peak GPU memory (mmengine's ``memory``, MB) of each ``--models``:
+generates COCO-format data (32 images of COCO's common sizes, ``--size
+coco``, the default: batches come in several shapes, as on COCO, and the
+sMLPNet-T config replays graphs only for the shapes that repeat; or of one
+size, e.g. ``--size 1333x800``), then trains each model for 40 iterations
+with ``tools/train.py --amp`` (fp16: mmcv's RoIAlign has no bf16 kernel),
+2 images per GPU, logging every 10 iterations, and prints the seconds per
+iteration (mean of the logged ``time`` after the first logging window, i.e.
+without the warm-up) and the peak GPU memory (mmengine's ``memory``, MB)
+of each ``--models``:
 
 - ``smlpnet-t``: configs/mask_rcnn/mask-rcnn_smlpnet-t_fpn_1x_coco.py (its
   backbone trains through CUDA graphs for the batch shapes that repeat)
@@ -70,10 +72,10 @@ def parse_args():
         '--interval', type=int, default=10,
         help='logging interval and timing window (iterations)')
     parser.add_argument(
-        '--size', default='1333x800', help='image size WxH (default '
-        '1333x800: no resizing in the 1x pipeline), or "coco": a mix of '
-        "COCO's common sizes (COCO_SIZES), so that batches take several "
-        'shapes, as on COCO')
+        '--size', default='coco', help='"coco" (default): a mix of COCO\'s '
+        'common sizes (COCO_SIZES), so that batches take several shapes, as '
+        'on COCO; or one image size WxH (1333x800: no resizing in the 1x '
+        'pipeline)')
     parser.add_argument('--num-images', type=int, default=32)
     parser.add_argument('--batch-size', type=int, default=2)
     parser.add_argument('--workers', type=int, default=4)
