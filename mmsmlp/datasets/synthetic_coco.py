@@ -296,6 +296,7 @@ def make_coco(root: str,
         for _ in range(num):
             image_id += 1
             file_name = f'{image_id:012d}.jpg'  # COCO's file naming
+            # one size draws nothing: the same files as before size lists
             width, height = (sizes[0] if len(sizes) == 1 else
                              sizes[rng.integers(len(sizes))])
             image, objects = draw_objects(width, height, rng, max_objects,

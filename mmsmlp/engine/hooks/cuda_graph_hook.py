@@ -131,9 +131,8 @@ class CUDAGraphHook(Hook):
             return
         wrapped = is_model_wrapper(runner.model)
         for module in modules:
-            GraphedTraining.wrap(module, alias_parameters=wrapped,
-                                 **self.training)
-        graphed = find_wrapper(GraphedTraining, modules[0])
+            graphed = GraphedTraining.wrap(module, alias_parameters=wrapped,
+                                           **self.training)
         runner.logger.info(
             f'CUDAGraphHook: {list(self.modules)} train through CUDA graphs '
             f'(a graph for each input shape seen {graphed.min_calls} times, '

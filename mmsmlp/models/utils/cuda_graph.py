@@ -249,11 +249,11 @@ class GraphedTraining(_ForwardWrapper):
 
     def _capture(self, x: Tensor, key: tuple) -> Callable:
         module = self.module
-        if not self.graphs:
-            self.params = tuple(module.parameters())
-            self.tensors = self.params + tuple(module.buffers())
-            self.pointers = tuple(t.data_ptr() for t in self.tensors)
         buffers = tuple(module.buffers())
+        if not self.graphs:  # the addresses every graph of the module reads
+            self.params = tuple(module.parameters())
+            self.tensors = self.params + buffers
+            self.pointers = tuple(t.data_ptr() for t in self.tensors)
         saved = [b.clone() for b in buffers]
         rng = torch.cuda.get_rng_state()
         sample = x.detach().clone().requires_grad_(x.requires_grad)
