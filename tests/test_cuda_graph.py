@@ -103,14 +103,14 @@ def test_graphed_training_bookkeeping(monkeypatch):
 
     def capture(self, x, key):
         captured.append(key[0])
+        if not self.graphs:  # the addresses the graphs read, as captured
+            self.params = self.tensors = tuple(self.module.parameters())
+            self.pointers = tuple(p.data_ptr() for p in self.params)
         return lambda x: self.eager_forward(x)
 
     monkeypatch.setattr(GraphedTraining, '_capture', capture)
     model = classifier().train()
     graphed = GraphedTraining.wrap(model.backbone, min_calls=2, max_graphs=2)
-    graphed.params = tuple(model.backbone.parameters())
-    graphed.tensors, graphed.pointers = graphed.params, tuple(
-        p.data_ptr() for p in graphed.params)
 
     def call(h, w=64):
         model.backbone(torch.randn(1, 3, h, w))[0].sum().backward()
@@ -139,6 +139,20 @@ def test_graphed_training_bookkeeping(monkeypatch):
     assert not graphed.graphs and list(graphed.calls.values()) == [1]
     call(96)
     assert captured[-1] == (1, 3, 96, 64) and len(graphed.graphs) == 1
+    # a second forward before the first one's backward (two views a step):
+    # eager, as a replay would overwrite the activations that backward reads
+    replays, eager_calls = graphed.replays, graphed.eager_calls
+    out = model.backbone(torch.randn(1, 3, 96, 64))
+    with pytest.warns(UserWarning, match='before the backward'):
+        model.backbone(torch.randn(1, 3, 96, 64))
+    assert (graphed.replays, graphed.eager_calls) == (replays + 1,
+                                                      eager_calls + 1)
+    out[0].sum().backward()
+    model.zero_grad(set_to_none=True)
+    assert call(96) == (replays + 2, eager_calls + 1)
+    # a replay's outputs dropped without a backward: nothing is pending
+    model.backbone(torch.randn(1, 3, 96, 64))
+    assert call(96) == (replays + 4, eager_calls + 1)
 
 
 def test_hook_leaves_a_cpu_model_eager():
@@ -425,6 +439,39 @@ def test_graphed_training_keeps_a_graph_per_shape():
     with pytest.raises(ValueError, match='max_graphs >= 1'):
         GraphedTraining(eager, max_graphs=0)
 
+
+
+@needs_cuda
+def test_graphed_training_two_forwards_before_a_backward_equal_eager():
+    """Two forwards and then one backward (two views a step): the second
+    forward runs eagerly, of the same shape as the first replay's or of
+    another graph's (the graphs share their activations' memory), and the
+    gradients are eager's."""
+    torch.manual_seed(0)
+    eager = dense_backbone(img_size=64).cuda().train()
+    graphed_model = copy.deepcopy(eager)
+    graphed = GraphedTraining.wrap(graphed_model, max_graphs=2)
+    first = torch.randn(2, 3, 64, 96, device='cuda')
+    for second_size in ((64, 96), (96, 64), (96, 64)):
+        second = torch.randn(2, 3, *second_size, device='cuda')
+        grads = []
+        for model, capture_forms in ((eager, True), (graphed_model, False)):
+            with (graph_capture() if capture_forms else
+                  contextlib.nullcontext()):
+                outs = model(first) + model(second)
+            sum(o.square().mean() for o in outs).backward()
+            grads.append([p.grad for p in model.parameters()])
+            model.zero_grad(set_to_none=True)
+        for (name, _), a, b in zip(eager.named_parameters(), *grads[::-1]):
+            torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4,
+                                       msg=f'{second_size} {name}')
+        # captures: the first form at its first call, the second one at
+        # its first call as the first forward of a step (below)
+        graphed_model(second)[0].sum().backward()
+        graphed_model.zero_grad(set_to_none=True)
+    assert graphed.captures == 2 and graphed.pool is not None
+    # the first forward of each step replayed, the second ran eagerly
+    assert graphed.eager_calls == 3
 
 @needs_cuda
 def test_graphed_backbone_as_upernet_trains_it_in_fp16():

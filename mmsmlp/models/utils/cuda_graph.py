@@ -29,7 +29,13 @@ know about it (mmengine's Runner, mmdet's and mmseg's):
   gradient is pending in them (a replay writes the gradients into the same
   buffers each time, so accumulating over iterations without
   ``zero_grad(set_to_none=True)`` would double-count: such a call runs
-  eagerly instead).
+  eagerly instead), nor the backward of an earlier replay (a second forward
+  before the backward, as in two-view training: a replay overwrites the
+  activations that backward reads);
+- a module's graphs share one memory pool: each replay's forward and
+  backward use the same scratch memory, as the previous check keeps one
+  replay's forward and backward from interleaving with another's, so the
+  graphs together hold about as much as the largest one.
 
 Inside the capture, mmsmlp's Triton kernels run in training too
 (:func:`.fast_paths.graph_capture`): their kernels are faster than
@@ -37,6 +43,7 @@ PyTorch's and, replayed, their host cost is gone.
 """
 import copy
 import warnings
+import weakref
 from typing import Callable, Dict, Optional
 
 import torch
@@ -157,9 +164,10 @@ class GraphedTraining(_ForwardWrapper):
             during the capture, on its stream. Defaults to False.
         min_calls (int): Training calls of one input form before it is
             captured. Defaults to 1 (the first call).
-        max_graphs (int): Most input forms kept as graphs. Each graph holds
-            the activations of its shape for backward, for as long as it is
-            kept. Defaults to 1.
+        max_graphs (int): Most input forms kept as graphs. The graphs hold
+            the memory of their activations for as long as they are kept,
+            in one pool: together about what the largest one needs.
+            Defaults to 1.
     """
 
     def __init__(self,
@@ -178,6 +186,9 @@ class GraphedTraining(_ForwardWrapper):
         self.max_graphs = max_graphs
         self.graphs: Dict[tuple, Callable] = {}  # call key: graphed forward
         self.calls: Dict[tuple, int] = {}  # calls of each uncaptured key
+        self.pool = None  # the graphs' shared memory pool
+        # the last replay's outputs (weak references), until its backward
+        self._pending_backward = None
         self.params = ()  # the captured parameters
         self.tensors = ()  # parameters and buffers, in capture order
         self.pointers = ()  # their addresses at capture
@@ -213,12 +224,34 @@ class GraphedTraining(_ForwardWrapper):
                 '(model.to(), .cuda()): capturing again')
             self.graphs.clear()
             self.calls.clear()
+            self.pool = None
         graphed = self._graph_for(x, key)
         if graphed is None:
             self.eager_calls += 1
             return self.eager_forward(x)
         self.replays += 1
-        return graphed(x)
+        out = graphed(x)
+        self._await_backward(out)
+        return out
+
+    def _await_backward(self, out) -> None:
+        """Mark the replay's backward pending until it runs, or until the
+        replay's outputs are all dropped without one."""
+        outs = [out] if isinstance(out, Tensor) else list(out)
+        node = outs[0].grad_fn
+        if node is None:  # nothing to differentiate: no backward to wait on
+            return
+        pending = self._pending_backward = [weakref.ref(t) for t in outs]
+
+        def done(*_):
+            if self._pending_backward is pending:
+                self._pending_backward = None
+
+        node.register_hook(done)
+
+    def _backward_pending(self) -> bool:
+        return self._pending_backward is not None and any(
+            t() is not None for t in self._pending_backward)
 
     def _graph_for(self, x: Tensor, key: tuple) -> Optional[Callable]:
         """The graphed forward for a training call of ``key``, captured
@@ -230,6 +263,13 @@ class GraphedTraining(_ForwardWrapper):
                     'parameters (accumulated over iterations, or '
                     'zero_grad without set_to_none): a replay would '
                     'overwrite them, so such calls run eagerly')
+            return None
+        if self._backward_pending():
+            self._warn(
+                'backward', 'a training call came before the backward of '
+                'the previous replay (several forwards per step): a '
+                'replay would overwrite the activations that backward '
+                'reads, so such calls run eagerly')
             return None
         graphed = self.graphs.get(key)
         if graphed is None:
@@ -254,6 +294,8 @@ class GraphedTraining(_ForwardWrapper):
             self.params = tuple(module.parameters())
             self.tensors = self.params + buffers
             self.pointers = tuple(t.data_ptr() for t in self.tensors)
+        if self.pool is None:
+            self.pool = torch.cuda.graph_pool_handle()
         saved = [b.clone() for b in buffers]
         rng = torch.cuda.get_rng_state()
         sample = x.detach().clone().requires_grad_(x.requires_grad)
@@ -268,7 +310,9 @@ class GraphedTraining(_ForwardWrapper):
                     graphed = self._capture_with_aliases(sample)
                 else:
                     torch.cuda.make_graphed_callables(
-                        module, (sample, ), num_warmup_iters=self.warmup_iters)
+                        module, (sample, ),
+                        num_warmup_iters=self.warmup_iters,
+                        pool=self.pool)
                     graphed = module.forward
         finally:
             module.forward = installed
@@ -290,7 +334,9 @@ class GraphedTraining(_ForwardWrapper):
                                               (x, ))
 
         graphed = torch.cuda.make_graphed_callables(
-            forward, (sample, *aliases), num_warmup_iters=self.warmup_iters)
+            forward, (sample, *aliases),
+            num_warmup_iters=self.warmup_iters,
+            pool=self.pool)
         # the real parameters: the same memory as the aliases (no copy at
         # replay), and their own gradient accumulators
         return lambda x: graphed(x, *params)
@@ -328,8 +374,9 @@ class GraphedInference(_ForwardWrapper):
     parameters and buffers as they are at that moment (updated in place:
     optimizer steps, EMA swaps, ``load_state_dict``); moved ones
     (``model.to()``) are captured again. Outputs are copies: the graph's
-    own output buffers are overwritten by the next replay. Each graph holds
-    its intermediate activations' memory until :meth:`release`.
+    own output buffers are overwritten by the next replay. The graphs hold
+    their activations' memory, in one pool (together about what the largest
+    one needs), until :meth:`release`.
 
     ``GraphedInference.wrap(module)`` installs it (idempotent; with a
     :class:`GraphedTraining` too, in either order) and
@@ -363,6 +410,7 @@ class GraphedInference(_ForwardWrapper):
         self.graphs: Dict[tuple, tuple] = {}  # key: (graph, input, output)
         self.tensors = ()  # parameters and buffers at the captures
         self.pointers = ()  # their addresses
+        self.pool = None  # the graphs' shared memory pool
         self.captures = 0
         self.replays = 0
 
@@ -391,8 +439,7 @@ class GraphedInference(_ForwardWrapper):
         if key is None or args or kwargs:
             return self.eager_forward(x, *args, **kwargs)
         if self.graphs and self._moved():
-            self.graphs.clear()  # their addresses are stale: capture again
-            self.calls.clear()
+            self.release()  # their addresses are stale: capture again
         entry = self.graphs.get(key)
         if entry is None:
             calls = self.calls[key] = self.calls.get(key, 0) + 1
@@ -421,8 +468,11 @@ class GraphedInference(_ForwardWrapper):
                 self.eager_forward(static_input)
         torch.cuda.current_stream().wait_stream(stream)
         graph = torch.cuda.CUDAGraph()
-        with autocast, torch.cuda.graph(graph):
+        # One memory pool for all the graphs: replays run one at a time and
+        # their outputs are copied, so their activations may share memory.
+        with autocast, torch.cuda.graph(graph, pool=self.pool):
             static_output = self.eager_forward(static_input)
+        self.pool = graph.pool()
         self.captures += 1
         return graph, static_input, static_output
 
@@ -431,3 +481,4 @@ class GraphedInference(_ForwardWrapper):
         and the call counts: shapes are counted and captured anew."""
         self.graphs.clear()
         self.calls.clear()
+        self.pool = None
