@@ -52,11 +52,12 @@ smlpnet_optim_wrapper = dict(
 # CUDA graphs for the batch shapes that repeat (at 2 images per GPU the
 # eager step is bound by the host issuing kernels). A batch takes its
 # images' largest size, and COCO's images come in a few sizes: a graph for
-# each shape seen twice, up to 4 shapes; the others train eagerly. Each
-# graph keeps its shape's activations (docs/detection.md, "GPU speed").
+# each shape seen twice, up to 8 shapes; the others train eagerly. The
+# graphs keep their activations' memory, in one pool: about what the largest
+# shape needs (docs/detection.md, "GPU speed").
 # `--cfg-options custom_hooks.2.enabled=False` trains eagerly.
 smlpnet_custom_hooks = [
     dict(type='EpochSeedHook'),
     dict(type='FiniteLossHook'),
-    dict(type='CUDAGraphHook', training=dict(min_calls=2, max_graphs=4))
+    dict(type='CUDAGraphHook', training=dict(min_calls=2, max_graphs=8))
 ]

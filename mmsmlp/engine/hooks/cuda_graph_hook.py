@@ -150,7 +150,8 @@ class CUDAGraphHook(Hook):
                 f'CUDAGraphHook: {name}: {graphed.replays} of {calls} '
                 f'training calls so far replayed from CUDA graphs '
                 f'({len(graphed.graphs)} shapes captured, at most '
-                f'{graphed.max_graphs})')
+                f'{graphed.max_graphs}; their memory pool: '
+                f'{graphed.pool_bytes() / 2**20:.0f} MB)')
 
     def after_train_epoch(self, runner) -> None:
         # (an iteration-based loop calls it once, at its end)

@@ -102,6 +102,14 @@ class _ForwardWrapper:
                 return
             outer, current = current, current.eager_forward
 
+    def pool_bytes(self) -> int:
+        """GPU memory the graphs' pool holds (reserved; mmengine's
+        ``memory`` figure, the peak allocated, does not count it)."""
+        if self.pool is None:
+            return 0
+        return sum(s['total_size'] for s in torch.cuda.memory_snapshot()
+                   if tuple(s.get('segment_pool_id', ())) == tuple(self.pool))
+
     def _moved(self) -> bool:
         # the captured tensors' addresses (model.to() and .cuda() give a
         # parameter new memory in place of the old)
