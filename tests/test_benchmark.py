@@ -67,3 +67,32 @@ def test_profile_step_builds_a_dense_configs_backbone(config, norm_eval,
     assert backbone.out_indices == (0, 1, 2, 3)
     backbone.train()
     assert not backbone.stages[0][1].norm1.training  # frozen statistics
+
+
+def test_profile_step_sorts_kernels_by_kind(monkeypatch):
+    """profile_step.py's summary by kind, on kernel names of an H200
+    profile (inductor's, cuBLAS', cuDNN's, mmsmlp's Triton kernels,
+    PyTorch's)."""
+    from .conftest import REPO_ROOT
+    monkeypatch.syspath_prepend(f'{REPO_ROOT}/tools/analysis_tools')
+    tool = import_tool('analysis_tools/profile_step.py')
+    names = {
+        'triton_red_fused__native_batch_norm_legit_functional_permute_'
+        'view_84': 'inductor reductions',
+        'triton_per_fused__to_copy_native_layer_norm_view_58':
+        'inductor reductions',
+        'triton_poi_fused_gelu_gelu_backward_view_96': 'inductor pointwise',
+        'nvjet_sm90_tst_160x256_64x3_1x2_h_bz_coopA_NNN': 'matmuls',
+        'void cutlass::Kernel2<cutlass_80_wmma_tensorop_bf16_s161616gemm_'
+        'bf16_16x16_32x1_nt_align2>': 'matmuls',
+        'dgrad2d_c1_k1_nhwc_specialized': 'convolutions',
+        'Memcpy DtoD (Device -> Device)': 'copies, casts and fills',
+        'void at::native::elementwise_kernel<128, 4, at::native::gpu_kernel_'
+        'impl_nocast<at::native::direct_copy_kernel_cuda': 'copies, casts and fills',
+        '_bn_gelu_bwd_reduce': 'mmsmlp Triton kernels',
+        '_mix_fwd': 'mmsmlp Triton kernels',
+        'void at::native::vectorized_elementwise_kernel<8, at::native::'
+        'CUDAFunctor_add<c10::BFloat16>': 'PyTorch elementwise and '
+        'reductions',
+    }
+    assert {n: tool.kernel_kind(n) for n in names} == names

@@ -2,7 +2,7 @@
 """Which CUDA kernels take the time of a training step (or inference).
 
     python tools/analysis_tools/profile_step.py smlpnet-t [--infer] \
-        [--compile] [--rows 20]
+        [--compile | --cuda-graph] [--rows 20]
     python tools/analysis_tools/profile_step.py \
         --backbone-of configs/mask_rcnn/mask-rcnn_smlpnet-t_fpn_1x_coco.py \
         --size 800 1344 --batch 2
@@ -13,11 +13,16 @@ segmentation config instead, as those configs train it (their
 ``model.backbone``: frozen BatchNorm statistics, every stage's output; fp16
 autocast as ``--amp``; the loss is the sum of the outputs' means), on
 ``--size H W`` inputs.
+``--cuda-graph`` trains the model through CUDA graphs, as the configs'
+``CUDAGraphHook`` does.
 Prints the wall time of a step and the summed time of its kernels: when the
 wall time is larger, the host (Python, autograd, kernel launches) bounds it;
-``--host`` then lists the host-side ops that take its time.
+``--host`` then lists the host-side ops that take its time. Then the kernels'
+time by kind (matmuls, convolutions, Triton kernels: inductor's fused ones
+and mmsmlp's, PyTorch's own) and the kernels taking the most.
 """
 import argparse
+import collections
 import time
 
 import mmsmlp  # noqa: F401,I001  isort:skip
@@ -26,6 +31,26 @@ from torch.profiler import ProfilerActivity, profile
 
 # tools/analysis_tools/benchmark.py
 from benchmark import build, build_backbone, step_loss  # noqa: I100
+
+from mmsmlp.models.utils.cuda_graph import GraphedTraining
+
+# (kind, substrings of a kernel's name), the first match wins
+KERNEL_KINDS = (
+    ('inductor reductions', ('triton_red', 'triton_per')),
+    ('inductor pointwise', ('triton_poi', )),
+    ('matmuls', ('gemm', 'nvjet', 'cutlass', 'xmma', 'cublas', 'splitk')),
+    ('convolutions', ('conv', 'cudnn', 'dgrad', 'wgrad')),
+    ('copies, casts and fills', ('memcpy', 'memset', 'copy_kernel')),
+    ('mmsmlp Triton kernels', ('_fwd', '_bwd')),
+)
+
+
+def kernel_kind(name: str) -> str:
+    name = name.lower()
+    for kind, keys in KERNEL_KINDS:
+        if any(k in name for k in keys):
+            return kind
+    return 'PyTorch elementwise and reductions'
 
 
 def main():
@@ -38,6 +63,8 @@ def main():
                         metavar=('H', 'W'))
     parser.add_argument('--infer', action='store_true')
     parser.add_argument('--compile', action='store_true')
+    parser.add_argument('--cuda-graph', action='store_true',
+                        help='train through CUDA graphs (CUDAGraphHook)')
     parser.add_argument('--batch', type=int, default=128)
     parser.add_argument('--rows', type=int, default=20)
     parser.add_argument('--host', action='store_true',
@@ -45,6 +72,9 @@ def main():
     args = parser.parse_args()
     if (args.model is None) == (args.backbone_of is None):
         parser.error('give a model name or --backbone-of CONFIG')
+    if args.cuda_graph and (args.compile or args.infer):
+        parser.error('--cuda-graph graphs a training step: not with '
+                     '--compile or --infer')
     if args.backbone_of:
         model, dtype = build_backbone(args.backbone_of), torch.float16
         args.model = f'{args.backbone_of} backbone'
@@ -57,6 +87,8 @@ def main():
     optimizer = torch.optim.AdamW(model.parameters())
     model.train(not args.infer)
     fn = torch.compile(model) if args.compile else model
+    if args.cuda_graph:
+        GraphedTraining.wrap(model)
 
     def step():
         with torch.autocast('cuda', dtype=dtype):
@@ -85,14 +117,24 @@ def main():
             step()
         torch.cuda.synchronize()
     events = prof.key_averages()
-    # With host events profiled too, an op's row also carries its kernels'
-    # time: count the kernels' own rows only.
-    kernels = sum(e.self_device_time_total for e in events
-                  if not args.host
-                  or e.device_type == torch.autograd.DeviceType.CUDA) / 5 / 1e3
+    # Kernels' own rows: with host events profiled too, an op's row also
+    # carries its kernels' time; a user annotation's GPU range (the
+    # optimizer's step) spans kernels counted already.
+    rows = [e for e in events
+            if e.device_type == torch.autograd.DeviceType.CUDA
+            and not getattr(e, 'is_user_annotation', False)]
+    kernels = sum(e.self_device_time_total for e in rows) / 5 / 1e3
+    launches = sum(e.count for e in rows) / 5
     print(f'{args.model}, batch {args.batch}, {args.size[0]}x{args.size[1]}: '
           f'{wall:.1f} ms per step (wall), {kernels:.1f} ms of kernels per '
-          'step')
+          f'step ({launches:.0f} kernels)')
+    kinds = collections.defaultdict(lambda: [0., 0.])
+    for e in rows:
+        kind = kinds[kernel_kind(e.key)]
+        kind[0] += e.self_device_time_total / 5 / 1e3
+        kind[1] += e.count / 5
+    for kind, (ms, count) in sorted(kinds.items(), key=lambda kv: -kv[1][0]):
+        print(f'  {kind:<36}{ms:8.2f} ms {count:6.0f} kernels')
     print(events.table(sort_by='self_device_time_total', row_limit=args.rows,
                        max_name_column_width=70))
     if args.host:
