@@ -238,6 +238,33 @@ def test_block_with_kernels_equals_block_without(kernels):
         torch.testing.assert_close(got, expected, msg=name)
 
 
+
+@pytest.mark.skipif(DEVICE == 'cpu', reason='bf16 tl.dot needs a GPU')
+def test_eval_block_under_autocast_with_mix_kernels(default_mode,
+                                                    monkeypatch):
+    """Eager inference under bf16 autocast: the mix kernels take the fp32
+    maps cast to bf16, as autocast casts torch.bmm's operands, and the
+    block's output is the plain formulas' within bf16 rounding; where
+    autograd records (an eval-mode block in a model that trains), torch.bmm,
+    which has a backward."""
+    launched = []
+    monkeypatch.setattr(axial_mix_module, '_mix_fwd', _Recorder(
+        axial_mix_module._mix_fwd, '_mix_fwd', launched))
+    torch.manual_seed(0)
+    block = SMLPBlock(64, (14, 14)).to(default_mode).eval()
+    x = torch.randn(4, 14, 14, 64, device=default_mode)
+    with torch.no_grad(), torch.autocast(default_mode, dtype=torch.bfloat16):
+        out = block(x)
+        assert launched == ['_mix_fwd'] * 2
+        with set_mode('plain'):
+            want = block(x)
+    assert out.dtype == want.dtype
+    torch.testing.assert_close(out.float(), want.float(), rtol=0,
+                               atol=want.abs().max().item() / 64)
+    with torch.autocast(default_mode, dtype=torch.bfloat16):
+        block(x.clone().requires_grad_())
+    assert launched == ['_mix_fwd'] * 2
+
 @pytest.mark.parametrize('dtype', [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize('hidden', [24, 7])  # 7: masked columns
 def test_channel_mlp_gelu_backward_kernel(kernels, dtype, hidden):
@@ -314,8 +341,9 @@ def test_axial_mix_kernels(kernels, B, S, K, dtype):
 def test_sparse_mlp_with_mix_kernels(capturing, default_mode):
     """The sMLP with its mixes as kernels as a CUDA graph capture runs it
     (training; the capture flag needs no GPU), against the plain formulas,
-    fp32; inference keeps torch.bmm. At 5 x 80 positions one mix takes the
-    kernel and the other torch.bmm."""
+    fp32; fp32 inference keeps torch.bmm (faster there; bf16 inference:
+    the next test). At 5 x 80 positions one mix takes the kernel and the
+    other torch.bmm."""
     torch.manual_seed(0)
     module = SparseMLP(channels=8, resolution=(5, 80)).to(default_mode)
     for p in module.parameters():  # biases too, and not tiny

@@ -13,9 +13,9 @@ against 11-12 us for a copy of the activation; these kernels 20-21 and
 input gradient and the weight gradient in one pass over ``x`` and the
 output gradient. The sizes the kernels take: ``S <= MAX_SIZE``; larger
 mixes (dense tasks' inputs) stay with ``torch.bmm``. They run in CUDA graph
-captures of training (:class:`.sparse_mlp._SparseMLPCapturedFunction`,
-:mod:`.fast_paths`); inference keeps ``torch.bmm``, as their effect there
-has not been measured.
+captures of training (:class:`.sparse_mlp._SparseMLPCapturedFunction`)
+and in eager inference in bf16 or fp16 (:func:`.sparse_mlp.sparse_mlp`
+without autograd), where :func:`.fast_paths.use_triton` allows.
 """
 import torch
 from torch import Tensor
