@@ -106,7 +106,8 @@ def test_graphed_training_bookkeeping(monkeypatch):
         if not self.graphs:  # the addresses the graphs read, as captured
             self.params = self.tensors = tuple(self.module.parameters())
             self.pointers = tuple(p.data_ptr() for p in self.params)
-        return lambda x: self.eager_forward(x)
+        # the outputs through a Python autograd Function, as a replay's
+        return lambda x: _Replayed.apply(*self.eager_forward(x))
 
     monkeypatch.setattr(GraphedTraining, '_capture', capture)
     model = classifier().train()
@@ -139,20 +140,34 @@ def test_graphed_training_bookkeeping(monkeypatch):
     assert not graphed.graphs and list(graphed.calls.values()) == [1]
     call(96)
     assert captured[-1] == (1, 3, 96, 64) and len(graphed.graphs) == 1
-    # a second forward before the first one's backward (two views a step):
-    # eager, as a replay would overwrite the activations that backward reads
+    # a second forward before the first one's backward (two views a step;
+    # the first one's outputs already reduced to a loss): eager, as a
+    # replay would overwrite the activations that backward reads
     replays, eager_calls = graphed.replays, graphed.eager_calls
-    out = model.backbone(torch.randn(1, 3, 96, 64))
+    loss = model.backbone(torch.randn(1, 3, 96, 64))[0].sum()
     with pytest.warns(UserWarning, match='before the backward'):
-        model.backbone(torch.randn(1, 3, 96, 64))
+        loss = loss + model.backbone(torch.randn(1, 3, 96, 64))[0].sum()
     assert (graphed.replays, graphed.eager_calls) == (replays + 1,
                                                       eager_calls + 1)
-    out[0].sum().backward()
+    loss.backward()
     model.zero_grad(set_to_none=True)
     assert call(96) == (replays + 2, eager_calls + 1)
     # a replay's outputs dropped without a backward: nothing is pending
     model.backbone(torch.randn(1, 3, 96, 64))
     assert call(96) == (replays + 4, eager_calls + 1)
+
+
+class _Replayed(torch.autograd.Function):
+    """The identity as a Python autograd Function: the node a replay's
+    outputs have (``make_graphed_callables``' Function)."""
+
+    @staticmethod
+    def forward(ctx, *outs):
+        return tuple(o.clone() for o in outs)
+
+    @staticmethod
+    def backward(ctx, *grads):
+        return grads
 
 
 def test_hook_leaves_a_cpu_model_eager():
@@ -463,8 +478,10 @@ def test_graphed_training_two_forwards_before_a_backward_equal_eager():
         for model, capture_forms in ((eager, True), (graphed_model, False)):
             with (graph_capture() if capture_forms else
                   contextlib.nullcontext()):
-                outs = model(first) + model(second)
-            sum(o.square().mean() for o in outs).backward()
+                # the first forward's outputs reduced before the second
+                loss = sum(o.square().mean() for o in model(first))
+                loss = loss + sum(o.square().mean() for o in model(second))
+            loss.backward()
             grads.append([p.grad for p in model.parameters()])
             model.zero_grad(set_to_none=True)
         for (name, _), a, b in zip(eager.named_parameters(), *grads[::-1]):

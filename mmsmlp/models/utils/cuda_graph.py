@@ -195,7 +195,8 @@ class GraphedTraining(_ForwardWrapper):
         self.graphs: Dict[tuple, Callable] = {}  # call key: graphed forward
         self.calls: Dict[tuple, int] = {}  # calls of each uncaptured key
         self.pool = None  # the graphs' shared memory pool
-        # the last replay's outputs (weak references), until its backward
+        # the last replay's autograd node (a weak reference), until its
+        # backward runs
         self._pending_backward = None
         self.params = ()  # the captured parameters
         self.tensors = ()  # parameters and buffers, in capture order
@@ -243,13 +244,15 @@ class GraphedTraining(_ForwardWrapper):
         return out
 
     def _await_backward(self, out) -> None:
-        """Mark the replay's backward pending until it runs, or until the
-        replay's outputs are all dropped without one."""
-        outs = [out] if isinstance(out, Tensor) else list(out)
-        node = outs[0].grad_fn
+        """Mark the replay's backward pending until it runs, or until its
+        autograd graph is freed without one: the replay's autograd node
+        (a Python object, :func:`torch.cuda.make_graphed_callables`'
+        Function) lives as long as that graph, whether or not the caller
+        keeps the outputs."""
+        node = (out if isinstance(out, Tensor) else out[0]).grad_fn
         if node is None:  # nothing to differentiate: no backward to wait on
             return
-        pending = self._pending_backward = [weakref.ref(t) for t in outs]
+        pending = self._pending_backward = weakref.ref(node)
 
         def done(*_):
             if self._pending_backward is pending:
@@ -258,8 +261,8 @@ class GraphedTraining(_ForwardWrapper):
         node.register_hook(done)
 
     def _backward_pending(self) -> bool:
-        return self._pending_backward is not None and any(
-            t() is not None for t in self._pending_backward)
+        return (self._pending_backward is not None
+                and self._pending_backward() is not None)
 
     def _graph_for(self, x: Tensor, key: tuple) -> Optional[Callable]:
         """The graphed forward for a training call of ``key``, captured
