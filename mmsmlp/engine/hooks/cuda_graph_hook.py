@@ -27,8 +27,9 @@ class CUDAGraphHook(Hook):
     min_calls=..., max_graphs=...)`` keeps a graph for each batch shape
     seen ``min_calls`` times, up to ``max_graphs`` shapes (the Mask R-CNN
     configs: mmdet's batches take their images' shape, and a few shapes
-    make most of COCO's batches); each graph keeps the activations of its
-    shape in memory. The same values are computed as without it (tested on
+    make most of COCO's batches); the graphs keep their activations'
+    memory, in one pool (logged after each epoch, with the counts of
+    replayed calls). The same values are computed as without it (tested on
     a GPU in ``tests/test_cuda_graph.py``).
 
     With ``inference=True``, validation and testing (eval mode, from
