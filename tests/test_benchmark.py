@@ -88,7 +88,8 @@ def test_profile_step_sorts_kernels_by_kind(monkeypatch):
         'dgrad2d_c1_k1_nhwc_specialized': 'convolutions',
         'Memcpy DtoD (Device -> Device)': 'copies, casts and fills',
         'void at::native::elementwise_kernel<128, 4, at::native::gpu_kernel_'
-        'impl_nocast<at::native::direct_copy_kernel_cuda': 'copies, casts and fills',
+        'impl_nocast<at::native::direct_copy_kernel_cuda':
+        'copies, casts and fills',
         '_bn_gelu_bwd_reduce': 'mmsmlp Triton kernels',
         '_mix_fwd': 'mmsmlp Triton kernels',
         'void at::native::vectorized_elementwise_kernel<8, at::native::'
