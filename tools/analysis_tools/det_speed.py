@@ -145,8 +145,6 @@ def main():
     work_dir = osp.abspath(args.work_dir)
     sizes = COCO_SIZES if args.size == 'coco' else [args.size]
     size = [tuple(int(s) for s in wxh.lower().split('x')) for wxh in sizes]
-    if len(size) == 1:
-        size = size[0]
     data_root = osp.join(work_dir, f'coco_{args.size}_{args.num_images}')
     if not osp.isfile(
             osp.join(data_root, 'annotations', 'instances_train2017.json')):

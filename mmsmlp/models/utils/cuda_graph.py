@@ -102,6 +102,13 @@ class _ForwardWrapper:
                 return
             outer, current = current, current.eager_forward
 
+    def release(self) -> None:
+        """Drop the graphs (their memory returns to PyTorch's allocator)
+        and the call counts: shapes are counted and captured anew."""
+        self.graphs.clear()
+        self.calls.clear()
+        self.pool = None
+
     def pool_bytes(self) -> int:
         """GPU memory the graphs' pool holds (reserved; mmengine's
         ``memory`` figure, the peak allocated, does not count it)."""
@@ -231,9 +238,7 @@ class GraphedTraining(_ForwardWrapper):
             self._warn(
                 'moved', 'its parameters or buffers moved to new memory '
                 '(model.to(), .cuda()): capturing again')
-            self.graphs.clear()
-            self.calls.clear()
-            self.pool = None
+            self.release()
         graphed = self._graph_for(x, key)
         if graphed is None:
             self.eager_calls += 1
@@ -486,10 +491,3 @@ class GraphedInference(_ForwardWrapper):
         self.pool = graph.pool()
         self.captures += 1
         return graph, static_input, static_output
-
-    def release(self) -> None:
-        """Drop the graphs (their memory returns to PyTorch's allocator)
-        and the call counts: shapes are counted and captured anew."""
-        self.graphs.clear()
-        self.calls.clear()
-        self.pool = None
