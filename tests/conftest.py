@@ -56,15 +56,15 @@ def run_tool(tool, *args):
     return result.stdout + result.stderr
 
 
-def assert_same_gradients(out, want, inputs, want_inputs=None):
+def assert_same_gradients(out, want, inputs, want_inputs=None, **tolerance):
     """The gradients of ``out`` wrt ``inputs`` equal those of ``want`` wrt
     ``want_inputs`` (default: the same inputs), for one random output
-    gradient."""
+    gradient; ``tolerance``: ``rtol`` and ``atol`` of ``assert_close``."""
     grad = torch.randn_like(out)
     got = torch.autograd.grad(out, inputs, grad)
     expected = torch.autograd.grad(want, want_inputs or inputs, grad)
     for g, e in zip(got, expected):
-        torch.testing.assert_close(g, e)
+        torch.testing.assert_close(g, e, **tolerance)
 
 
 def read_scalars(work_dir):

@@ -5,6 +5,8 @@ as :mod:`.fast_paths` says): BN -> GELU keeping only its input for backward
 (with Triton kernels on CUDA: normalise, scale and GELU in one pass, and a
 backward of two passes), and a conv -> BN in eval mode as one autograd
 node in training or folded into one conv otherwise."""
+import functools
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -12,7 +14,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from .fast_paths import (compute_dtype, fold_batch_norm,
                          recording_fast_path, training_fast_path, use_triton)
-from .triton_utils import gelu_and_grad, max_programs, row_tile, tl, triton
+from .triton_utils import gelu_and_grad, max_programs, tl, triton
 
 
 def batch_norm_gelu(norm: nn.Module, x: Tensor) -> Tensor:
@@ -213,13 +215,24 @@ class _FrozenConvBatchNormGELU(torch.autograd.Function):
                 None, None)
 
 
-# Triton kernels of batch_norm_gelu's fast forms.
+# Triton kernels of batch_norm_gelu's fast forms. They work on tiles of
+# BLOCK_C channels (:func:`channel_tile`), a program id naming a tile's
+# column chunk (fastest) and its rows: the chunks of a row run side by
+# side, so each row's memory is read from DRAM once.
 if triton is not None:
 
     @triton.jit
-    def _channel_params(Mean, Var, W, B, C, eps, BLOCK_C: tl.constexpr):
+    def _tile(tile, M, C, BLOCK_M: tl.constexpr, BLOCK_C: tl.constexpr):
+        # Rows, columns, mask and offsets of a tile of (M, C) rows.
+        n_chunks = tl.cdiv(C, BLOCK_C)
+        rows = (tile // n_chunks) * BLOCK_M + tl.arange(0, BLOCK_M)
+        cols = (tile % n_chunks) * BLOCK_C + tl.arange(0, BLOCK_C)
+        mask = (rows < M)[:, None] & (cols < C)[None, :]
+        return cols, mask, rows[:, None] * C + cols[None, :]
+
+    @triton.jit
+    def _channel_params(cols, Mean, Var, W, B, C, eps):
         # Per channel, in fp32: mean, 1 / std, weight, bias.
-        cols = tl.arange(0, BLOCK_C)
         ok = cols < C
         mean = tl.load(Mean + cols, mask=ok, other=0.).to(tl.float32)
         var = tl.load(Var + cols, mask=ok, other=1.).to(tl.float32)
@@ -228,14 +241,65 @@ if triton is not None:
         return mean, 1. / tl.sqrt(var + eps), w, b
 
     @triton.jit
+    def _bn_stats(X, Sums, M, C, ROW_PROGRAMS, BLOCK_M: tl.constexpr,
+                  BLOCK_C: tl.constexpr):
+        # Per-program partial sums over rows of d and d * d, d = x - x[0]
+        # (shifted by a sample of the channel, so the variance does not
+        # cancel when the mean is large): rows r of the two halves of
+        # Sums, for the row tiles r, r + ROW_PROGRAMS, ... of a chunk.
+        n_chunks = tl.cdiv(C, BLOCK_C)
+        pid = tl.program_id(0)
+        r = pid // n_chunks
+        cols = (pid % n_chunks) * BLOCK_C + tl.arange(0, BLOCK_C)
+        col_ok = cols < C
+        shift = tl.load(X + cols, mask=col_ok, other=0.).to(tl.float32)
+        s1 = tl.zeros((BLOCK_M, BLOCK_C), dtype=tl.float32)
+        s2 = tl.zeros((BLOCK_M, BLOCK_C), dtype=tl.float32)
+        for t in range(r, tl.cdiv(M, BLOCK_M), ROW_PROGRAMS):
+            _, mask, offs = _tile(t * n_chunks + pid % n_chunks, M, C,
+                                  BLOCK_M, BLOCK_C)
+            d = tl.load(X + offs, mask=mask, other=0.).to(tl.float32)
+            d = tl.where(mask, d - shift[None, :], 0.)
+            s1 += d
+            s2 += d * d
+        tl.store(Sums + r * C + cols, tl.sum(s1, axis=0), mask=col_ok)
+        tl.store(Sums + (ROW_PROGRAMS + r) * C + cols, tl.sum(s2, axis=0),
+                 mask=col_ok)
+
+    @triton.jit
+    def _bn_stats_finalize(X, Sums, Mean, Var, RunMean, RunVar, M, C,
+                           ROW_PROGRAMS, momentum, BLOCK: tl.constexpr):
+        # The batch mean and (biased) variance from _bn_stats' partial
+        # sums, and the running statistics' update (unbiased variance), as
+        # torch.batch_norm_update_stats.
+        cols = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+        ok = cols < C
+        s1 = tl.zeros((BLOCK, ), dtype=tl.float32)
+        s2 = tl.zeros((BLOCK, ), dtype=tl.float32)
+        for p in range(ROW_PROGRAMS):
+            s1 += tl.load(Sums + p * C + cols, mask=ok, other=0.)
+            s2 += tl.load(Sums + (ROW_PROGRAMS + p) * C + cols, mask=ok,
+                          other=0.)
+        d_mean = s1 / M
+        var = tl.maximum(s2 / M - d_mean * d_mean, 0.)
+        mean = tl.load(X + cols, mask=ok, other=0.).to(tl.float32) + d_mean
+        tl.store(Mean + cols, mean, mask=ok)
+        tl.store(Var + cols, var, mask=ok)
+        run_mean = tl.load(RunMean + cols, mask=ok, other=0.).to(tl.float32)
+        run_var = tl.load(RunVar + cols, mask=ok, other=0.).to(tl.float32)
+        run_mean += momentum * (mean - run_mean)
+        run_var += momentum * (var * (M / (M - 1.)) - run_var)
+        tl.store(RunMean + cols, run_mean.to(RunMean.dtype.element_ty),
+                 mask=ok)
+        tl.store(RunVar + cols, run_var.to(RunVar.dtype.element_ty),
+                 mask=ok)
+
+    @triton.jit
     def _bn_gelu_fwd(X, Y, Mean, Var, W, B, M, C, eps,
                      BLOCK_M: tl.constexpr, BLOCK_C: tl.constexpr):
         # y = gelu((x - mean) / sqrt(var + eps) * w + b) on (M, C) rows.
-        rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
-        cols = tl.arange(0, BLOCK_C)
-        mask = (rows < M)[:, None] & (cols < C)[None, :]
-        offs = rows[:, None] * C + cols[None, :]
-        mean, rstd, w, b = _channel_params(Mean, Var, W, B, C, eps, BLOCK_C)
+        cols, mask, offs = _tile(tl.program_id(0), M, C, BLOCK_M, BLOCK_C)
+        mean, rstd, w, b = _channel_params(cols, Mean, Var, W, B, C, eps)
         scale = w * rstd
         shift = b - mean * scale
         x = tl.load(X + offs, mask=mask, other=0.).to(tl.float32)
@@ -243,78 +307,131 @@ if triton is not None:
         tl.store(Y + offs, y.to(Y.dtype.element_ty), mask=mask)
 
     @triton.jit
-    def _bn_gelu_bwd_reduce(X, DY, Mean, Var, W, B, Sums, M, C, eps,
-                            BLOCK_M: tl.constexpr, BLOCK_C: tl.constexpr):
-        # Per-program partial sums over rows of g = dy * gelu'(y) and of
-        # g * xhat (the bias and weight gradients): rows pid of the two
-        # halves of Sums.
+    def _bn_gelu_bwd_reduce(X, DY, G, Mean, Var, W, B, Sums, M, C, eps,
+                            ROW_PROGRAMS, BLOCK_M: tl.constexpr,
+                            BLOCK_C: tl.constexpr):
+        # g = dy * gelu'(y), rounded to G's dtype and written to G (the
+        # gradient reaching the norm, as autograd would keep it), and
+        # per-program partial sums over rows of g and g * xhat (the bias
+        # and weight gradients): rows r of the two halves of Sums.
+        n_chunks = tl.cdiv(C, BLOCK_C)
         pid = tl.program_id(0)
-        num_programs = tl.num_programs(0)
-        cols = tl.arange(0, BLOCK_C)
+        r = pid // n_chunks
+        cols = (pid % n_chunks) * BLOCK_C + tl.arange(0, BLOCK_C)
         col_ok = cols < C
-        mean, rstd, w, b = _channel_params(Mean, Var, W, B, C, eps, BLOCK_C)
+        mean, rstd, w, b = _channel_params(cols, Mean, Var, W, B, C, eps)
         # Summed over the rows once, after the loop (as in the LayerNorm's).
         sum_g = tl.zeros((BLOCK_M, BLOCK_C), dtype=tl.float32)
         sum_gx = tl.zeros((BLOCK_M, BLOCK_C), dtype=tl.float32)
-        for tile in range(pid, tl.cdiv(M, BLOCK_M), num_programs):
-            rows = tile * BLOCK_M + tl.arange(0, BLOCK_M)
-            mask = (rows < M)[:, None] & col_ok[None, :]
-            offs = rows[:, None] * C + cols[None, :]
+        for t in range(r, tl.cdiv(M, BLOCK_M), ROW_PROGRAMS):
+            _, mask, offs = _tile(t * n_chunks + pid % n_chunks, M, C,
+                                  BLOCK_M, BLOCK_C)
             xhat = (tl.load(X + offs, mask=mask, other=0.).to(tl.float32) -
                     mean[None, :]) * rstd[None, :]
             _, dgelu = gelu_and_grad(xhat * w[None, :] + b[None, :])
             g = tl.load(DY + offs, mask=mask, other=0.).to(tl.float32) * dgelu
-            g = tl.where(mask, g, 0.)
+            g = g.to(G.dtype.element_ty)
+            tl.store(G + offs, g, mask=mask)
+            g = tl.where(mask, g.to(tl.float32), 0.)
             sum_g += g
             sum_gx += g * xhat
-        tl.store(Sums + pid * C + cols, tl.sum(sum_g, axis=0), mask=col_ok)
-        tl.store(Sums + (num_programs + pid) * C + cols,
+        tl.store(Sums + r * C + cols, tl.sum(sum_g, axis=0), mask=col_ok)
+        tl.store(Sums + (ROW_PROGRAMS + r) * C + cols,
                  tl.sum(sum_gx, axis=0), mask=col_ok)
 
     @triton.jit
-    def _bn_gelu_bwd_dx(X, DY, DX, Mean, Var, W, B, Sums, M, C, eps,
+    def _bn_gelu_bwd_dx(X, G, DX, Mean, Var, W, Sums, M, C, eps,
                         BLOCK_M: tl.constexpr, BLOCK_C: tl.constexpr):
         # dx = w * rstd * (g - mean(g) - xhat * mean(g * xhat)).
-        rows = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
-        cols = tl.arange(0, BLOCK_C)
+        cols, mask, offs = _tile(tl.program_id(0), M, C, BLOCK_M, BLOCK_C)
         col_ok = cols < C
-        mask = (rows < M)[:, None] & col_ok[None, :]
-        offs = rows[:, None] * C + cols[None, :]
-        mean, rstd, w, b = _channel_params(Mean, Var, W, B, C, eps, BLOCK_C)
+        mean = tl.load(Mean + cols, mask=col_ok, other=0.)
+        rstd = 1. / tl.sqrt(
+            tl.load(Var + cols, mask=col_ok, other=1.) + eps)
+        w = tl.load(W + cols, mask=col_ok, other=0.).to(tl.float32)
         mean_g = tl.load(Sums + cols, mask=col_ok, other=0.) / M
         mean_gx = tl.load(Sums + C + cols, mask=col_ok, other=0.) / M
         xhat = (tl.load(X + offs, mask=mask, other=0.).to(tl.float32) -
                 mean[None, :]) * rstd[None, :]
-        _, dgelu = gelu_and_grad(xhat * w[None, :] + b[None, :])
-        g = tl.load(DY + offs, mask=mask, other=0.).to(tl.float32) * dgelu
+        g = tl.load(G + offs, mask=mask, other=0.).to(tl.float32)
         dx = (w * rstd)[None, :] * (g - mean_g[None, :] -
                                     xhat * mean_gx[None, :])
         tl.store(DX + offs, dx.to(DX.dtype.element_ty), mask=mask)
+
+
+@functools.lru_cache
+def channel_tile(C: int, device: torch.device):
+    """``(BLOCK_M, BLOCK_C, num_warps, row_programs)`` of the kernels: tiles
+    of ``BLOCK_C`` channels, the largest power of two dividing ``C`` (at
+    most 128), so no lane idles. Padding sMLPNet's widths (80, 96, 112
+    times a power of two) to a power of two left 12-38% of the lanes idle,
+    and these kernels are bound by their arithmetic (an erf and an exp per
+    element): 37.5% more time at sMLPNet-T's widths. Widths whose largest
+    power-of-two divisor is below 16 take the whole row, padded.
+    ``row_programs``: programs per chunk of the kernels that loop over
+    row tiles (a few per SM in all)."""
+    block_c = min(C & -C, 128)
+    if block_c < 16:
+        block_c = triton.next_power_of_2(C)
+    block_m = max(1, 4096 // block_c)
+    chunks = triton.cdiv(C, block_c)
+    row_programs = max(1, max_programs(device) // chunks)
+    return block_m, block_c, 8 if block_m * block_c >= 4096 else 4, \
+        row_programs
+
+
+def _grid(M: int, C: int, block_m: int, block_c: int) -> tuple:
+    """One program per tile."""
+    return (triton.cdiv(M, block_m) * triton.cdiv(C, block_c), )
 
 
 def _bn_gelu_apply(x2d: Tensor, mean: Tensor, var: Tensor, weight: Tensor,
                    bias: Tensor, eps: float) -> Tensor:
     M, C = x2d.shape
     y = torch.empty_like(x2d)
-    block_m, block_c, warps = row_tile(C)
-    _bn_gelu_fwd[(triton.cdiv(M, block_m), )](
+    block_m, block_c, warps, _ = channel_tile(C, x2d.device)
+    _bn_gelu_fwd[_grid(M, C, block_m, block_c)](
         x2d, y, mean, var, weight, bias, M, C, eps,
         BLOCK_M=block_m, BLOCK_C=block_c, num_warps=warps)
     return y
 
 
+def _batch_stats(x2d: Tensor, running_mean: Tensor, running_var: Tensor,
+                 momentum: float):
+    """``torch.batch_norm_update_stats``: the batch mean and biased
+    variance of ``(M, C)`` rows (fp32), the running statistics updated in
+    place, in two kernels (PyTorch's statistics kernel for channels-last
+    rows took about 4 times a read of them on an H200)."""
+    M, C = x2d.shape
+    if M < 2:  # as F.batch_norm in training
+        raise ValueError('Expected more than 1 value per channel when '
+                         f'training, got input size {tuple(x2d.shape)}')
+    block_m, block_c, warps, row_programs = channel_tile(C, x2d.device)
+    rows = min(row_programs, triton.cdiv(M, block_m))
+    sums = torch.empty(2, rows, C, device=x2d.device, dtype=torch.float32)
+    _bn_stats[(rows * triton.cdiv(C, block_c), )](
+        x2d, sums, M, C, rows, BLOCK_M=block_m, BLOCK_C=block_c,
+        num_warps=warps)
+    mean = torch.empty(C, device=x2d.device, dtype=torch.float32)
+    var = torch.empty_like(mean)
+    _bn_stats_finalize[(triton.cdiv(C, 128), )](
+        x2d, sums, mean, var, running_mean, running_var, M, C, rows,
+        momentum, BLOCK=128)
+    return mean, var
+
+
 class _TritonBatchNormGELU(torch.autograd.Function):
     """``gelu(batch_norm(x))`` with batch statistics on ``(M, C)`` rows, in
-    Triton: one op for the statistics and the running-statistics update
-    (``torch.batch_norm_update_stats``), one kernel for normalise + affine +
-    GELU; backward recomputes the normalised tensor from ``x`` (the only
-    activation kept) in a reduction kernel and an elementwise one."""
+    Triton: two kernels for the statistics and the running-statistics
+    update, one for normalise + affine + GELU; backward recomputes the
+    normalised tensor from ``x`` (the only activation kept) in a reduction
+    kernel, which also writes the gradient reaching the norm, and an
+    elementwise one."""
 
     @staticmethod
     def forward(ctx, x2d, weight, bias, running_mean, running_var, momentum,
                 eps):
-        mean, var = torch.batch_norm_update_stats(x2d, running_mean,
-                                                  running_var, momentum)
+        mean, var = _batch_stats(x2d, running_mean, running_var, momentum)
         ctx.save_for_backward(x2d, weight, bias, mean, var)
         ctx.eps = eps
         return _bn_gelu_apply(x2d, mean, var, weight, bias, eps)
@@ -326,17 +443,18 @@ class _TritonBatchNormGELU(torch.autograd.Function):
         if grad.dtype != x2d.dtype:
             grad = grad.to(x2d.dtype)
         grad = grad.contiguous()
-        block_m, block_c, warps = row_tile(C)
-        programs = min(triton.cdiv(M, block_m), max_programs(x2d.device))
-        sums = torch.empty(2, programs, C, device=x2d.device,
+        block_m, block_c, warps, row_programs = channel_tile(C, x2d.device)
+        rows = min(row_programs, triton.cdiv(M, block_m))
+        sums = torch.empty(2, rows, C, device=x2d.device,
                            dtype=torch.float32)
-        _bn_gelu_bwd_reduce[(programs, )](
-            x2d, grad, mean, var, weight, bias, sums, M, C, ctx.eps,
+        g = torch.empty_like(x2d)
+        _bn_gelu_bwd_reduce[(rows * triton.cdiv(C, block_c), )](
+            x2d, grad, g, mean, var, weight, bias, sums, M, C, ctx.eps, rows,
             BLOCK_M=block_m, BLOCK_C=block_c, num_warps=warps)
         sums = sums.sum(1)  # (2, C): sum of g, sum of g * xhat
         dx = torch.empty_like(x2d)
-        _bn_gelu_bwd_dx[(triton.cdiv(M, block_m), )](
-            x2d, grad, dx, mean, var, weight, bias, sums, M, C, ctx.eps,
+        _bn_gelu_bwd_dx[_grid(M, C, block_m, block_c)](
+            x2d, g, dx, mean, var, weight, sums, M, C, ctx.eps,
             BLOCK_M=block_m, BLOCK_C=block_c, num_warps=warps)
         grad_bias, grad_weight = sums.to(weight.dtype)
         return dx, grad_weight, grad_bias, None, None, None, None
