@@ -129,12 +129,15 @@ class _TritonLayerNorm(torch.autograd.Function):
             dy = dy.to(x.dtype)
         dy = dy.contiguous()
         dx = torch.empty_like(x)
-        block_m, block_n, warps = row_tile(N)
+        block_m, block_n, _ = row_tile(N)
+        # Half the forward's tile and 4 warps: 10-33% less time at
+        # sMLPNet-T's four widths (H200, batch 128, bf16).
+        block_m = max(1, block_m // 2)
         programs = min(triton.cdiv(M, block_m), max_programs(x.device))
         dwb = torch.empty(2, programs, N, device=x.device,
                           dtype=torch.float32)
         _layer_norm_bwd[(programs, )](
             x, weight, dy, dx, stats, dwb, M, N,
-            BLOCK_M=block_m, BLOCK_N=block_n, num_warps=warps)
+            BLOCK_M=block_m, BLOCK_N=block_n, num_warps=4)
         dw, db = dwb.sum(1).to(weight.dtype)
         return dx, dw, db, None
