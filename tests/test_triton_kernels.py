@@ -196,12 +196,15 @@ def test_layer_norm_kernel_bf16_keeps_dtype(kernels):
 # Channels split into chunks of 16 (80), 32 (96, 160) and 128 (256), a
 # width padded to a power of two (7); one row tile, and several row tiles
 # per program (M = 2000 at 80 channels: 8 tiles of 256 rows, 6 programs
-# per chunk on CPU); a mean far from 0 (the statistics are sums of x
-# shifted by a sample: without the shift, the variance would lose about 1%
-# to cancellation here, while x's own rounding moves the output by 1e-4).
+# per chunk on CPU; on a GPU, 40 programs for 16 channels, more than the
+# statistics' finalize sums in one load); a mean far from 0 (the
+# statistics are sums of x shifted by a sample: without the shift, the
+# variance would lose about 1% to cancellation here, while x's own
+# rounding moves the output by 1e-4).
 @pytest.mark.parametrize('channels, size, mean', [
     (80, (3, 5, 7), 0.5), (7, (3, 5, 7), 0.5), (96, (2, 3, 4), 0.5),
-    (256, (2, 3, 4), 0.5), (80, (4, 20, 25), 0.5), (160, (2, 5, 7), 1e3)])
+    (256, (2, 3, 4), 0.5), (80, (4, 20, 25), 0.5), (16, (8, 32, 40), 0.5),
+    (160, (2, 5, 7), 1e3)])
 def test_batch_norm_gelu_kernel_in_training(kernels, channels, size, mean):
     bn = randomized_bn(channels).to(kernels)
     plain = randomized_bn(channels).to(kernels)  # the same (seeded) values
@@ -324,16 +327,17 @@ def test_channel_mlp_gelu_backward_kernel(kernels, dtype, hidden):
         DEVICE == 'cpu', reason='bf16 tl.dot needs a GPU'))
 ])
 def test_axial_mix_kernels(kernels, B, S, K, dtype):
-    """Forward ``w @ x[b]`` and backward (grad_x accumulated in place, the
-    weight gradient summed over the batch, fp32) against the formulas in
-    fp64 on the same inputs: fp32 within fp32 rounding, bf16 outputs within
-    one bf16 step of the largest value (accumulated in fp32, rounded
-    once)."""
+    """Forward ``w @ x[b]``, with and without a bias, and backward (grad_x
+    accumulated in place, the weight and bias gradients summed over the
+    batch, fp32) against the formulas in fp64 on the same inputs: fp32
+    within fp32 rounding, bf16 outputs within one bf16 step of the largest
+    value (accumulated in fp32, rounded once)."""
     assert axial_mix_module.fits(S)
     torch.manual_seed(0)
     w, x, grad, earlier = (
         torch.randn(shape, device=kernels).to(dtype)
         for shape in ((S, S), (B, S, K), (B, S, K), (B, S, K)))
+    bias = torch.randn(S, device=kernels).to(dtype)
     w64, x64, grad64 = w.double(), x.double(), grad.double()
 
     def close(got, want):
@@ -342,10 +346,13 @@ def test_axial_mix_kernels(kernels, B, S, K, dtype):
         torch.testing.assert_close(got, want.to(got.dtype), **tol)
 
     close(axial_mix_module.axial_mix(w, x), w64 @ x64)
+    close(axial_mix_module.axial_mix(w, x, bias),
+          w64 @ x64 + bias.double()[:, None])
     grad_x = earlier.clone()
-    dw = axial_mix_module.axial_mix_backward(w, grad, x, grad_x)
-    assert dw.dtype == torch.float32 and grad_x.dtype == dtype
+    dw, db = axial_mix_module.axial_mix_backward(w, grad, x, grad_x)
+    assert dw.dtype == db.dtype == torch.float32 and grad_x.dtype == dtype
     close(dw, (grad64 @ x64.transpose(1, 2)).sum(0))
+    close(db, grad64.sum((0, 2)))
     close(grad_x, earlier.double() + w64.t() @ grad64)
 
 
@@ -371,7 +378,7 @@ def test_sparse_mlp_with_mix_kernels(capturing, default_mode):
             with graph_capture():
                 out = module(x1)
             assert (out.grad_fn.__class__.__name__ ==
-                    '_SparseMLPCapturedFunctionBackward')
+                    '_SparseMLPFunctionBackward')
             grad = torch.randn_like(out)
             got = torch.autograd.grad(out, [x1, *module.parameters()], grad)
             assert launched == ['_mix_fwd', '_mix_bwd']  # height: 5; not 80

@@ -9,14 +9,17 @@ moves one activation and computes little, but PyTorch's batched matmuls
 (batch 128, bf16, 14 positions) 37-38 us forward and 75-82 us backward
 against 11-12 us for a copy of the activation; these kernels 20-21 and
 27 us (docs/benchmarks.md). Here each program multiplies
-``S``-row tiles of ``x`` by ``w`` held in registers, and backward does the
-input gradient and the weight gradient in one pass over ``x`` and the
-output gradient. The sizes the kernels take: ``S <= MAX_SIZE``; larger
-mixes (dense tasks' inputs) stay with ``torch.bmm``. They run in CUDA graph
-captures of training (:class:`.sparse_mlp._SparseMLPCapturedFunction`)
-and in eager inference in bf16 or fp16 (:func:`.sparse_mlp.sparse_mlp`
-without autograd), where :func:`.fast_paths.use_triton` allows.
+``S``-row tiles of ``x`` by ``w`` held in registers (and adds the bias,
+if any), and backward does the input gradient and the weight and bias
+gradients in one pass over ``x`` and the output gradient. The sizes the
+kernels take: ``S <= MAX_SIZE``; larger mixes (dense tasks' inputs) stay
+with ``torch.bmm``. They run in CUDA graph captures of training
+(:class:`.sparse_mlp._SparseMLPFunction`) and in eager inference in bf16
+or fp16 (:func:`.sparse_mlp.sparse_mlp` without autograd), where
+:func:`.fast_paths.use_triton` allows.
 """
+from typing import Optional
+
 import torch
 from torch import Tensor
 
@@ -42,29 +45,35 @@ def _launch_sizes(x: Tensor):
         S_PAD=s_pad, BLOCK_K=block_k, IEEE=x.dtype == torch.float32)
 
 
-def axial_mix(w: Tensor, x: Tensor) -> Tensor:
-    """``w @ x[b]`` for each ``b`` of a contiguous ``(B, S, K)`` tensor
-    (``torch.bmm(w.expand(B, S, S), x)``), in ``x``'s dtype (``w`` must
-    have it too), accumulated in fp32."""
+def axial_mix(w: Tensor, x: Tensor,
+              bias: Optional[Tensor] = None) -> Tensor:
+    """``w @ x[b] + bias[:, None]`` for each ``b`` of a contiguous ``(B, S,
+    K)`` tensor (``torch.baddbmm`` with the bias expanded, or
+    ``torch.bmm(w.expand(B, S, S), x)`` without one), in ``x``'s dtype
+    (``w`` must have it too), accumulated in fp32."""
     tiles, programs, sizes = _launch_sizes(x)
     out = torch.empty_like(x)
-    _mix_fwd[(programs, )](w, x, out, *x.shape[1:], tiles, **sizes,
-                           num_warps=4)
+    _mix_fwd[(programs, )](w, x, out, w if bias is None else bias,
+                           *x.shape[1:], tiles, HAS_BIAS=bias is not None,
+                           **sizes, num_warps=4)
     return out
 
 
 def axial_mix_backward(w: Tensor, grad: Tensor, x: Tensor,
                        grad_x: Tensor) -> Tensor:
     """Backward of :func:`axial_mix` in one pass: adds ``w.t() @ grad[b]``
-    to ``grad_x[b]`` (in place) and returns ``w``'s gradient, ``sum_b
-    grad[b] @ x[b].t()``, in fp32. All ``(B, S, K)`` and contiguous."""
+    to ``grad_x[b]`` (in place) and returns the gradients of ``w``, ``sum_b
+    grad[b] @ x[b].t()``, and of the bias, ``grad`` summed over ``b`` and
+    ``K``, in fp32. All ``(B, S, K)`` and contiguous."""
     tiles, programs, sizes = _launch_sizes(x)
     S = x.shape[1]
-    partial = torch.empty(programs, S, S, device=x.device,
+    # per program, w's gradient with the bias's as an extra column
+    partial = torch.empty(programs, S, S + 1, device=x.device,
                           dtype=torch.float32)
     _mix_bwd[(programs, )](w, grad, x, grad_x, partial, *x.shape[1:], tiles,
                            **sizes, num_warps=4)
-    return partial.sum(0)
+    sums = partial.sum(0)
+    return sums[:, :S], sums[:, S]
 
 
 if triton is not None:
@@ -96,23 +105,30 @@ if triton is not None:
         return tl.load(W + offs, mask=(i < S) & (j < S), other=0.)
 
     @triton.jit
-    def _mix_fwd(W, X, Out, S, K, tiles, S_PAD: tl.constexpr,
-                 BLOCK_K: tl.constexpr, IEEE: tl.constexpr):
+    def _mix_fwd(W, X, Out, Bias, S, K, tiles, HAS_BIAS: tl.constexpr,
+                 S_PAD: tl.constexpr, BLOCK_K: tl.constexpr,
+                 IEEE: tl.constexpr):
         w = _weight(W, S, S_PAD, False)
+        rows = tl.arange(0, S_PAD)
+        bias = tl.load(Bias + rows, mask=rows < S, other=0.).to(tl.float32)
         for tile in range(tl.program_id(0), tiles, tl.num_programs(0)):
             offs, mask = _tile(tile, S, K, S_PAD, BLOCK_K)
             x = tl.load(X + offs, mask=mask, other=0.)
             out = _dot(w, x, IEEE)
+            if HAS_BIAS:
+                out += bias[:, None]
             tl.store(Out + offs, out.to(Out.dtype.element_ty), mask=mask)
 
     @triton.jit
     def _mix_bwd(W, G, X, DX, Partial, S, K, tiles, S_PAD: tl.constexpr,
                  BLOCK_K: tl.constexpr, IEEE: tl.constexpr):
         # Each program walks over tiles pid, pid + P, ... and writes its
-        # partial weight gradient to Partial[pid] (summed afterwards).
+        # partial weight gradient to Partial[pid, :, :S] and its partial
+        # bias gradient to Partial[pid, :, S] (summed afterwards).
         pid = tl.program_id(0)
         w_t = _weight(W, S, S_PAD, True)
         dw = tl.zeros((S_PAD, S_PAD), dtype=tl.float32)
+        db = tl.zeros((S_PAD, ), dtype=tl.float32)
         for tile in range(pid, tiles, tl.num_programs(0)):
             offs, mask = _tile(tile, S, K, S_PAD, BLOCK_K)
             g = tl.load(G + offs, mask=mask, other=0.)
@@ -121,7 +137,10 @@ if triton is not None:
             dx += _dot(w_t, g, IEEE)
             tl.store(DX + offs, dx.to(DX.dtype.element_ty), mask=mask)
             dw += _dot(g, tl.trans(x), IEEE)
+            db += tl.sum(g.to(tl.float32), axis=1)
         i = tl.arange(0, S_PAD)[:, None]
         j = tl.arange(0, S_PAD)[None, :]
-        tl.store(Partial + pid * S * S + i * S + j, dw,
-                 mask=(i < S) & (j < S))
+        base = Partial + pid * S * (S + 1)
+        tl.store(base + i * (S + 1) + j, dw, mask=(i < S) & (j < S))
+        rows = tl.arange(0, S_PAD)
+        tl.store(base + rows * (S + 1) + S, db, mask=rows < S)

@@ -87,48 +87,60 @@ def fuse_mixes(x: Tensor, x_w: Tensor, x_h: Tensor, fuse: Tensor) -> Tensor:
     return out.view(x.shape)
 
 
-def axial_mixes(x: Tensor, w_h: Tensor, w_w: Tensor,
-                triton: bool = False) -> Tuple[Tensor, Tensor]:
-    """``x`` mixed along the height and along the width (without the
-    biases), each one batched matmul of a contiguous ``(B, H, W, C)``
-    tensor. The shared weight is an expanded view, read once per batch,
-    never copied. ``triton``: small mixes as Triton kernels (no autograd:
-    eager inference, and the CUDA graph captures' forward,
-    :class:`_SparseMLPCapturedFunction`)."""
+def axial_mixes(x: Tensor, w_h: Tensor, w_w: Tensor, triton: bool = False,
+                b_h: Optional[Tensor] = None,
+                b_w: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
+    """``x`` mixed along the height and along the width (with the biases
+    ``b_h`` and ``b_w`` if given), each one batched matmul of a contiguous
+    ``(B, H, W, C)`` tensor. The shared weight is an expanded view, read
+    once per batch, never copied. ``triton``: small mixes as Triton kernels
+    (no autograd of their own: eager inference, and the training node
+    :class:`_SparseMLPFunction` in a CUDA graph capture)."""
     B, H, W, C = x.shape
     # (B, H, W * C) through the flat view: the same view, but torch.export
     # can then prove the reshape valid for symbolic sizes (it cannot for
     # the direct merge of W and C).
-    x_h = _mix(w_h, x.view(-1).view(B, H, W * C), triton)
-    x_w = _mix(w_w, x.view(B * H, W, C), triton)
+    x_h = _mix(w_h, x.view(-1).view(B, H, W * C), triton, b_h)
+    x_w = _mix(w_w, x.view(B * H, W, C), triton, b_w)
     return x_h.view(x.shape), x_w.view(x.shape)
 
 
-def _mix(w: Tensor, x: Tensor, triton: bool) -> Tensor:
-    """``w @ x[b]`` for each ``b`` of ``(B, S, K)``: ``torch.bmm``, or one
-    Triton pass (:mod:`.axial_mix`) when ``triton`` and ``S`` fits, in the
-    dtype autocast would give the matmul."""
+def _mix(w: Tensor, x: Tensor, triton: bool,
+         bias: Optional[Tensor] = None) -> Tensor:
+    """``w @ x[b] (+ bias[:, None])`` for each ``b`` of ``(B, S, K)``:
+    ``torch.bmm`` (``baddbmm``), or one Triton pass (:mod:`.axial_mix`)
+    when ``triton`` and ``S`` fits, in the dtype autocast would give the
+    matmul."""
     if triton and kernels.fits(x.shape[1]):
         dtype = compute_dtype(x)
-        return kernels.axial_mix(w.to(dtype), x.to(dtype))
-    return torch.bmm(w.expand(x.shape[0], -1, -1), x)
+        return kernels.axial_mix(w.to(dtype), x.to(dtype), bias)
+    B, S, K = x.shape
+    if bias is None:
+        return torch.bmm(w.expand(B, S, S), x)
+    return torch.baddbmm(bias.view(1, S, 1).expand(B, S, K),
+                         w.expand(B, S, S), x)
 
 
 def _mix_backward(w: Tensor, grad: Tensor, x: Tensor, grad_x: Tensor,
-                  capturing: bool, triton: bool) -> Tensor:
-    """Backward of :func:`_mix`: adds ``w.t() @ grad[b]`` to ``grad_x[b]``
-    in place and returns ``w``'s gradient, summed in >= fp32: one Triton pass
-    when ``triton`` and ``S`` fits; else a batched matmul and one small
-    matrix per batch entry, summed as PyTorch's one-op sum eagerly (the
-    host is the bound) or the faster :func:`.sums.sum_rows` in a capture."""
+                  capturing: bool, triton: bool) -> Tuple[Tensor, Tensor]:
+    """Backward of :func:`_mix` with a bias: adds ``w.t() @ grad[b]`` to
+    ``grad_x[b]`` in place and returns the gradients of ``w`` and of the
+    bias, summed in >= fp32: one Triton pass when ``triton`` and ``S``
+    fits; else a batched matmul and one small matrix per batch entry,
+    summed as PyTorch's one-op sum eagerly (the host is the bound) or the
+    faster :func:`.sums.sum_rows` in a capture, and the bias's a reduction
+    of ``grad``."""
     B, S, _ = x.shape
     if triton and kernels.fits(S):
         return kernels.axial_mix_backward(w, grad, x, grad_x)
     grad_x.baddbmm_(w.t().expand(B, S, S), grad)
     per_entry = torch.bmm(grad, x.transpose(1, 2))
+    acc = sum_dtype(x.dtype)
     if capturing:
-        return sum_rows(per_entry.view(B, S * S)).view(S, S)
-    return per_entry.sum(0, dtype=sum_dtype(x.dtype))
+        grad_w = sum_rows(per_entry.view(B, S * S)).view(S, S)
+    else:
+        grad_w = per_entry.sum(0, dtype=acc)
+    return grad_w, grad.sum((0, 2), dtype=acc)
 
 
 def sparse_mlp(x: Tensor, w_h: Tensor, b_h: Tensor, w_w: Tensor, b_w: Tensor,
@@ -199,14 +211,11 @@ class SparseMLP(BaseModule):
         x = x.contiguous()
         if not training_fast_path(self):
             return sparse_mlp(x, *params)
-        # Eager training: one autograd node instead of a dozen, as the host
-        # issuing ops is the bound; in autocast's dtype, cast inside. In a
-        # CUDA graph capture the form with fewer passes, more ops.
-        node = (_SparseMLPCapturedFunction
-                if capturing_graph() else _SparseMLPFunction)
+        # Training: one autograd node instead of a dozen, as the host
+        # issuing ops is the eager bound; in autocast's dtype, cast inside.
         dtype = compute_dtype(x)  # before autocast is turned off
         with torch.autocast(x.device.type, enabled=False):
-            return node.apply(x, dtype, *params)
+            return _SparseMLPFunction.apply(x, dtype, *params)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # Weights trained at another input size are resampled to this
@@ -229,50 +238,50 @@ class SparseMLP(BaseModule):
 
 
 def _input_grads(g: Tensor, x: Tensor, w_h: Tensor, w_w: Tensor,
-                 fuse: Tensor, capturing: bool, triton: bool = False):
+                 fuse: Tensor, capturing: bool, triton: bool):
     """The sMLP's backward from the output gradient ``g`` (``(N, C)``) to
-    its input ``x`` (``(B, H, W, C)``) and the mixing weights: the
-    gradients reaching ``x_w`` (``(B * H, W, C)``) and ``x_h`` (``(B, H, W *
-    C)``); ``x``'s, ``g f_id + w_w^T g_w`` (along rows) ``+ w_h^T g_h``
-    (along columns) accumulated in one buffer in place; and ``w_h``'s and
-    ``w_w``'s (fp32), see :func:`_mix_backward`."""
+    its input ``x`` (``(B, H, W, C)``) and the axial mixes' parameters:
+    ``x``'s gradient, ``g f_id + w_w^T g_w`` (along rows) ``+ w_h^T g_h``
+    (along columns) accumulated in one buffer in place, with ``g_w``,
+    ``g_h`` the gradients reaching the mixes; and the gradients of ``w_h``
+    and ``b_h``, and of ``w_w`` and ``b_w`` (fp32), see
+    :func:`_mix_backward`."""
     B, H, W, C = x.shape
     f_id, f_w, f_h = fuse.split(C, dim=1)
     g_w = torch.mm(g, f_w).view(B * H, W, C)
     g_h = torch.mm(g, f_h).view(B, H, W * C)
     grad_x = torch.mm(g, f_id)
-    grad_w_w = _mix_backward(w_w, g_w, x.view(B * H, W, C),
-                             grad_x.view(B * H, W, C), capturing, triton)
-    grad_w_h = _mix_backward(w_h, g_h, x.view(B, H, W * C),
-                             grad_x.view(B, H, W * C), capturing, triton)
-    return grad_x.view(x.shape), g_w, g_h, grad_w_h, grad_w_w
+    grads_w = _mix_backward(w_w, g_w, x.view(B * H, W, C),
+                            grad_x.view(B * H, W, C), capturing, triton)
+    grads_h = _mix_backward(w_h, g_h, x.view(B, H, W * C),
+                            grad_x.view(B, H, W * C), capturing, triton)
+    return grad_x.view(x.shape), grads_h, grads_w
 
 
 class _SparseMLPFunction(torch.autograd.Function):
-    """The sMLP for eager training: one autograd node per block instead of
-    a dozen, with a hand-written backward (the three gradients reaching
-    ``x`` accumulated in one buffer in place).
+    """The sMLP for training: one autograd node per block instead of a
+    dozen, with a hand-written backward (the three gradients reaching ``x``
+    accumulated in one buffer in place), in the compute dtype.
 
-    An eager training step is bound by the host issuing ops, so this form
-    spends GPU passes to save ops: each mix adds its bias inside its batched
-    matmul (``baddbmm``), and the mixes are saved with their biases, so the
-    bias gradients are one reduction each and the fuse gradient needs no
-    bias correction (:func:`sparse_mlp`'s bias table, for inference,
-    torch.compile and CUDA graph captures, :class:`_SparseMLPCapturedFunction`,
-    saves the passes instead)."""
+    Each mix adds its bias inside its batched matmul (``baddbmm``), and
+    the mixes are saved with their biases, so the fuse gradient needs no
+    bias correction. Eagerly, where the host issuing ops is the bound,
+    that costs a pass over each mix for its bias gradient and saves ops; in
+    a CUDA graph capture (:func:`.fast_paths.capturing_graph`) the small
+    mixes are Triton kernels that add the bias, and sum its gradient, in
+    the pass they make anyway (:mod:`.axial_mix`), and the weight
+    gradients of larger ones are summed as :func:`.sums.sum_rows`."""
 
     @staticmethod
     def forward(ctx, x, dtype, *params):
         # Casts to the compute dtype happen in here, and the gradients are
         # cast back in backward: no autograd node per cast.
         ctx.dtypes = [t.dtype for t in (x, *params)]
+        ctx.capturing = capturing_graph()
+        ctx.triton = use_triton(x, backward=True)
         x = x.to(dtype)
         w_h, b_h, w_w, b_w, fuse = (p.to(dtype) for p in params)
-        B, H, W, C = x.shape
-        x_h = torch.baddbmm(b_h.view(1, H, 1).expand(B, H, W * C),
-                            w_h.expand(B, H, H), x.view(B, H, W * C))
-        x_w = torch.baddbmm(b_w.view(1, W, 1).expand(B * H, W, C),
-                            w_w.expand(B * H, W, W), x.view(B * H, W, C))
+        x_h, x_w = axial_mixes(x, w_h, w_w, ctx.triton, b_h, b_w)
         ctx.save_for_backward(x, x_h, x_w, w_h, w_w, fuse)
         return fuse_mixes(x, x_w, x_h, fuse)
 
@@ -280,70 +289,14 @@ class _SparseMLPFunction(torch.autograd.Function):
     def backward(ctx, grad):
         x, x_h, x_w, w_h, w_w, fuse = ctx.saved_tensors
         C = x.shape[-1]
-        acc = sum_dtype(x.dtype)
         g = grad.reshape(-1, C)
-        grad_x, g_w, g_h, grad_w_h, grad_w_w = _input_grads(
-            g, x, w_h, w_w, fuse, capturing=False)
+        if g.dtype != x.dtype:
+            g = g.to(x.dtype)
+        grad_x, (grad_w_h, grad_b_h), (grad_w_w, grad_b_w) = _input_grads(
+            g, x, w_h, w_w, fuse, ctx.capturing, ctx.triton)
         g_t = g.t()
         grad_fuse = torch.cat([
             torch.mm(g_t, t.view(-1, C)) for t in (x, x_w, x_h)], dim=1)
-        grads = (grad_x, grad_w_h, g_h.sum((0, 2), dtype=acc),
-                 grad_w_w, g_w.sum((0, 2), dtype=acc), grad_fuse)
-        grads = [g.to(dtype) for g, dtype in zip(grads, ctx.dtypes)]
-        return grads[0], None, *grads[1:]
-
-
-class _SparseMLPCapturedFunction(torch.autograd.Function):
-    """:func:`sparse_mlp` for a training step captured into a CUDA graph: one
-    autograd node, in the compute dtype, with a hand-written backward that
-    spends ops to save passes over the activations (a replay issues its
-    ops for free; :class:`_SparseMLPFunction` is the other way round).
-
-    Backward accumulates the three gradients reaching ``x`` in one buffer
-    in place, and reads the output gradient once more, summed over the
-    batch, for everything the biases touch: their own gradients and their
-    part of the fuse's (they entered as the bias table, not as part of the
-    saved mixes)."""
-
-    @staticmethod
-    def forward(ctx, x, dtype, w_h, b_h, w_w, b_w, fuse):
-        # Casts to the compute dtype happen in here, and the gradients are
-        # cast back in backward: no autograd node per cast. The bias table
-        # is computed from the parameters as they are (fp32), as autocast
-        # leaves it in sparse_mlp.
-        ctx.dtypes = [t.dtype for t in (x, w_h, b_h, w_w, b_w, fuse)]
-        ctx.triton = use_triton(x, backward=True)
-        x, w_h, w_w, fuse_c = (t.to(dtype) for t in (x, w_h, w_w, fuse))
-        x_h, x_w = axial_mixes(x, w_h, w_w, ctx.triton)
-        ctx.save_for_backward(x, x_h, x_w, w_h, w_w, fuse_c, b_h, b_w, fuse)
-        return fuse_mixes(x, x_w, x_h, fuse_c).add_(
-            bias_table(b_h, b_w, fuse))
-
-    @staticmethod
-    def backward(ctx, grad):
-        x, x_h, x_w, w_h, w_w, fuse_c, b_h, b_w, fuse = ctx.saved_tensors
-        B, H, W, C = x.shape
-        g = grad.reshape(-1, C).to(x.dtype)
-        grad_x, _, _, grad_w_h, grad_w_w = _input_grads(
-            g, x, w_h, w_w, fuse_c, capturing=True, triton=ctx.triton)
-        # The biases: out[b, h, w] gets b_w[w] * f_w.sum(1) + b_h[h] *
-        # f_h.sum(1), so all they need is g summed over the batch, (H, W, C).
-        g_sum = sum_rows(g.view(B, -1)).view(H, W, C)
-        g_hc, g_wc = g_sum.sum(1), g_sum.sum(0)  # (H, C), (W, C)
-        _, F_w, F_h = fuse.to(g_sum.dtype).split(C, dim=1)
-        b_h, b_w = b_h.to(g_sum.dtype), b_w.to(g_sum.dtype)
-        # b_w @ g_wc and the like, as multiply-and-sum: captured as PyTorch
-        # 2.11's fp32 matrix-vector products, they made a replay after
-        # torch.cuda.empty_cache() (which cuDNN's autotuner calls) hit an
-        # illegal address on an H200 (why inside PyTorch: not found).
-        bias_w = (b_w[:, None] * g_wc).sum(0)  # (C, )
-        bias_h = (b_h[:, None] * g_hc).sum(0)
-        grad_fuse = torch.cat([
-            torch.mm(g.t(), x.view(-1, C)),
-            torch.mm(g.t(), x_w.view(-1, C)) + bias_w[:, None],
-            torch.mm(g.t(), x_h.view(-1, C)) + bias_h[:, None]
-        ], dim=1)
-        grads = (grad_x, grad_w_h, (g_hc * F_h.sum(1)).sum(1), grad_w_w,
-                 (g_wc * F_w.sum(1)).sum(1), grad_fuse)
+        grads = (grad_x, grad_w_h, grad_b_h, grad_w_w, grad_b_w, grad_fuse)
         grads = [g.to(dtype) for g, dtype in zip(grads, ctx.dtypes)]
         return grads[0], None, *grads[1:]
