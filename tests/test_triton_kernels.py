@@ -318,8 +318,10 @@ def test_channel_mlp_gelu_backward_kernel(kernels, dtype, hidden):
 
 
 # Axial mixes: sizes of sMLPNet's stages up to the kernels' limit, column
-# counts that do not fill the last tile (K = 40, 7 * 9).
-@pytest.mark.parametrize('B,S,K', [(3, 7, 40), (2, 14, 63), (2, 56, 16)])
+# counts that do not fill the last tile (K = 40, 7 * 9), powers of two
+# (backward pads them to the next one, for its row of ones).
+@pytest.mark.parametrize('B,S,K', [(3, 7, 40), (2, 14, 63), (2, 56, 16),
+                                   (2, 16, 40), (1, 64, 8)])
 @pytest.mark.parametrize('dtype', [
     torch.float32,
     # Triton's interpreter computes bf16 tl.dot wrongly (Triton 3.8)
