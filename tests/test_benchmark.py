@@ -92,6 +92,7 @@ def test_profile_step_sorts_kernels_by_kind(monkeypatch):
         'copies, casts and fills',
         '_bn_gelu_bwd_reduce': 'mmsmlp Triton kernels',
         '_mix_fwd': 'mmsmlp Triton kernels',
+        '_bn_stats_finalize': 'mmsmlp Triton kernels',
         'void at::native::vectorized_elementwise_kernel<8, at::native::'
         'CUDAFunctor_add<c10::BFloat16>': 'PyTorch elementwise and '
         'reductions',

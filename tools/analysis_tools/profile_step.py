@@ -41,7 +41,7 @@ KERNEL_KINDS = (
     ('matmuls', ('gemm', 'nvjet', 'cutlass', 'xmma', 'cublas', 'splitk')),
     ('convolutions', ('conv', 'cudnn', 'dgrad', 'wgrad')),
     ('copies, casts and fills', ('memcpy', 'memset', 'copy_kernel')),
-    ('mmsmlp Triton kernels', ('_fwd', '_bwd')),
+    ('mmsmlp Triton kernels', ('_fwd', '_bwd', '_bn_stats')),
 )
 
 
