@@ -231,6 +231,15 @@ if triton is not None:
         return cols, mask, rows[:, None] * C + cols[None, :]
 
     @triton.jit
+    def _row_program(C, BLOCK_C: tl.constexpr):
+        # A program that loops over row tiles: its index r among its
+        # chunk's programs, the chunk, the chunk count, columns and mask.
+        n_chunks = tl.cdiv(C, BLOCK_C)
+        chunk = tl.program_id(0) % n_chunks
+        cols = chunk * BLOCK_C + tl.arange(0, BLOCK_C)
+        return tl.program_id(0) // n_chunks, chunk, n_chunks, cols, cols < C
+
+    @triton.jit
     def _channel_params(cols, Mean, Var, W, B, C, eps):
         # Per channel, in fp32: mean, 1 / std, weight, bias.
         ok = cols < C
@@ -247,17 +256,13 @@ if triton is not None:
         # (shifted by a sample of the channel, so the variance does not
         # cancel when the mean is large): rows r of the two halves of
         # Sums, for the row tiles r, r + ROW_PROGRAMS, ... of a chunk.
-        n_chunks = tl.cdiv(C, BLOCK_C)
-        pid = tl.program_id(0)
-        r = pid // n_chunks
-        cols = (pid % n_chunks) * BLOCK_C + tl.arange(0, BLOCK_C)
-        col_ok = cols < C
+        r, chunk, n_chunks, cols, col_ok = _row_program(C, BLOCK_C)
         shift = tl.load(X + cols, mask=col_ok, other=0.).to(tl.float32)
         s1 = tl.zeros((BLOCK_M, BLOCK_C), dtype=tl.float32)
         s2 = tl.zeros((BLOCK_M, BLOCK_C), dtype=tl.float32)
         for t in range(r, tl.cdiv(M, BLOCK_M), ROW_PROGRAMS):
-            _, mask, offs = _tile(t * n_chunks + pid % n_chunks, M, C,
-                                  BLOCK_M, BLOCK_C)
+            _, mask, offs = _tile(t * n_chunks + chunk, M, C, BLOCK_M,
+                                  BLOCK_C)
             d = tl.load(X + offs, mask=mask, other=0.).to(tl.float32)
             d = tl.where(mask, d - shift[None, :], 0.)
             s1 += d
@@ -320,18 +325,14 @@ if triton is not None:
         # gradient reaching the norm, as autograd would keep it), and
         # per-program partial sums over rows of g and g * xhat (the bias
         # and weight gradients): rows r of the two halves of Sums.
-        n_chunks = tl.cdiv(C, BLOCK_C)
-        pid = tl.program_id(0)
-        r = pid // n_chunks
-        cols = (pid % n_chunks) * BLOCK_C + tl.arange(0, BLOCK_C)
-        col_ok = cols < C
+        r, chunk, n_chunks, cols, col_ok = _row_program(C, BLOCK_C)
         mean, rstd, w, b = _channel_params(cols, Mean, Var, W, B, C, eps)
         # Summed over the rows once, after the loop (as in the LayerNorm's).
         sum_g = tl.zeros((BLOCK_M, BLOCK_C), dtype=tl.float32)
         sum_gx = tl.zeros((BLOCK_M, BLOCK_C), dtype=tl.float32)
         for t in range(r, tl.cdiv(M, BLOCK_M), ROW_PROGRAMS):
-            _, mask, offs = _tile(t * n_chunks + pid % n_chunks, M, C,
-                                  BLOCK_M, BLOCK_C)
+            _, mask, offs = _tile(t * n_chunks + chunk, M, C, BLOCK_M,
+                                  BLOCK_C)
             xhat = (tl.load(X + offs, mask=mask, other=0.).to(tl.float32) -
                     mean[None, :]) * rstd[None, :]
             _, dgelu = gelu_and_grad(xhat * w[None, :] + b[None, :])
