@@ -218,12 +218,12 @@ class _FrozenConvBatchNormGELU(torch.autograd.Function):
 # Triton kernels of batch_norm_gelu's fast forms. They work on tiles of
 # BLOCK_C channels (:func:`channel_tile`), a program id naming a tile's
 # column chunk (fastest) and its rows: the chunks of a row run side by
-# side, so each row's memory is read from DRAM once.
+# side, so they share the row's cache lines in L2.
 if triton is not None:
 
     @triton.jit
     def _tile(tile, M, C, BLOCK_M: tl.constexpr, BLOCK_C: tl.constexpr):
-        # Rows, columns, mask and offsets of a tile of (M, C) rows.
+        # Columns, mask and offsets of tile ``tile`` of (M, C) rows.
         n_chunks = tl.cdiv(C, BLOCK_C)
         rows = (tile // n_chunks) * BLOCK_M + tl.arange(0, BLOCK_M)
         cols = (tile % n_chunks) * BLOCK_C + tl.arange(0, BLOCK_C)
