@@ -1,11 +1,12 @@
 # Copyright (c) mmsmlp contributors. All rights reserved.
+from .crop_batch import CropBatch, crop_collate
 from .imagenet import CheckedImageNet
 from .synthetic import SHAPE_CLASSES, make_imagenet
 from .transforms import CheckedLoadImageFromFile
 
 __all__ = [
     'SHAPE_CLASSES', 'make_imagenet', 'CheckedImageNet',
-    'CheckedLoadImageFromFile'
+    'CheckedLoadImageFromFile', 'CropBatch', 'crop_collate'
 ]
 
 try:  # mmdet is optional for classification

@@ -6,6 +6,9 @@ from mmpretrain.models.utils.data_preprocessor import ClsDataPreprocessor
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
+from mmsmlp.datasets.crop_batch import CropBatch
+from .gpu_crop import resize_crops
+
 
 @MODELS.register_module()
 class BatchedClsDataPreprocessor(ClsDataPreprocessor):
@@ -85,12 +88,23 @@ class GPUAugClsDataPreprocessor(BatchedClsDataPreprocessor):
     call, reported inside ``torch.cuda``: not located).
     RandomErasing's fill noise is drawn from torch's generator.
 
+    A batch of crops still to be resized (a
+    :class:`~mmsmlp.datasets.crop_batch.CropBatch` from ``crop_collate``,
+    after ``RandomResizedCropParams`` and ``RandomFlipParams`` in the
+    pipeline) is first resized and flipped on the device, in training or
+    not, with Pillow's arithmetic (:mod:`mmsmlp.models.gpu_crop`: the pixels
+    of upstream's ``RandomResizedCrop(backend='pillow')`` and
+    ``RandomFlip``).
+
     Batches without the parameters (validation, testing, other pipelines)
     and ``training=False`` are the parent's, unchanged. Normalisation, RGB
     order, one-hot labels and Mixup/CutMix are the parent's.
     """
 
     def forward(self, data: dict, training: bool = False) -> dict:
+        if isinstance(data.get('inputs'), CropBatch):
+            inputs = resize_crops(self.cast_data(data['inputs']))
+            data = {**data, 'inputs': inputs}
         samples = data.get('data_samples', None)
         if training and samples:
             has = ['randaug_params' in s or 'erase_params' in s

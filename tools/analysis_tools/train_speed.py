@@ -92,10 +92,11 @@ from mmengine.config import Config, DictAction
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from mmengine.optim import build_optim_wrapper
-from mmengine.registry import HOOKS, MODELS, init_default_scope
+from mmengine.registry import FUNCTIONS, HOOKS, MODELS, init_default_scope
 from mmengine.runner import Runner
 
-from mmsmlp.datasets import make_imagenet
+from mmsmlp.datasets import CropBatch, make_imagenet
+from mmsmlp.models.gpu_crop import resize_crops
 from mmsmlp.models.utils.cuda_graph import GraphedTraining
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -338,7 +339,7 @@ def measure_loader(cfg, args, split='train'):
         next(batches)
     images, start = 0, time.perf_counter()
     for _ in range(args.loader_batches):
-        images += len(next(batches)['inputs'])
+        images += len(next(batches)['data_samples'])
     rate = images / (time.perf_counter() - start)
     del batches, loader  # ends the workers
     return rate
@@ -370,7 +371,8 @@ def time_transforms(cfg, args):
 
 def time_gpu_augment(cfg, args):
     """Milliseconds of the data preprocessor's ``augment`` (the GPU
-    augmentation path's RandAugment and RandomErasing) on one batch of the
+    augmentation path's RandAugment and RandomErasing; with the GPU crop
+    path, the crops' resize and flip before it) on one batch of the
     config's training pipeline, already on the device: the host time of the
     call (launching its kernels) and its device time (CUDA events around
     it, from an idle device; at least the host time when the host bounds
@@ -387,9 +389,19 @@ def time_gpu_augment(cfg, args):
     dataset = DATASETS.build(copy.deepcopy(cfg.train_dataloader.dataset))
     items = [dataset[i % len(dataset)]
              for i in range(cfg.train_dataloader.batch_size)]
-    inputs = torch.stack([item['inputs'] for item in items]).to(device())
-    samples = [item['data_samples'] for item in items]
-    cuda = inputs.is_cuda
+    collate = FUNCTIONS.get(
+        cfg.train_dataloader.get('collate_fn',
+                                 {}).get('type', 'default_collate'))
+    batch = collate(items)
+    inputs = pre.cast_data(batch['inputs'])
+    samples = batch['data_samples']
+    if isinstance(inputs, CropBatch):  # the GPU crop path: resize, augment
+        def augment():
+            pre.augment(resize_crops(inputs), samples)
+    else:
+        def augment():
+            pre.augment(inputs, samples)
+    cuda = device().type == 'cuda'
     host, gpu = [], []
     for i in range(3 + args.augment_iters):
         if cuda:
@@ -398,7 +410,7 @@ def time_gpu_augment(cfg, args):
                           for _ in range(2))
             start.record()
         t0 = time.perf_counter()
-        pre.augment(inputs, samples)
+        augment()
         host.append((time.perf_counter() - t0) * 1e3)
         if cuda:
             end.record()
@@ -410,7 +422,7 @@ def time_gpu_augment(cfg, args):
             warnings.simplefilter('always')
             torch.cuda.set_sync_debug_mode('warn')
             try:
-                pre.augment(inputs, samples)
+                augment()
             finally:
                 torch.cuda.set_sync_debug_mode('default')
         syncs = sum('synchroniz' in str(w.message) for w in caught)

@@ -1,26 +1,31 @@
 # Copyright (c) mmsmlp contributors. All rights reserved.
-"""CPU halves of the GPU augmentation path: RandAugment and RandomErasing
-that only draw their random parameters, for
-:class:`mmsmlp.models.GPUAugClsDataPreprocessor` to apply on the device.
+"""CPU halves of the GPU augmentation path: RandomResizedCrop that only
+crops, RandomFlip, RandAugment and RandomErasing that only draw their
+random parameters, for :class:`mmsmlp.models.GPUAugClsDataPreprocessor` to
+apply on the device.
 
-The drawing is upstream's own: each transform holds an instance of
-mmpretrain's ``RandAugment`` / ``RandomErasing`` (built from the same
-arguments, so the same policy table, hyper-parameters and checks) and calls
-its random methods in the order its ``transform`` calls them. For the same
-numpy random state the parameters recorded are those upstream applies.
+The drawing is upstream's own: each transform is or holds an instance of
+mmpretrain's (or mmcv's) transform (built from the same arguments, so the
+same policy table, hyper-parameters and checks) and calls its random
+methods in the order its ``transform`` calls them. For the same numpy
+random state the parameters recorded are those upstream applies.
 """
 from math import ceil
 from typing import Optional
 
+import mmcv
 import numpy as np
-from mmcv.transforms import BaseTransform
+from mmcv.transforms import BaseTransform, RandomFlip
 from mmpretrain.datasets.transforms import (AutoContrast, Brightness,
                                             ColorTransform, Contrast,
                                             Equalize, Invert, Posterize,
                                             RandAugment, RandomErasing,
-                                            Rotate, Sharpness, Shear,
-                                            Solarize, SolarizeAdd, Translate)
+                                            RandomResizedCrop, Rotate,
+                                            Sharpness, Shear, Solarize,
+                                            SolarizeAdd, Translate)
 from mmpretrain.registry import TRANSFORMS
+
+from ..crop_batch import FILTERS
 
 # The ops the device applies, by code (see RANDAUG_ROW for a row's layout).
 RANDAUG_OPS = ('AutoContrast', 'Equalize', 'Invert', 'Rotate', 'Posterize',
@@ -60,6 +65,93 @@ def _op_name(op) -> str:
             f'RandAugmentParams: policy type {kind.__name__} has no GPU '
             f'implementation; supported: {", ".join(names)}')
     return kind.__name__
+
+
+def _image_size(results: dict) -> tuple:
+    """The image's height and width as the device will see it: the pending
+    resize's (:class:`RandomResizedCropParams`) or the image's own."""
+    pending = results.get('crop_resize')
+    return tuple(pending[:2]) if pending else results['img'].shape[:2]
+
+
+@TRANSFORMS.register_module()
+class RandomResizedCropParams(RandomResizedCrop):
+    """mmpretrain's ``RandomResizedCrop`` that crops and leaves the resize
+    to the device: ``results['img']`` is the crop (the same random draws and
+    the same crop as upstream's), and ``results['crop_resize']`` holds
+    ``(height, width, interpolation)`` of the resize still to do;
+    ``img_shape`` is the shape upstream's would give.
+    :func:`~mmsmlp.datasets.crop_batch.crop_collate` makes the batch's
+    crops one :class:`~mmsmlp.datasets.crop_batch.CropBatch` and
+    :class:`~mmsmlp.models.GPUAugClsDataPreprocessor` resizes them on the
+    device with Pillow's arithmetic (the same pixels as upstream's
+    ``backend='pillow'``). Pack the key with
+    ``PackInputs(meta_keys=(..., 'crop_resize'))``.
+
+    Same arguments as upstream's; ``backend`` must be ``'pillow'`` and
+    ``interpolation`` ``'bicubic'`` or ``'bilinear'`` (Pillow's resampling
+    convolutions; the device has no other form).
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.backend != 'pillow' or self.interpolation not in FILTERS:
+            raise ValueError(
+                f'RandomResizedCropParams: backend={self.backend!r}, '
+                f'interpolation={self.interpolation!r} has no device form; '
+                f"use backend='pillow' with interpolation in "
+                f'{tuple(FILTERS)}')
+
+    def transform(self, results: dict) -> dict:
+        img = results['img']
+        offset_h, offset_w, target_h, target_w = self.rand_crop_params(img)
+        results['img'] = mmcv.imcrop(
+            img,
+            bboxes=np.array([
+                offset_w, offset_h, offset_w + target_w - 1,
+                offset_h + target_h - 1
+            ]))
+        height, width = self.scale
+        results['img_shape'] = (height, width) + img.shape[2:]
+        results['crop_resize'] = (height, width, self.interpolation)
+        return results
+
+
+@TRANSFORMS.register_module()
+class RandomFlipParams(RandomFlip):
+    """mmcv's ``RandomFlip`` that draws the flip (the same draw, the same
+    ``flip`` and ``flip_direction`` keys) and leaves it to the device, after
+    the pending resize: ``results['crop_flip']`` says whether to flip.
+    Horizontal flips of images only; it must follow
+    :class:`RandomResizedCropParams` (upstream flips the resized image).
+    Pack the key with ``PackInputs(meta_keys=(..., 'crop_flip'))``."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        directions = ([self.direction] if isinstance(self.direction, str)
+                      else list(self.direction))
+        if directions != ['horizontal']:
+            raise ValueError(
+                "RandomFlipParams: direction must be 'horizontal' (the "
+                f'device flips horizontally), got {self.direction!r}')
+
+    def transform(self, results: dict) -> dict:
+        if not results.get('crop_resize'):
+            raise ValueError(
+                'RandomFlipParams must follow RandomResizedCropParams in the '
+                'pipeline (it flips the resized image on the device)')
+        results['crop_flip'] = False
+        return super().transform(results)
+
+    def _flip(self, results: dict) -> None:
+        # called by upstream's transform for a drawn flip, in place of
+        # flipping the image
+        extra = [key for key in ('gt_bboxes', 'gt_keypoints', 'gt_seg_map')
+                 if results.get(key) is not None]
+        if extra:
+            raise ValueError(f'RandomFlipParams flips images only; the '
+                             f'sample also has {extra}')
+        results['crop_flip'] = True
 
 
 def _pad3(pad_val) -> tuple:
@@ -155,7 +247,7 @@ class RandAugmentParams(BaseTransform):
 
     def transform(self, results: dict) -> dict:
         params = np.zeros((self.num_policies, RANDAUG_ROW))
-        img_shape = results['img'].shape[:2]
+        img_shape = _image_size(results)
         for slot, index in enumerate(self.randaug.random_policy_indices()):
             name, row = self.rows[index]
             params[slot] = row
@@ -214,7 +306,7 @@ class RandomErasingParams(BaseTransform):
     def transform(self, results: dict) -> dict:
         params = self.row.copy()
         if not self.erasing.random_disable():
-            img_h, img_w = results['img'].shape[:2]
+            img_h, img_w = _image_size(results)
             params[0] = 1
             params[1:5] = self.erasing.random_patch(img_h, img_w)
         results['erase_params'] = params

@@ -1,0 +1,267 @@
+# Copyright (c) mmsmlp contributors. All rights reserved.
+"""The GPU crop path (configs/gpuaug/*_gpucrop.py): the workers crop and
+draw, the device resizes with Pillow's arithmetic and flips; the images are
+upstream's ``RandomResizedCrop(backend='pillow')`` + ``RandomFlip``, bit for
+bit. Triton's kernels run here under its interpreter (conftest)."""
+import copy
+import os.path as osp
+
+import mmcv
+import numpy as np
+import pytest
+import torch
+from mmcv.transforms import Compose
+from mmengine.config import Config
+from mmengine.dataset import default_collate
+from mmengine.registry import FUNCTIONS
+from mmpretrain.registry import MODELS, TRANSFORMS
+
+from mmsmlp.datasets import crop_collate, make_imagenet
+from mmsmlp.datasets.crop_batch import make_crop_batch, width_first
+from mmsmlp.models.gpu_crop import resize_crops
+from .conftest import REPO_ROOT, run_tool
+from .test_gpu_augment import ERASING, RANDAUG, photo
+
+GPUCROP = osp.join(REPO_ROOT,
+                   'configs/gpuaug/smlpnet-t_8xb128_in1k_gpucrop.py')
+GPUAUG = GPUCROP.replace('gpucrop', 'gpuaug')
+
+
+def upstream_resize(crop, out_h, out_w, interpolation, flip):
+    """What upstream's RandomResizedCrop + RandomFlip make of a crop."""
+    img = mmcv.imresize(crop, (out_w, out_h), interpolation=interpolation,
+                        backend='pillow')
+    return mmcv.imflip(img, 'horizontal') if flip else img
+
+
+def crops_and_sizes(rng, out_h, out_w):
+    """Crop sizes that take every branch: Pillow's two orders of the
+    passes, upscaling, one pass only (a side already at the output size),
+    no resize at all, a one-pixel-wide crop, a large downscale."""
+    sizes = [(out_h, out_w), (out_h, 3 * out_w), (4 * out_h, out_w),
+             (out_h // 2, out_w // 3), (5 * out_h, 2 * out_w),
+             (3 * out_h + 1, out_w + 7), (2, 1), (7 * out_h, 9 * out_w)]
+    sizes += [tuple(rng.integers(1, 5 * max(out_h, out_w), 2))
+              for _ in range(8)]
+    return [photo(int(rng.integers(1 << 20)), int(h), int(w))
+            for h, w in sizes]
+
+
+@pytest.mark.parametrize('interpolation,out', [('bicubic', (24, 20)),
+                                               ('bilinear', (16, 16))])
+def test_kernels_resize_and_flip_as_upstream(interpolation, out):
+    rng = np.random.default_rng(3)
+    out_h, out_w = out
+    crops = crops_and_sizes(rng, out_h, out_w)
+    flips = [bool(f) for f in rng.integers(0, 2, len(crops))]
+    sizes = np.array([c.shape[:2] for c in crops])
+    first = width_first(sizes[:, 0], sizes[:, 1], out_h, out_w)
+    assert first.any() and not first.all()  # both orders are covered
+    batch = make_crop_batch(
+        [torch.from_numpy(c.transpose(2, 0, 1).copy()) for c in crops],
+        out, flips, interpolation)
+    want = np.stack([
+        upstream_resize(c, out_h, out_w, interpolation, f)
+        for c, f in zip(crops, flips)
+    ]).transpose(0, 3, 1, 2)
+    for kernels in (True, False):
+        got = resize_crops(batch, kernels=kernels)
+        assert got.dtype == torch.uint8
+        assert got.shape == (len(crops), 3, out_h, out_w)
+        np.testing.assert_array_equal(got.numpy(), want)
+    # the order of the passes changes pixels (each pass rounds to uint8):
+    # equality above means each image took Pillow's
+    def resize(img, size):
+        return mmcv.imresize(img, size, interpolation=interpolation,
+                             backend='pillow')
+    assert any(not np.array_equal(
+        upstream_resize(crop, out_h, out_w, interpolation, False),
+        resize(resize(crop, (out_w, crop.shape[0])), (out_w, out_h)))
+        for crop, w_first in zip(crops, first) if not w_first)
+
+
+# ---- the workers' transforms --------------------------------------------
+
+def pipelines(erasing=ERASING, scale=64):
+    upstream = [
+        dict(type='RandomResizedCrop', scale=scale, backend='pillow',
+             interpolation='bicubic'),
+        dict(type='RandomFlip', prob=0.5, direction='horizontal'),
+        dict(type='RandAugmentParams', **RANDAUG),
+        dict(type='RandomErasingParams', **erasing),
+        dict(type='PackInputs', meta_keys=('img_shape', 'flip',
+                                           'flip_direction',
+                                           'randaug_params', 'erase_params'))
+    ]
+    ours = copy.deepcopy(upstream)
+    ours[0]['type'] = 'RandomResizedCropParams'
+    ours[1]['type'] = 'RandomFlipParams'
+    ours[-1]['meta_keys'] += ('crop_resize', 'crop_flip')
+    return (Compose([TRANSFORMS.build(t) for t in upstream]),
+            Compose([TRANSFORMS.build(t) for t in ours]))
+
+
+def samples(n=12, **kwargs):
+    upstream, ours = pipelines(**kwargs)
+    a, b = [], []
+    for i in range(n):
+        img = photo(200 + i, 90 + 7 * i, 150 - 5 * i)
+        np.random.seed(i)
+        a.append(upstream(dict(img=img.copy(), gt_label=i % 10)))
+        a_state = np.random.get_state()[1].copy()
+        np.random.seed(i)
+        b.append(ours(dict(img=img.copy(), gt_label=i % 10)))
+        # the same draws, and none more: later images get the same ones
+        np.testing.assert_array_equal(np.random.get_state()[1], a_state)
+    return a, b
+
+
+def test_workers_draw_what_upstream_draws():
+    upstream, ours = samples()
+    assert {s['data_samples'].flip for s in ours} == {True, False}
+    for a, b in zip(upstream, ours):
+        sa, sb = a['data_samples'], b['data_samples']
+        for key in ('img_shape', 'flip', 'flip_direction'):
+            assert sa.get(key) == sb.get(key), key
+        np.testing.assert_array_equal(sa.randaug_params, sb.randaug_params)
+        np.testing.assert_array_equal(sa.erase_params, sb.erase_params)
+        assert sb.crop_resize == (64, 64, 'bicubic')
+        assert sb.crop_flip == sa.flip
+        crop = b['inputs'].permute(1, 2, 0).numpy()
+        np.testing.assert_array_equal(
+            upstream_resize(crop, 64, 64, 'bicubic', sb.crop_flip),
+            a['inputs'].permute(1, 2, 0).numpy())
+
+
+def test_collate_and_preprocessor_equal_the_gpuaug_path():
+    """Through crop_collate and the data preprocessor (the kernels, and
+    the plain form): the same normalised batch, labels and Mixup/CutMix
+    scores as the gpuaug config's path (default_collate of upstream's
+    crops)."""
+    upstream, ours = samples(erasing=dict(ERASING, erase_prob=0.5))
+    assert any(s['data_samples'].erase_params[0] for s in ours)
+    batch = crop_collate(copy.deepcopy(ours))
+    assert type(batch['inputs']).__name__ == 'CropBatch'
+    want_batch = default_collate(copy.deepcopy(upstream))
+    pre = MODELS.build(dict(
+        type='GPUAugClsDataPreprocessor', num_classes=10,
+        mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375],
+        to_rgb=True, batch_augments=dict(augments=[
+            dict(type='AsyncMixup', alpha=0.8),
+            dict(type='AsyncCutMix', alpha=1.0)])))
+
+    def run(data, seed=0):
+        # the erasing noise and Mixup/CutMix draw from torch and numpy
+        torch.manual_seed(seed)
+        np.random.seed(seed)
+        return pre(copy.deepcopy(data), True)
+
+    want = run(want_batch)
+    assert any(s.gt_score.max() < 1 for s in want['data_samples'])
+    for kernels in (True, False):
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr('mmsmlp.models.data_preprocessor.resize_crops',
+                       lambda b, k=kernels: resize_crops(b, kernels=k))
+            got = run(batch)
+        assert torch.equal(got['inputs'], want['inputs'])
+        for a, b in zip(got['data_samples'], want['data_samples']):
+            assert torch.equal(a.gt_label, b.gt_label)
+            assert torch.equal(a.gt_score, b.gt_score)
+    # not training: resized and flipped, not augmented
+    plain = pre(copy.deepcopy(batch), False)['inputs']
+    resized = resize_crops(batch['inputs'], kernels=False).float()
+    mean = torch.tensor([123.675, 116.28, 103.53]).view(1, 3, 1, 1)
+    std = torch.tensor([58.395, 57.12, 57.375]).view(1, 3, 1, 1)
+    torch.testing.assert_close(plain, (resized.flip(1) - mean) / std)
+
+
+def test_batches_without_pending_crops_are_default_collates():
+    upstream, ours = samples(n=3)
+    got = crop_collate(copy.deepcopy(upstream))
+    want = default_collate(copy.deepcopy(upstream))
+    assert torch.equal(got['inputs'], want['inputs'])
+    assert FUNCTIONS.get('crop_collate') is crop_collate
+
+
+def test_bad_pipelines_and_batches_are_refused():
+    with pytest.raises(ValueError, match="backend='pillow'"):
+        TRANSFORMS.build(dict(type='RandomResizedCropParams', scale=8,
+                              backend='cv2'))
+    with pytest.raises(ValueError, match='interpolation in'):
+        TRANSFORMS.build(dict(type='RandomResizedCropParams', scale=8,
+                              backend='pillow', interpolation='lanczos'))
+    with pytest.raises(ValueError, match="direction must be 'horizontal'"):
+        TRANSFORMS.build(dict(type='RandomFlipParams', prob=0.5,
+                              direction='vertical'))
+    flip = TRANSFORMS.build(dict(type='RandomFlipParams', prob=1.))
+    with pytest.raises(ValueError, match='must follow RandomResizedCrop'):
+        flip(dict(img=photo(1, 20, 20)))
+    with pytest.raises(ValueError, match='flips images only'):
+        flip(dict(img=photo(1, 20, 20), crop_resize=(8, 8, 'bicubic'),
+                  gt_bboxes=np.zeros((1, 4))))
+    upstream, ours = samples(n=2)
+    with pytest.raises(ValueError, match='have no crop_resize'):
+        crop_collate([ours[0], upstream[1]])
+    other = copy.deepcopy(ours[1])
+    other['data_samples'].set_metainfo(dict(crop_resize=(32, 32, 'bicubic')))
+    with pytest.raises(ValueError, match='resized alike'):
+        crop_collate([ours[0], other])
+    gray = copy.deepcopy(ours[1])
+    gray['inputs'] = gray['inputs'][:1]
+    with pytest.raises(ValueError, match='3-channel'):
+        crop_collate([ours[0], gray])
+
+
+# ---- the configs --------------------------------------------------------
+
+def test_gpucrop_config_is_the_gpuaug_config_with_the_crop_on_the_device():
+    cfg, aug = Config.fromfile(GPUCROP), Config.fromfile(GPUAUG)
+    ours = [dict(t) for t in cfg.train_dataloader.dataset.pipeline]
+    theirs = [dict(t) for t in aug.train_dataloader.dataset.pipeline]
+    swapped = {'RandomResizedCropParams': 'RandomResizedCrop',
+               'RandomFlipParams': 'RandomFlip'}
+    for step in ours:
+        step['type'] = swapped.get(step['type'], step['type'])
+    keys = list(ours[-1].pop('meta_keys'))
+    assert [k for k in keys if k not in ('crop_resize', 'crop_flip')] == \
+        list(theirs[-1].pop('meta_keys'))
+    assert ours == theirs
+    assert cfg.train_dataloader.collate_fn == dict(type='crop_collate')
+    for key in ('model', 'data_preprocessor', 'val_dataloader',
+                'custom_hooks', 'optim_wrapper'):
+        assert cfg[key] == aug[key], key
+
+
+@pytest.mark.parametrize('arch', ['s', 'b'])
+def test_gpucrop_configs_of_s_and_b(arch):
+    cfg = Config.fromfile(GPUCROP.replace('-t_', f'-{arch}_'))
+    t = Config.fromfile(GPUCROP)
+    aug = Config.fromfile(GPUAUG.replace('-t_', f'-{arch}_'))
+    assert cfg.model == aug.model
+    assert cfg.train_dataloader == t.train_dataloader
+    for key in ('val_dataloader', 'data_preprocessor', 'optim_wrapper',
+                'param_scheduler', 'custom_hooks'):
+        assert cfg[key] == aug[key], key
+
+
+def test_gpucrop_config_trains_through_the_runner(tmp_path):
+    root = str(tmp_path / 'data')
+    make_imagenet(root, num_classes=2, train_per_class=2, val_per_class=1,
+                  size=(120, 160))
+    work_dir = str(tmp_path / 'work')
+    opts = ['train_cfg.max_epochs=1', 'train_cfg.val_interval=1',
+            'train_dataloader.batch_size=2', 'val_dataloader.batch_size=2',
+            'model.head.num_classes=2', 'data_preprocessor.num_classes=2',
+            'val_evaluator.topk=[1]', 'default_hooks.logger.interval=1']
+    for split in ('train', 'val', 'test'):
+        # one training worker: the batch crosses processes as the
+        # loader hands it over
+        opts += [f'{split}_dataloader.dataset.data_root={root}',
+                 f'{split}_dataloader.num_workers={int(split == "train")}',
+                 f'{split}_dataloader.persistent_workers=False']
+    log = run_tool('train.py', GPUCROP, '--work-dir', work_dir,
+                   '--cfg-options', *opts)
+    assert osp.isfile(osp.join(work_dir, 'epoch_1.pth'))
+    assert 'Epoch(train)' in log and 'loss:' in log
+    assert 'Epoch(val) [1][1/1]' in log, log[-2000:]
+
