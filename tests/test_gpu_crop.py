@@ -158,6 +158,9 @@ def test_collate_and_preprocessor_equal_the_gpuaug_path():
 
     want = run(want_batch)
     assert any(s.gt_score.max() < 1 for s in want['data_samples'])
+    pre.side_stream = True  # a second CUDA stream: nothing on CPU
+    got = run(batch)
+    assert torch.equal(got['inputs'], want['inputs'])
     for kernels in (True, False):
         with pytest.MonkeyPatch.context() as mp:
             mp.setattr('mmsmlp.models.data_preprocessor.resize_crops',
@@ -227,8 +230,9 @@ def test_gpucrop_config_is_the_gpuaug_config_with_the_crop_on_the_device():
         list(theirs[-1].pop('meta_keys'))
     assert ours == theirs
     assert cfg.train_dataloader.collate_fn == dict(type='crop_collate')
-    for key in ('model', 'data_preprocessor', 'val_dataloader',
-                'custom_hooks', 'optim_wrapper'):
+    assert cfg.data_preprocessor == dict(aug.data_preprocessor,
+                                         side_stream=True)
+    for key in ('model', 'val_dataloader', 'custom_hooks', 'optim_wrapper'):
         assert cfg[key] == aug[key], key
 
 
@@ -239,8 +243,9 @@ def test_gpucrop_configs_of_s_and_b(arch):
     aug = Config.fromfile(GPUAUG.replace('-t_', f'-{arch}_'))
     assert cfg.model == aug.model
     assert cfg.train_dataloader == t.train_dataloader
-    for key in ('val_dataloader', 'data_preprocessor', 'optim_wrapper',
-                'param_scheduler', 'custom_hooks'):
+    assert cfg.data_preprocessor == t.data_preprocessor
+    for key in ('val_dataloader', 'optim_wrapper', 'param_scheduler',
+                'custom_hooks'):
         assert cfg[key] == aug[key], key
 
 
@@ -265,3 +270,37 @@ def test_gpucrop_config_trains_through_the_runner(tmp_path):
     assert 'Epoch(train)' in log and 'loss:' in log
     assert 'Epoch(val) [1][1/1]' in log, log[-2000:]
 
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
+def test_on_cuda_kernels_and_the_side_stream():
+    """On a GPU: the compiled kernels give upstream's pixels, and the
+    preprocessor on its second stream gives what it gives on one."""
+    rng = np.random.default_rng(5)
+    crops = crops_and_sizes(rng, 224, 224) + [photo(9, 500, 375)]
+    flips = [bool(f) for f in rng.integers(0, 2, len(crops))]
+    batch = make_crop_batch(
+        [torch.from_numpy(c.transpose(2, 0, 1).copy()) for c in crops],
+        (224, 224), flips)
+    want = resize_crops(batch, kernels=False)
+    cuda = batch._replace(**{
+        k: v.cuda() for k, v in batch._asdict().items()
+        if isinstance(v, torch.Tensor)})
+    assert torch.equal(resize_crops(cuda).cpu(), want)
+
+    upstream, ours = samples(n=16, erasing=dict(ERASING, erase_prob=0.5))
+    data = crop_collate(ours)
+    pre = MODELS.build(dict(
+        type='GPUAugClsDataPreprocessor', num_classes=10,
+        batch_augments=dict(augments=[dict(type='AsyncMixup', alpha=0.8)])))
+    pre.cuda()
+    outs = []
+    for side_stream in (False, True, True):
+        pre.side_stream = side_stream
+        torch.manual_seed(0)
+        np.random.seed(0)
+        outs.append(pre(copy.deepcopy(data), True))
+    for out in outs[1:]:
+        assert torch.equal(out['inputs'], outs[0]['inputs'])
+        for a, b in zip(out['data_samples'], outs[0]['data_samples']):
+            assert torch.equal(a.gt_score, b.gt_score)

@@ -1,14 +1,16 @@
 # sMLPNet-T's ImageNet recipe with the resize of RandomResizedCrop, the
 # flip, RandAugment and RandomErasing on the GPU: the workers only decode,
-# crop and draw (about 1.5 ms of one core per image instead of 4.6 for the
-# CPU pipeline and 3.2 for smlpnet-t_8xb128_in1k_gpuaug.py). The crops of a
+# crop and draw (1.1 ms of one core per image on a development machine,
+# where the CPU pipeline takes 3.2 and smlpnet-t_8xb128_in1k_gpuaug.py 2.3;
+# docs/benchmarks.md). The crops of a
 # batch travel as one buffer with Pillow's resampling tables
 # (RandomResizedCropParams, RandomFlipParams, crop_collate) and the data
 # preprocessor resizes them with Pillow's integer arithmetic: the same
 # pixels as the CPU pipeline's Pillow resize and flip, then the gpuaug
 # config's RandAugment and RandomErasing (and what differs there: see
-# smlpnet-t_8xb128_in1k_gpuaug.py). sMLPNet-S and -B:
-# smlpnet-{s,b}_8xb128_in1k_gpucrop.py.
+# smlpnet-t_8xb128_in1k_gpuaug.py). The preprocessor works on a second CUDA
+# stream (side_stream), beside the previous step's queued kernels.
+# sMLPNet-S and -B: smlpnet-{s,b}_8xb128_in1k_gpucrop.py.
 _base_ = './smlpnet-t_8xb128_in1k_gpuaug.py'
 
 bgr_mean = [103.53, 116.28, 123.675]
@@ -49,3 +51,5 @@ train_pipeline = [
 train_dataloader = dict(
     collate_fn=dict(type='crop_collate'),
     dataset=dict(pipeline=train_pipeline))
+
+data_preprocessor = dict(side_stream=True)

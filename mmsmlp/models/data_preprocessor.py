@@ -1,13 +1,39 @@
 # Copyright (c) mmsmlp contributors. All rights reserved.
+import functools
+
 import numpy as np
 import torch
 import torch.nn.functional as F
+from mmengine.structures import BaseDataElement
 from mmpretrain.models.utils.data_preprocessor import ClsDataPreprocessor
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
 from mmsmlp.datasets.crop_batch import CropBatch
 from .gpu_crop import resize_crops
+
+
+@functools.lru_cache
+def _side_stream(device: torch.device) -> torch.cuda.Stream:
+    """The data preprocessors' second stream on ``device`` (one per
+    process: streams are not copied with a module)."""
+    return torch.cuda.Stream(device)
+
+
+def _record_stream(obj, stream) -> None:
+    """``record_stream`` on each CUDA tensor of a preprocessor's outputs."""
+    if isinstance(obj, torch.Tensor):
+        if obj.is_cuda:
+            obj.record_stream(stream)
+    elif isinstance(obj, dict):
+        for value in obj.values():
+            _record_stream(value, stream)
+    elif isinstance(obj, (list, tuple)):
+        for value in obj:
+            _record_stream(value, stream)
+    elif isinstance(obj, BaseDataElement):
+        for value in obj.values():
+            _record_stream(value, stream)
 
 
 @MODELS.register_module()
@@ -31,13 +57,41 @@ class BatchedClsDataPreprocessor(ClsDataPreprocessor):
     prepares the next step. The loader's batches are in pinned memory
     (``pin_memory=True``), whose allocator keeps each block until its copy
     is done; the labels are pinned here.
+
+    ``side_stream`` (default False): in training on CUDA, the batch is
+    copied and prepared (everything this class does) on a second CUDA
+    stream, which the training step's stream then waits for. Issued while
+    the previous step's kernels are still queued, that work runs beside
+    them instead of after them (the GPU augmentation path's ops are
+    hundreds of small kernels). Its outputs are recorded on the training
+    stream (``Tensor.record_stream``), so that their memory is not reused
+    before the step has read them. The same values either way.
     """
 
-    def __init__(self, *args, non_blocking: bool = True, **kwargs):
+    def __init__(self, *args, non_blocking: bool = True,
+                 side_stream: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
         self._non_blocking = non_blocking
+        self.side_stream = side_stream
+        self._side_stream_ready = False
 
     def forward(self, data: dict, training: bool = False) -> dict:
+        if not (self.side_stream and training
+                and self.device.type == 'cuda'):
+            return self._prepare(data, training)
+        main = torch.cuda.current_stream(self.device)
+        stream = _side_stream(self.device)
+        if not self._side_stream_ready:
+            # once: the buffers (mean, std) were written on the main stream
+            stream.wait_stream(main)
+            self._side_stream_ready = True
+        with torch.cuda.stream(stream):
+            outputs = self._prepare(data, training)
+        _record_stream(outputs, main)
+        main.wait_stream(stream)
+        return outputs
+
+    def _prepare(self, data: dict, training: bool) -> dict:
         samples = data.get('data_samples', None)
         if not (self.to_onehot and samples
                 and isinstance(samples[0], DataSample)
@@ -101,7 +155,7 @@ class GPUAugClsDataPreprocessor(BatchedClsDataPreprocessor):
     order, one-hot labels and Mixup/CutMix are the parent's.
     """
 
-    def forward(self, data: dict, training: bool = False) -> dict:
+    def _prepare(self, data: dict, training: bool) -> dict:
         if isinstance(data.get('inputs'), CropBatch):
             inputs = resize_crops(self.cast_data(data['inputs']))
             data = {**data, 'inputs': inputs}
@@ -124,7 +178,7 @@ class GPUAugClsDataPreprocessor(BatchedClsDataPreprocessor):
                     inputs = torch.stack(list(inputs))
                 inputs = self.augment(self.cast_data(inputs), samples)
                 data = {**data, 'inputs': inputs}
-        return super().forward(data, training)
+        return super()._prepare(data, training)
 
     def augment(self, inputs: torch.Tensor, samples: list) -> torch.Tensor:
         """The recorded RandAugment ops, then RandomErasing, on the uint8
