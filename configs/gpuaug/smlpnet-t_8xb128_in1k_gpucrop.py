@@ -1,7 +1,7 @@
 # sMLPNet-T's ImageNet recipe with the resize of RandomResizedCrop, the
 # flip, RandAugment and RandomErasing on the GPU: the workers only decode,
-# crop and draw (1.1 ms of one core per image on a development machine,
-# where the CPU pipeline takes 3.2 and smlpnet-t_8xb128_in1k_gpuaug.py 2.3;
+# crop and draw (1.2 ms of one core per image on a development machine,
+# where the CPU pipeline takes 3.1 and smlpnet-t_8xb128_in1k_gpuaug.py 2.3;
 # docs/benchmarks.md). The crops of a
 # batch travel as one buffer with Pillow's resampling tables
 # (RandomResizedCropParams, RandomFlipParams, crop_collate) and the data

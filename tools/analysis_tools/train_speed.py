@@ -27,7 +27,8 @@ For the config (and the ``--peer`` config), each measured in this call:
   ones the workers had prefetched (``workers x prefetch_factor``), and
   the validation loader alike.
 - ``transforms``: each training transform's milliseconds per image, in
-  this process on one core as a worker runs them.
+  this process on one core as a worker runs them, and the config's collate
+  function's (per image, over batches of the transformed images).
 - ``gpu-augment`` (a ``configs/gpuaug/`` config): the host and GPU milliseconds
   of ``GPUAugClsDataPreprocessor.augment`` (RandAugment and RandomErasing
   on the GPU) on one batch of the training pipeline.
@@ -356,17 +357,32 @@ def time_transforms(cfg, args):
     from mmengine.registry import DATASETS
     dataset = DATASETS.build(copy.deepcopy(cfg.train_dataloader.dataset))
     transforms = dataset.pipeline.transforms
-    totals = [0.0] * len(transforms)
+    totals = [0.0] * (len(transforms) + 1)
+    collate = FUNCTIONS.get(
+        cfg.train_dataloader.get('collate_fn',
+                                 {}).get('type', 'default_collate'))
     n = args.transform_images
-    for i in range(n):
+    batch = min(n, cfg.train_dataloader.batch_size)
+    samples = []
+    for i in range(n // batch * batch):
         results = dataset.get_data_info(i % len(dataset))
         for k, t in enumerate(transforms):
             start = time.perf_counter()
             results = t(results)
             totals[k] += time.perf_counter() - start
+        samples.append(results)
+        if len(samples) == batch:
+            collate(samples)  # timed the second time, as in a long-running
+            start = time.perf_counter()  # worker (crop_collate's caches)
+            collate(samples)
+            totals[-1] += time.perf_counter() - start
+            samples = []
+    names = [type(t).__name__ for t in transforms]
+    names.append(f'{collate.__name__} (batches of {batch})')
+    costs = [(name, s / (n // batch * batch) * 1e3)
+             for name, s in zip(names, totals)]
     torch.set_num_threads(threads)
-    return [(type(t).__name__, s / n * 1e3) for t, s in zip(transforms,
-                                                             totals)]
+    return costs
 
 
 def time_gpu_augment(cfg, args):
