@@ -249,12 +249,8 @@ def test_gpucrop_configs_of_s_and_b(arch):
         assert cfg[key] == aug[key], key
 
 
-def test_gpucrop_config_trains_through_the_runner(tmp_path):
-    root = str(tmp_path / 'data')
-    make_imagenet(root, num_classes=2, train_per_class=2, val_per_class=1,
-                  size=(120, 160))
-    work_dir = str(tmp_path / 'work')
-    opts = ['train_cfg.max_epochs=1', 'train_cfg.val_interval=1',
+def runner_options(root, epochs):
+    opts = [f'train_cfg.max_epochs={epochs}', 'train_cfg.val_interval=1',
             'train_dataloader.batch_size=2', 'val_dataloader.batch_size=2',
             'model.head.num_classes=2', 'data_preprocessor.num_classes=2',
             'val_evaluator.topk=[1]', 'default_hooks.logger.interval=1']
@@ -264,12 +260,36 @@ def test_gpucrop_config_trains_through_the_runner(tmp_path):
         opts += [f'{split}_dataloader.dataset.data_root={root}',
                  f'{split}_dataloader.num_workers={int(split == "train")}',
                  f'{split}_dataloader.persistent_workers=False']
-    log = run_tool('train.py', GPUCROP, '--work-dir', work_dir,
-                   '--cfg-options', *opts)
-    assert osp.isfile(osp.join(work_dir, 'epoch_1.pth'))
-    assert 'Epoch(train)' in log and 'loss:' in log
-    assert 'Epoch(val) [1][1/1]' in log, log[-2000:]
+    return opts
 
+
+def test_gpucrop_config_trains_and_resumes_exactly(tmp_path):
+    """tools/train.py with the gpucrop config: trains, validates, and a run
+    resumed after its first epoch ends with the weights of an unbroken
+    one."""
+    root = str(tmp_path / 'data')
+    make_imagenet(root, num_classes=2, train_per_class=2, val_per_class=1,
+                  size=(120, 160))
+    unbroken, broken = str(tmp_path / 'unbroken'), str(tmp_path / 'broken')
+    log = run_tool('train.py', GPUCROP, '--work-dir', unbroken,
+                   '--cfg-options', *runner_options(root, 2))
+    assert 'Epoch(train)' in log and 'loss:' in log
+    assert 'Epoch(val) [2][1/1]' in log, log[-2000:]
+    run_tool('train.py', GPUCROP, '--work-dir', broken, '--cfg-options',
+             *runner_options(root, 1))
+    log = run_tool('train.py', GPUCROP, '--work-dir', broken, '--resume',
+                   '--cfg-options', *runner_options(root, 2))
+    assert 'resumed epoch: 1' in log, log[-2000:]
+    want, got = (torch.load(osp.join(w, 'epoch_2.pth'),
+                            weights_only=True)['state_dict']
+                 for w in (unbroken, broken))
+    assert want.keys() == got.keys()
+    assert all(torch.equal(want[k], got[k]) for k in want)
+    # and the first epoch changed the weights (a resume of nothing would
+    # pass the comparison above)
+    first = torch.load(osp.join(broken, 'epoch_1.pth'),
+                       weights_only=True)['state_dict']
+    assert not all(torch.equal(first[k], got[k]) for k in got)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
