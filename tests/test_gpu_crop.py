@@ -178,6 +178,47 @@ def test_collate_and_preprocessor_equal_the_gpuaug_path():
     torch.testing.assert_close(plain, (resized.flip(1) - mean) / std)
 
 
+def test_validation_path_is_upstreams_resize_and_centre_crop():
+    """ResizeEdgeParams + CenterCropParams, crop_collate and the device
+    resize (kernels and plain form): upstream's ResizeEdge + CenterCrop
+    batch, pixel for pixel, with its metadata."""
+    keys = ('img_shape', 'scale_factor', 'ori_shape')
+    resize = dict(type='ResizeEdge', scale=48, edge='short',
+                  backend='pillow', interpolation='bicubic')
+    upstream = Compose([TRANSFORMS.build(t) for t in (
+        resize, dict(type='CenterCrop', crop_size=40),
+        dict(type='PackInputs', meta_keys=keys))])
+    ours = Compose([TRANSFORMS.build(t) for t in (
+        dict(resize, type='ResizeEdgeParams'),
+        dict(type='CenterCropParams', crop_size=40),
+        dict(type='PackInputs',
+             meta_keys=keys + ('crop_resize', 'crop_window')))])
+    # landscape and portrait, shrunk and enlarged, both orders of passes
+    sizes = [(60, 90), (90, 60), (49, 48), (30, 41), (200, 50), (47, 300)]
+    imgs = [photo(40 + i, h, w) for i, (h, w) in enumerate(sizes)]
+    want = default_collate([
+        upstream(dict(img=img, ori_shape=img.shape[:2])) for img in imgs])
+    got = crop_collate([
+        ours(dict(img=img, ori_shape=img.shape[:2])) for img in imgs])
+    first = width_first(np.array([h for h, _ in sizes]),
+                        np.array([w for _, w in sizes]),
+                        got['inputs'].targets[:, 0].numpy(),
+                        got['inputs'].targets[:, 1].numpy())
+    assert first.any() and not first.all()
+    for kernels in (True, False):
+        assert torch.equal(resize_crops(got['inputs'], kernels=kernels),
+                           want['inputs'])
+    for a, b in zip(got['data_samples'], want['data_samples']):
+        for key in keys:
+            assert a.get(key) == b.get(key), key
+    with pytest.raises(ValueError, match='must follow ResizeEdgeParams'):
+        TRANSFORMS.build(dict(type='CenterCropParams', crop_size=8))(
+            dict(img=imgs[0]))
+    with pytest.raises(ValueError, match='larger than the resized'):
+        ours.transforms[1].crop_size = (60, 60)
+        ours(dict(img=imgs[0], img_path='a.jpg'))
+
+
 def test_batches_without_pending_crops_are_default_collates():
     upstream, ours = samples(n=3)
     got = crop_collate(copy.deepcopy(upstream))
@@ -230,9 +271,22 @@ def test_gpucrop_config_is_the_gpuaug_config_with_the_crop_on_the_device():
         list(theirs[-1].pop('meta_keys'))
     assert ours == theirs
     assert cfg.train_dataloader.collate_fn == dict(type='crop_collate')
+    for split in ('val', 'test'):
+        ours = [dict(t) for t in cfg[f'{split}_dataloader'].dataset.pipeline]
+        theirs = [dict(t) for t in aug[f'{split}_dataloader'].dataset.pipeline]
+        for step in ours:
+            step['type'] = {
+                'ResizeEdgeParams': 'ResizeEdge',
+                'CenterCropParams': 'CenterCrop'
+            }.get(step['type'], step['type'])
+        keys = ours[-1].pop('meta_keys')
+        assert keys[-2:] == ('crop_resize', 'crop_window')
+        assert ours == theirs
+        assert cfg[f'{split}_dataloader'].collate_fn == dict(
+            type='crop_collate')
     assert cfg.data_preprocessor == dict(aug.data_preprocessor,
                                          side_stream=True)
-    for key in ('model', 'val_dataloader', 'custom_hooks', 'optim_wrapper'):
+    for key in ('model', 'custom_hooks', 'optim_wrapper', 'val_evaluator'):
         assert cfg[key] == aug[key], key
 
 
@@ -244,8 +298,8 @@ def test_gpucrop_configs_of_s_and_b(arch):
     assert cfg.model == aug.model
     assert cfg.train_dataloader == t.train_dataloader
     assert cfg.data_preprocessor == t.data_preprocessor
-    for key in ('val_dataloader', 'optim_wrapper', 'param_scheduler',
-                'custom_hooks'):
+    assert cfg.val_dataloader == t.val_dataloader
+    for key in ('optim_wrapper', 'param_scheduler', 'custom_hooks'):
         assert cfg[key] == aug[key], key
 
 

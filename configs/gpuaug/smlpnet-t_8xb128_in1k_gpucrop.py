@@ -10,6 +10,8 @@
 # config's RandAugment and RandomErasing (and what differs there: see
 # smlpnet-t_8xb128_in1k_gpuaug.py). The preprocessor works on a second CUDA
 # stream (side_stream), beside the previous step's queued kernels.
+# Validation resizes on the device as well (ResizeEdgeParams,
+# CenterCropParams).
 # sMLPNet-S and -B: smlpnet-{s,b}_8xb128_in1k_gpucrop.py.
 _base_ = './smlpnet-t_8xb128_in1k_gpuaug.py'
 
@@ -51,5 +53,27 @@ train_pipeline = [
 train_dataloader = dict(
     collate_fn=dict(type='crop_collate'),
     dataset=dict(pipeline=train_pipeline))
+
+# Validation and testing: the base's ResizeEdge + CenterCrop with the
+# resize on the device too (the same pixels); the workers only decode.
+test_pipeline = [
+    dict(type='CheckedLoadImageFromFile'),
+    dict(
+        type='ResizeEdgeParams',
+        scale=256,
+        edge='short',
+        backend='pillow',
+        interpolation='bicubic'),
+    dict(type='CenterCropParams', crop_size=224),
+    dict(
+        type='PackInputs',
+        meta_keys=('sample_idx', 'img_path', 'ori_shape', 'img_shape',
+                   'scale_factor', 'flip', 'flip_direction', 'crop_resize',
+                   'crop_window')),
+]
+val_dataloader = dict(
+    collate_fn=dict(type='crop_collate'),
+    dataset=dict(pipeline=test_pipeline))
+test_dataloader = val_dataloader
 
 data_preprocessor = dict(side_stream=True)

@@ -3,16 +3,19 @@
 GPU crop path and Pillow's resampling tables.
 
 :class:`~mmsmlp.datasets.transforms.RandomResizedCropParams` leaves each
-training image as its crop (any size) and :func:`crop_collate` packs a
+training image as its crop (any size; ``ResizeEdgeParams`` leaves a
+validation image whole) and :func:`crop_collate` packs a
 batch of them into one :class:`CropBatch`: the crops' pixels in one flat
 uint8 tensor (one shared-memory block per batch for the loader to hand
 over) and, per image, Pillow's resampling tables for both axes, computed
 here in the data workers. :func:`mmsmlp.models.gpu_crop.resize_crops`
 resizes them on the device with Pillow's integer arithmetic: the pixels of
-upstream's ``RandomResizedCrop(backend='pillow')``, bit for bit.
+upstream's ``RandomResizedCrop(backend='pillow')`` (or ``ResizeEdge`` +
+``CenterCrop``), bit for bit.
 
-Pillow (``Image.resize``, libImaging/Resample.c, the same in Pillow 8 to
-13) resizes in two passes, one per axis, each a convolution with
+Pillow (``Image.resize``, libImaging/Resample.c, read in Pillow 13.0;
+tests/test_gpu_crop.py compares with the installed Pillow) resizes in two
+passes, one per axis, each a convolution with
 per-output-pixel weights in 22-bit fixed point, rounded and clipped to
 uint8 after each pass; the pass along the width comes first unless the
 height shrinks more than twice as much as the width (by pixels).
@@ -72,27 +75,39 @@ def _table(in_size: int, out_size: int, interpolation: str) -> tuple:
             fixed.astype(np.int32))
 
 
-def pillow_coefficients(in_sizes: Sequence[int], out_size: int,
-                        interpolation: str = 'bicubic') -> tuple:
+def pillow_coefficients(in_sizes: Sequence[int], out_sizes: Sequence[int],
+                        interpolation: str = 'bicubic',
+                        starts: Sequence[int] = None,
+                        length: int = None) -> tuple:
     """Pillow's resampling tables for resizing lengths ``in_sizes`` to
-    ``out_size`` (``precompute_coeffs`` + ``normalize_coeffs_8bpc``, in
+    ``out_sizes`` (``precompute_coeffs`` + ``normalize_coeffs_8bpc``, in
     float64 in their order of operations, so the same doubles and the same
-    fixed-point weights).
+    fixed-point weights): the rows of output pixels ``starts`` to
+    ``starts + length`` (a window of the resized image; by default all of
+    one common output size).
 
-    Returns ``bounds`` int32 ``(N, out_size, 2)``: the first input pixel and
+    Returns ``bounds`` int32 ``(N, length, 2)``: the first input pixel and
     the number of pixels of each output pixel's window; ``weights`` int32
-    ``(N, out_size, K)``: the window's weights, zero beyond its length (``K``
+    ``(N, length, K)``: the window's weights, zero beyond its length (``K``
     the batch's largest window).
     """
     if interpolation not in FILTERS:
         raise ValueError(f'pillow_coefficients: interpolation must be one of '
                          f'{tuple(FILTERS)}, got {interpolation!r}')
-    tables = [_table(int(n), int(out_size), interpolation) for n in in_sizes]
+    out_sizes = np.broadcast_to(out_sizes, (len(in_sizes), ))
+    length = int(out_sizes[0]) if length is None else length
+    starts = np.zeros(len(in_sizes), int) if starts is None else starts
+    tables = [
+        _table(int(n), int(out), interpolation)
+        for n, out in zip(in_sizes, out_sizes)
+    ]
     k_max = max(w.shape[1] for _, w in tables)
-    weights = np.zeros((len(tables), out_size, k_max), dtype=np.int32)
-    for i, (_, w) in enumerate(tables):
-        weights[i, :, :w.shape[1]] = w
-    return np.stack([b for b, _ in tables]), weights
+    bounds = np.zeros((len(tables), length, 2), dtype=np.int32)
+    weights = np.zeros((len(tables), length, k_max), dtype=np.int32)
+    for i, ((b, w), start) in enumerate(zip(tables, starts)):
+        bounds[i] = b[start:start + length]
+        weights[i, :, :w.shape[1]] = w[start:start + length]
+    return bounds, weights
 
 
 def width_first(height: np.ndarray, width: np.ndarray, out_h: int,
@@ -104,24 +119,31 @@ def width_first(height: np.ndarray, width: np.ndarray, out_h: int,
 
 
 class CropBatch(NamedTuple):
-    """A batch of crops to resize to ``out_h x out_w`` and maybe flip.
+    """A batch of crops to resize and maybe flip, into ``out_h x out_w``
+    images: each crop resized to its ``targets`` size, of which the output
+    is the window at ``windows`` (the whole resized crop when the two sizes
+    are equal, as for RandomResizedCrop; a centre crop for validation).
 
     Tensors (per image ``n``): ``pixels`` uint8, the crops in
     :class:`PackInputs`' layout ``(3, h, w)`` one after another;
-    ``sizes`` int64 ``(N, 2)``, each crop's height and width; ``offsets``
-    int64 ``(N, 3)``: where its crop starts in ``pixels``, its intermediate
-    (after the first pass) in a scratch buffer, and its output;
-    ``order`` int64 ``(N,)``: the images resized along the width first
+    ``sizes`` int64 ``(N, 2)``, each crop's height and width; ``targets``
+    and ``windows`` int64 ``(N, 2)``: the height and width it is resized
+    to, and the top and left of the output in it; ``offsets`` int64
+    ``(N, 3)``: where its crop starts in ``pixels``, its intermediate
+    (after the first pass) in a scratch buffer, and its output; ``order``
+    int64 ``(N,)``: the images resized along the width first
     (``num_width_first`` of them, Pillow's order), then the others;
-    ``flip`` uint8 ``(N,)``: horizontal flip after the resize;
-    ``w_bounds`` / ``w_weights`` and ``h_bounds`` / ``h_weights``: the
-    tables of :func:`pillow_coefficients` along the width and the height.
-    Host values: the output size, the interpolation, and for the device's
-    launch grids the scratch buffer's size and the largest lengths of each
-    pass.
+    ``flip`` uint8 ``(N,)``: horizontal flip after the resize; ``w_bounds``
+    / ``w_weights`` and ``h_bounds`` / ``h_weights``: the tables of
+    :func:`pillow_coefficients` along the width and the height, for the
+    output's pixels. Host values: the output size, the interpolation, and
+    for the device's launch grids the scratch buffer's size and the largest
+    lengths of each pass.
     """
     pixels: torch.Tensor
     sizes: torch.Tensor
+    targets: torch.Tensor
+    windows: torch.Tensor
     offsets: torch.Tensor
     order: torch.Tensor
     flip: torch.Tensor
@@ -138,28 +160,44 @@ class CropBatch(NamedTuple):
     max_width: int  # of the crops resized along the height first
 
 
-def make_crop_batch(crops: Sequence[torch.Tensor], out_size: tuple,
+def make_crop_batch(crops: Sequence[torch.Tensor],
+                    out_size: tuple,
                     flips: Sequence[bool],
-                    interpolation: str = 'bicubic') -> CropBatch:
-    """A :class:`CropBatch` of uint8 ``(3, h, w)`` crops to resize to
-    ``out_size`` ``(h, w)`` with Pillow's ``interpolation``."""
+                    interpolation: str = 'bicubic',
+                    targets: Sequence[tuple] = None,
+                    windows: Sequence[tuple] = None) -> CropBatch:
+    """A :class:`CropBatch` of uint8 ``(3, h, w)`` crops resized with
+    Pillow's ``interpolation`` to ``targets`` (``(h, w)`` each; by default
+    ``out_size``), of which the ``out_size`` windows at ``windows`` (``(top,
+    left)`` each; by default ``(0, 0)``) are the output."""
     out_h, out_w = out_size
     shapes = [tuple(c.shape) for c in crops]
     if any(len(s) != 3 or s[0] != 3 for s in shapes):
         raise ValueError('make_crop_batch: the crops must be 3-channel '
                          f'(3, h, w) images, got shapes {shapes}')
+    n = len(crops)
     sizes = np.array([s[1:] for s in shapes], dtype=np.int64)
+    targets = np.array([out_size] * n if targets is None else targets,
+                       dtype=np.int64).reshape(n, 2)
+    windows = np.array([(0, 0)] * n if windows is None else windows,
+                       dtype=np.int64).reshape(n, 2)
+    if ((windows < 0).any() or (windows + out_size > targets).any()):
+        raise ValueError(
+            f'make_crop_batch: the {out_h}x{out_w} windows at {windows} '
+            f'must lie inside the resized sizes {targets}')
     h, w = sizes[:, 0], sizes[:, 1]
-    first = width_first(h, w, out_h, out_w)
+    first = width_first(h, w, targets[:, 0], targets[:, 1])
     numel = 3 * h * w
     scratch = 3 * np.where(first, h * out_w, out_h * w)
     offsets = np.stack([
         np.cumsum(numel) - numel,
         np.cumsum(scratch) - scratch,
-        np.arange(len(crops)) * (3 * out_h * out_w)
+        np.arange(n) * (3 * out_h * out_w)
     ], 1)
-    w_bounds, w_weights = pillow_coefficients(w, out_w, interpolation)
-    h_bounds, h_weights = pillow_coefficients(h, out_h, interpolation)
+    w_bounds, w_weights = pillow_coefficients(w, targets[:, 1], interpolation,
+                                              windows[:, 1], out_w)
+    h_bounds, h_weights = pillow_coefficients(h, targets[:, 0], interpolation,
+                                              windows[:, 0], out_h)
     pixels = None
     if torch.utils.data.get_worker_info() is not None:
         # in a data worker, straight into shared memory (as torch's
@@ -169,6 +207,8 @@ def make_crop_batch(crops: Sequence[torch.Tensor], out_size: tuple,
     return CropBatch(
         pixels=torch.cat([c.reshape(-1) for c in crops], out=pixels),
         sizes=torch.from_numpy(sizes),
+        targets=torch.from_numpy(targets),
+        windows=torch.from_numpy(windows),
         offsets=torch.from_numpy(offsets),
         order=torch.from_numpy(
             np.concatenate([np.flatnonzero(first),
@@ -190,29 +230,42 @@ def make_crop_batch(crops: Sequence[torch.Tensor], out_size: tuple,
 @FUNCTIONS.register_module()
 def crop_collate(data_batch: Sequence[dict]) -> dict:
     """mmengine's ``default_collate`` for batches whose images are crops
-    still to be resized (:class:`RandomResizedCropParams`, and
-    :class:`RandomFlipParams` after it, in the pipeline): ``inputs`` becomes
-    a :class:`CropBatch` with the flips and Pillow's tables; the data
-    samples are collated as ``default_collate`` does. Batches of images
-    without a pending resize are ``default_collate``'s."""
-    pending = [s['data_samples'].get('crop_resize') is not None
-               for s in data_batch]
+    still to be resized (``RandomResizedCropParams`` and
+    ``RandomFlipParams``, or ``ResizeEdgeParams`` and ``CenterCropParams``,
+    in the pipeline): ``inputs`` becomes a :class:`CropBatch` with the
+    flips, output windows and Pillow's tables; the data samples are
+    collated as ``default_collate`` does. Batches of images without a
+    pending resize are ``default_collate``'s."""
+    samples = [s['data_samples'] for s in data_batch]
+    pending = [s.get('crop_resize') is not None for s in samples]
     if not any(pending):
         return default_collate(data_batch)
     if not all(pending):
         raise ValueError(
             'crop_collate: some samples of the batch have no crop_resize in '
             'their metainfo (pack it with PackInputs meta_keys)')
-    settings = {tuple(s['data_samples'].crop_resize) for s in data_batch}
-    if len(settings) != 1:
-        raise ValueError('crop_collate: the samples of a batch must be '
-                         f'resized alike, got {sorted(settings)}')
-    out_h, out_w, interpolation = settings.pop()
-    flips = [bool(s['data_samples'].get('crop_flip', False))
-             for s in data_batch]
+    interpolations = {s.crop_resize[2] for s in samples}
+    # the output: a window (CenterCropParams) or the whole resized crop
+    outputs = {
+        tuple(s.crop_window[2:]) if s.get('crop_window') is not None else
+        tuple(s.crop_resize[:2])
+        for s in samples
+    }
+    if len(interpolations) != 1 or len(outputs) != 1:
+        raise ValueError(
+            'crop_collate: the samples of a batch must be resized alike into '
+            f'one size, got {sorted(interpolations)} into {sorted(outputs)}')
+    windows = [
+        tuple(s.crop_window[:2]) if s.get('crop_window') is not None else
+        (0, 0) for s in samples
+    ]
     inputs = make_crop_batch([s['inputs'] for s in data_batch],
-                             (out_h, out_w), flips, interpolation)
-    samples = default_collate([{
-        'data_samples': s['data_samples']
-    } for s in data_batch])
+                             outputs.pop(),
+                             [bool(s.get('crop_flip', False))
+                              for s in samples],
+                             interpolations.pop(),
+                             targets=[tuple(s.crop_resize[:2])
+                                      for s in samples],
+                             windows=windows)
+    samples = default_collate([{'data_samples': s} for s in samples])
     return {'inputs': inputs, **samples}

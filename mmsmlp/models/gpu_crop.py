@@ -1,7 +1,8 @@
 # Copyright (c) mmsmlp contributors. All rights reserved.
 """The device half of the GPU crop path: a :class:`CropBatch`'s crops
 resized (and flipped) as upstream's ``RandomResizedCrop(backend='pillow')``
-and ``RandomFlip`` would have in the data workers, bit for bit.
+and ``RandomFlip`` (or ``ResizeEdge`` and ``CenterCrop``, for validation)
+would have in the data workers, bit for bit.
 
 The plain form is upstream's own call, ``mmcv.imresize(crop, size,
 interpolation, backend='pillow')`` image by image, then the flip: it runs
@@ -9,10 +10,11 @@ for CPU tensors. On CUDA two Triton kernels run Pillow's two passes with
 Pillow's integer arithmetic (the tables of
 :func:`mmsmlp.datasets.crop_batch.pillow_coefficients`: 22-bit weights, a
 rounding offset, an arithmetic shift and a clip to uint8 after each pass),
-each image in Pillow's order of the passes, the flip written by the last
-one: a batch of crops in four launches instead of 128 Pillow calls of about
-1.5 ms of one core each in the workers. Tests compare the kernels (under
-Triton's interpreter) with the plain form.
+each image in Pillow's order of the passes, only the output window's
+pixels, the flip written by the last pass: a batch of crops in four
+launches instead of 128 Pillow calls of about 1.2 ms of one core each in
+the workers. Tests compare the kernels (under Triton's interpreter) with
+the plain form.
 """
 import mmcv
 import numpy as np
@@ -117,15 +119,15 @@ def _resize_plain(batch: CropBatch) -> torch.Tensor:
     """Upstream's calls, image by image (CPU)."""
     pixels = batch.pixels.cpu().numpy()
     out = []
-    for (h, w), (start, _, _), flip in zip(batch.sizes.tolist(),
-                                           batch.offsets.tolist(),
-                                           batch.flip.tolist()):
+    for (h, w), (th, tw), (top, left), (start, _, _), flip in zip(
+            batch.sizes.tolist(), batch.targets.tolist(),
+            batch.windows.tolist(), batch.offsets.tolist(),
+            batch.flip.tolist()):
         crop = pixels[start:start + 3 * h * w].reshape(3, h, w)
         img = mmcv.imresize(
-            np.ascontiguousarray(crop.transpose(1, 2, 0)),
-            (batch.out_w, batch.out_h),
+            np.ascontiguousarray(crop.transpose(1, 2, 0)), (tw, th),
             interpolation=batch.interpolation,
-            backend='pillow')
+            backend='pillow')[top:top + batch.out_h, left:left + batch.out_w]
         if flip:
             img = mmcv.imflip(img, direction='horizontal')
         out.append(torch.from_numpy(img.transpose(2, 0, 1).copy()))

@@ -15,14 +15,14 @@ from typing import Optional
 
 import mmcv
 import numpy as np
-from mmcv.transforms import BaseTransform, RandomFlip
+from mmcv.transforms import BaseTransform, CenterCrop, RandomFlip
 from mmpretrain.datasets.transforms import (AutoContrast, Brightness,
                                             ColorTransform, Contrast,
                                             Equalize, Invert, Posterize,
                                             RandAugment, RandomErasing,
-                                            RandomResizedCrop, Rotate,
-                                            Sharpness, Shear, Solarize,
-                                            SolarizeAdd, Translate)
+                                            RandomResizedCrop, ResizeEdge,
+                                            Rotate, Sharpness, Shear,
+                                            Solarize, SolarizeAdd, Translate)
 from mmpretrain.registry import TRANSFORMS
 
 from ..crop_batch import FILTERS
@@ -74,6 +74,14 @@ def _image_size(results: dict) -> tuple:
     return tuple(pending[:2]) if pending else results['img'].shape[:2]
 
 
+def _check_device_resize(name: str, backend: str, interpolation: str):
+    if backend != 'pillow' or interpolation not in FILTERS:
+        raise ValueError(
+            f'{name}: backend={backend!r}, interpolation={interpolation!r} '
+            f"has no device form; use backend='pillow' with interpolation "
+            f'in {tuple(FILTERS)}')
+
+
 @TRANSFORMS.register_module()
 class RandomResizedCropParams(RandomResizedCrop):
     """mmpretrain's ``RandomResizedCrop`` that crops and leaves the resize
@@ -95,12 +103,8 @@ class RandomResizedCropParams(RandomResizedCrop):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        if self.backend != 'pillow' or self.interpolation not in FILTERS:
-            raise ValueError(
-                f'RandomResizedCropParams: backend={self.backend!r}, '
-                f'interpolation={self.interpolation!r} has no device form; '
-                f"use backend='pillow' with interpolation in "
-                f'{tuple(FILTERS)}')
+        _check_device_resize(type(self).__name__, self.backend,
+                             self.interpolation)
 
     def transform(self, results: dict) -> dict:
         img = results['img']
@@ -114,6 +118,73 @@ class RandomResizedCropParams(RandomResizedCrop):
         height, width = self.scale
         results['img_shape'] = (height, width) + img.shape[2:]
         results['crop_resize'] = (height, width, self.interpolation)
+        return results
+
+
+@TRANSFORMS.register_module()
+class ResizeEdgeParams(ResizeEdge):
+    """mmpretrain's ``ResizeEdge`` that leaves the resize to the device:
+    the image is unchanged, ``results['crop_resize']`` holds ``(height,
+    width, interpolation)`` of the resize (upstream's size), and ``scale``,
+    ``scale_factor`` and ``img_shape`` are what upstream's would set. For
+    :func:`~mmsmlp.datasets.crop_batch.crop_collate` and
+    :class:`~mmsmlp.models.GPUAugClsDataPreprocessor` (Pillow's arithmetic
+    on the device: the same pixels), usually followed by
+    :class:`CenterCropParams`. Pack the key with
+    ``PackInputs(meta_keys=(..., 'crop_resize'))``.
+
+    Same arguments as upstream's; ``backend`` must be ``'pillow'`` and
+    ``interpolation`` ``'bicubic'`` or ``'bilinear'``."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        _check_device_resize(type(self).__name__, self.backend,
+                             self.interpolation)
+
+    def _resize_img(self, results: dict) -> None:
+        # upstream's transform has chosen results['scale'] (width, height)
+        h, w = results['img'].shape[:2]
+        width, height = results['scale']
+        results['crop_resize'] = (height, width, self.interpolation)
+        results['img_shape'] = (height, width)
+        results['scale_factor'] = (width / w, height / h)
+
+
+@TRANSFORMS.register_module()
+class CenterCropParams(CenterCrop):
+    """mmcv's ``CenterCrop`` of the image a pending device resize
+    (:class:`ResizeEdgeParams`) will make: ``results['crop_window']``
+    holds ``(top, left, height, width)`` of upstream's crop in it, and
+    ``img_shape`` / ``pad_shape`` are what upstream's would set. Pack the
+    key with ``PackInputs(meta_keys=(..., 'crop_resize', 'crop_window'))``.
+
+    Images only, and the crop must fit in the resized image (upstream's
+    ``auto_pad`` has no device form)."""
+
+    def transform(self, results: dict) -> dict:
+        pending = results.get('crop_resize')
+        if not pending or results.get('crop_window') is not None:
+            raise ValueError(
+                'CenterCropParams must follow ResizeEdgeParams in the '
+                'pipeline (it crops the image the device will resize)')
+        extra = [key for key in ('gt_seg_map', 'gt_bboxes', 'gt_keypoints')
+                 if results.get(key) is not None]
+        if extra:
+            raise ValueError(f'CenterCropParams crops images only; the '
+                             f'sample also has {extra}')
+        crop_width, crop_height = self.crop_size
+        img_height, img_width = pending[:2]
+        if crop_height > img_height or crop_width > img_width:
+            raise ValueError(
+                f'CenterCropParams: the {crop_height}x{crop_width} crop is '
+                f'larger than the resized {img_height}x{img_width} image of '
+                f"{results.get('img_path')} (auto_pad has no device form)")
+        # upstream's window
+        top = max(0, int(round((img_height - crop_height) / 2.)))
+        left = max(0, int(round((img_width - crop_width) / 2.)))
+        results['crop_window'] = (top, left, crop_height, crop_width)
+        results['img_shape'] = results['pad_shape'] = (crop_height,
+                                                       crop_width)
         return results
 
 
