@@ -219,6 +219,22 @@ def test_validation_path_is_upstreams_resize_and_centre_crop():
         ours(dict(img=imgs[0], img_path='a.jpg'))
 
 
+def test_inferencer_gives_the_base_configs_scores(tmp_path):
+    """mmpretrain's inferencer collates with default_collate: the data
+    preprocessor does the pending resize itself; the scores are the base
+    config's for the same weights."""
+    from mmpretrain import ImageClassificationInferencer
+    path = str(tmp_path / 'x.jpg')
+    mmcv.imwrite(photo(3, 300, 420), path)
+    scores = []
+    for config in (GPUCROP, osp.join(
+            REPO_ROOT, 'configs/smlpnet/smlpnet-t_8xb128_in1k.py')):
+        torch.manual_seed(0)  # the same initial weights
+        inferencer = ImageClassificationInferencer(config, device='cpu')
+        scores.append(inferencer(path)[0]['pred_scores'])
+    np.testing.assert_array_equal(scores[0], scores[1])
+
+
 def test_batches_without_pending_crops_are_default_collates():
     upstream, ours = samples(n=3)
     got = crop_collate(copy.deepcopy(upstream))

@@ -227,20 +227,12 @@ def make_crop_batch(crops: Sequence[torch.Tensor],
         max_width=int(w[~first].max(initial=0)))
 
 
-@FUNCTIONS.register_module()
-def crop_collate(data_batch: Sequence[dict]) -> dict:
-    """mmengine's ``default_collate`` for batches whose images are crops
-    still to be resized (``RandomResizedCropParams`` and
-    ``RandomFlipParams``, or ``ResizeEdgeParams`` and ``CenterCropParams``,
-    in the pipeline): ``inputs`` becomes a :class:`CropBatch` with the
-    flips, output windows and Pillow's tables; the data samples are
-    collated as ``default_collate`` does. Batches of images without a
-    pending resize are ``default_collate``'s."""
-    samples = [s['data_samples'] for s in data_batch]
-    pending = [s.get('crop_resize') is not None for s in samples]
-    if not any(pending):
-        return default_collate(data_batch)
-    if not all(pending):
+def pending_crop_batch(crops: Sequence[torch.Tensor],
+                       samples: Sequence) -> CropBatch:
+    """The :class:`CropBatch` of ``crops`` (uint8 ``(3, h, w)``) whose data
+    samples record a pending resize (``crop_resize``), and maybe an output
+    window (``crop_window``) and a flip (``crop_flip``)."""
+    if not all(s.get('crop_resize') is not None for s in samples):
         raise ValueError(
             'crop_collate: some samples of the batch have no crop_resize in '
             'their metainfo (pack it with PackInputs meta_keys)')
@@ -255,17 +247,29 @@ def crop_collate(data_batch: Sequence[dict]) -> dict:
         raise ValueError(
             'crop_collate: the samples of a batch must be resized alike into '
             f'one size, got {sorted(interpolations)} into {sorted(outputs)}')
-    windows = [
-        tuple(s.crop_window[:2]) if s.get('crop_window') is not None else
-        (0, 0) for s in samples
-    ]
-    inputs = make_crop_batch([s['inputs'] for s in data_batch],
-                             outputs.pop(),
-                             [bool(s.get('crop_flip', False))
-                              for s in samples],
-                             interpolations.pop(),
-                             targets=[tuple(s.crop_resize[:2])
-                                      for s in samples],
-                             windows=windows)
+    return make_crop_batch(
+        crops,
+        outputs.pop(), [bool(s.get('crop_flip', False)) for s in samples],
+        interpolations.pop(),
+        targets=[tuple(s.crop_resize[:2]) for s in samples],
+        windows=[
+            tuple(s.crop_window[:2])
+            if s.get('crop_window') is not None else (0, 0) for s in samples
+        ])
+
+
+@FUNCTIONS.register_module()
+def crop_collate(data_batch: Sequence[dict]) -> dict:
+    """mmengine's ``default_collate`` for batches whose images are crops
+    still to be resized (``RandomResizedCropParams`` and
+    ``RandomFlipParams``, or ``ResizeEdgeParams`` and ``CenterCropParams``,
+    in the pipeline): ``inputs`` becomes a :class:`CropBatch` with the
+    flips, output windows and Pillow's tables; the data samples are
+    collated as ``default_collate`` does. Batches of images without a
+    pending resize are ``default_collate``'s."""
+    samples = [s['data_samples'] for s in data_batch]
+    if not any(s.get('crop_resize') is not None for s in samples):
+        return default_collate(data_batch)
+    inputs = pending_crop_batch([s['inputs'] for s in data_batch], samples)
     samples = default_collate([{'data_samples': s} for s in samples])
     return {'inputs': inputs, **samples}

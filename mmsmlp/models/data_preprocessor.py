@@ -9,7 +9,7 @@ from mmpretrain.models.utils.data_preprocessor import ClsDataPreprocessor
 from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
-from mmsmlp.datasets.crop_batch import CropBatch
+from mmsmlp.datasets.crop_batch import CropBatch, pending_crop_batch
 from .gpu_crop import resize_crops
 
 
@@ -148,7 +148,8 @@ class GPUAugClsDataPreprocessor(BatchedClsDataPreprocessor):
     pipeline) is first resized and flipped on the device, in training or
     not, with Pillow's arithmetic (:mod:`mmsmlp.models.gpu_crop`: the pixels
     of upstream's ``RandomResizedCrop(backend='pillow')`` and
-    ``RandomFlip``).
+    ``RandomFlip``), as are samples with a pending resize collated
+    otherwise (mmpretrain's inferencers use ``default_collate``).
 
     Batches without the parameters (validation, testing, other pipelines)
     and ``training=False`` are the parent's, unchanged. Normalisation, RGB
@@ -156,10 +157,18 @@ class GPUAugClsDataPreprocessor(BatchedClsDataPreprocessor):
     """
 
     def _prepare(self, data: dict, training: bool) -> dict:
+        samples = data.get('data_samples', None)
         if isinstance(data.get('inputs'), CropBatch):
             inputs = resize_crops(self.cast_data(data['inputs']))
             data = {**data, 'inputs': inputs}
-        samples = data.get('data_samples', None)
+        elif samples and 'crop_resize' in samples[0]:
+            # collated without crop_collate (mmpretrain's inferencers use
+            # default_collate): the pending resizes, from here
+            inputs = data['inputs']
+            crops = list(inputs) if isinstance(inputs, (list, tuple)) else \
+                list(inputs.unbind())
+            batch = pending_crop_batch([c.cpu() for c in crops], samples)
+            data = {**data, 'inputs': resize_crops(self.cast_data(batch))}
         if training and samples:
             has = ['randaug_params' in s or 'erase_params' in s
                    for s in samples]
