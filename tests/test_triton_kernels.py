@@ -391,7 +391,10 @@ def test_sparse_mlp_with_mix_kernels(capturing, default_mode):
     x2 = x.clone().requires_grad_()
     with set_mode('plain'):
         want = module(x2)
-    torch.testing.assert_close(out, want)
+    # fp32, other summation orders: rounding of the largest terms (outputs
+    # near zero are differences of large ones)
+    torch.testing.assert_close(out, want, rtol=1e-5,
+                               atol=1e-6 * want.abs().max().item())
     if capturing:
         expected = torch.autograd.grad(want, [x2, *module.parameters()],
                                        grad)
