@@ -35,6 +35,23 @@ def upstream_randaug_policies(policies):
     } for policy in policies]
 
 
+def tiny_imagenet_options(root, epochs=1, train_workers=0):
+    """``--cfg-options`` that train an ImageNet config on
+    ``make_imagenet(root, num_classes=2, ...)``'s data in batches of 2
+    (``train_workers`` loader workers for training, none for validation)
+    and validate after each epoch, logging every iteration."""
+    opts = [f'train_cfg.max_epochs={epochs}', 'train_cfg.val_interval=1',
+            'train_dataloader.batch_size=2', 'val_dataloader.batch_size=2',
+            'model.head.num_classes=2', 'data_preprocessor.num_classes=2',
+            'val_evaluator.topk=[1]', 'default_hooks.logger.interval=1']
+    for split in ('train', 'val', 'test'):
+        workers = train_workers if split == 'train' else 0
+        opts += [f'{split}_dataloader.dataset.data_root={root}',
+                 f'{split}_dataloader.num_workers={workers}',
+                 f'{split}_dataloader.persistent_workers=False']
+    return opts
+
+
 def import_tool(path):
     """``tools/<path>`` (e.g. ``'analysis_tools/benchmark.py'``) imported
     as a module, its functions called in-process."""

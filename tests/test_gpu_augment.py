@@ -21,7 +21,8 @@ from mmpretrain.registry import MODELS, TRANSFORMS
 from mmsmlp.datasets import make_imagenet
 from mmsmlp.datasets.transforms import RandAugmentParams, RandomErasingParams
 from mmsmlp.models.gpu_augment import augment_batch
-from .conftest import REPO_ROOT, run_tool, upstream_randaug_policies
+from .conftest import (REPO_ROOT, run_tool, tiny_imagenet_options,
+                       upstream_randaug_policies)
 
 GPUAUG = osp.join(REPO_ROOT, 'configs/gpuaug/smlpnet-t_8xb128_in1k_gpuaug.py')
 BGR_MEAN = [103.53, 116.28, 123.675]
@@ -455,16 +456,8 @@ def test_gpuaug_config_trains_through_the_runner(tmp_path):
     make_imagenet(root, num_classes=2, train_per_class=2, val_per_class=1,
                   size=(120, 160))
     work_dir = str(tmp_path / 'work')
-    opts = ['train_cfg.max_epochs=1', 'train_cfg.val_interval=1',
-            'train_dataloader.batch_size=2', 'val_dataloader.batch_size=2',
-            'model.head.num_classes=2', 'data_preprocessor.num_classes=2',
-            'val_evaluator.topk=[1]', 'default_hooks.logger.interval=1']
-    for split in ('train', 'val', 'test'):
-        opts += [f'{split}_dataloader.dataset.data_root={root}',
-                 f'{split}_dataloader.num_workers=0',
-                 f'{split}_dataloader.persistent_workers=False']
     log = run_tool('train.py', config, '--work-dir', work_dir,
-                   '--cfg-options', *opts)
+                   '--cfg-options', *tiny_imagenet_options(root))
     assert osp.isfile(osp.join(work_dir, 'epoch_1.pth'))
     assert 'Epoch(train)' in log and 'loss:' in log
     assert re.search(r'Epoch\(val\) \[1\]\[1/1\]\s+accuracy/top1: ', log), log[-2000:]

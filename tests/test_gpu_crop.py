@@ -19,7 +19,7 @@ from mmpretrain.registry import MODELS, TRANSFORMS
 from mmsmlp.datasets import crop_collate, make_imagenet
 from mmsmlp.datasets.crop_batch import make_crop_batch, width_first
 from mmsmlp.models.gpu_crop import resize_crops
-from .conftest import REPO_ROOT, run_tool
+from .conftest import REPO_ROOT, run_tool, tiny_imagenet_options
 from .test_gpu_augment import ERASING, RANDAUG, photo
 
 GPUCROP = osp.join(REPO_ROOT,
@@ -319,36 +319,23 @@ def test_gpucrop_configs_of_s_and_b(arch):
         assert cfg[key] == aug[key], key
 
 
-def runner_options(root, epochs):
-    opts = [f'train_cfg.max_epochs={epochs}', 'train_cfg.val_interval=1',
-            'train_dataloader.batch_size=2', 'val_dataloader.batch_size=2',
-            'model.head.num_classes=2', 'data_preprocessor.num_classes=2',
-            'val_evaluator.topk=[1]', 'default_hooks.logger.interval=1']
-    for split in ('train', 'val', 'test'):
-        # one training worker: the batch crosses processes as the
-        # loader hands it over
-        opts += [f'{split}_dataloader.dataset.data_root={root}',
-                 f'{split}_dataloader.num_workers={int(split == "train")}',
-                 f'{split}_dataloader.persistent_workers=False']
-    return opts
-
-
 def test_gpucrop_config_trains_and_resumes_exactly(tmp_path):
-    """tools/train.py with the gpucrop config: trains, validates, and a run
-    resumed after its first epoch ends with the weights of an unbroken
-    one."""
+    """tools/train.py with the gpucrop config (one training worker: the
+    batch crosses processes as the loader hands it over): trains,
+    validates, and a run resumed after its first epoch ends with the
+    weights of an unbroken one."""
     root = str(tmp_path / 'data')
     make_imagenet(root, num_classes=2, train_per_class=2, val_per_class=1,
                   size=(120, 160))
     unbroken, broken = str(tmp_path / 'unbroken'), str(tmp_path / 'broken')
     log = run_tool('train.py', GPUCROP, '--work-dir', unbroken,
-                   '--cfg-options', *runner_options(root, 2))
+                   '--cfg-options', *tiny_imagenet_options(root, 2, 1))
     assert 'Epoch(train)' in log and 'loss:' in log
     assert 'Epoch(val) [2][1/1]' in log, log[-2000:]
     run_tool('train.py', GPUCROP, '--work-dir', broken, '--cfg-options',
-             *runner_options(root, 1))
+             *tiny_imagenet_options(root, 1, 1))
     log = run_tool('train.py', GPUCROP, '--work-dir', broken, '--resume',
-                   '--cfg-options', *runner_options(root, 2))
+                   '--cfg-options', *tiny_imagenet_options(root, 2, 1))
     assert 'resumed epoch: 1' in log, log[-2000:]
     want, got = (torch.load(osp.join(w, 'epoch_2.pth'),
                             weights_only=True)['state_dict']
