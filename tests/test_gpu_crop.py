@@ -5,6 +5,7 @@ upstream's ``RandomResizedCrop(backend='pillow')`` + ``RandomFlip``, bit for
 bit. Triton's kernels run here under its interpreter (conftest)."""
 import copy
 import os.path as osp
+import re
 
 import mmcv
 import numpy as np
@@ -347,6 +348,24 @@ def test_gpucrop_config_trains_and_resumes_exactly(tmp_path):
     first = torch.load(osp.join(broken, 'epoch_1.pth'),
                        weights_only=True)['state_dict']
     assert not all(torch.equal(first[k], got[k]) for k in got)
+
+
+def test_train_speed_times_the_workers_and_the_device_parts(tmp_path):
+    """train_speed.py on the gpucrop config: the workers' transforms and
+    crop_collate per image, then the crops' resize and the augmentation of
+    one batch apart (values are measured on a GPU, not here)."""
+    out = run_tool(
+        'analysis_tools/train_speed.py', GPUCROP, '--data',
+        str(tmp_path / 'data'), '--images', '40', '--val-images', '20',
+        '--long-side', '72', '96', '--batch', '4', '--size', '64',
+        '--transform-images', '8', '--augment-iters', '2', '--parts',
+        'transforms', 'gpu-augment')
+    assert re.search(r'\[main\] transforms, ms per image on one core: .*'
+                     r'RandomResizedCropParams [0-9.]+, RandomFlipParams '
+                     r'.*crop_collate \(batches of 4\) [0-9.]+; total', out)
+    for part in ("the crops' resize", 'GPU augmentation'):
+        assert re.search(rf'\[main\] {part} of a batch of 4: [0-9.]+ ms '
+                         r'host', out), out
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')

@@ -388,8 +388,8 @@ def time_transforms(cfg, args):
 def time_gpu_augment(cfg, args):
     """Milliseconds of the data preprocessor's ``augment`` (the GPU
     augmentation path's RandAugment and RandomErasing; with the GPU crop
-    path, the crops' resize and flip before it) on one batch of the
-    config's training pipeline, already on the device: the host time of the
+    path, and apart, the crops' resize and flip before it) on one batch of
+    the config's training pipeline, already on the device: the host time of the
     call (launching its kernels) and its device time (CUDA events around
     it, from an idle device; at least the host time when the host bounds
     it). Medians of ``--augment-iters`` calls after 3 warm-up calls. On
@@ -411,22 +411,31 @@ def time_gpu_augment(cfg, args):
     batch = collate(items)
     inputs = pre.cast_data(batch['inputs'])
     samples = batch['data_samples']
-    if isinstance(inputs, CropBatch):  # the GPU crop path: resize, augment
-        def augment():
-            pre.augment(resize_crops(inputs), samples)
-    else:
-        def augment():
-            pre.augment(inputs, samples)
+    result = dict(augment_batch=len(items))
+    if isinstance(inputs, CropBatch):  # the GPU crop path: the resize
+        result.update(_timed_calls('resize', lambda: resize_crops(inputs),
+                                   args.augment_iters))
+        inputs = resize_crops(inputs)
+    result.update(_timed_calls('augment',
+                               lambda: pre.augment(inputs, samples),
+                               args.augment_iters))
+    return result
+
+
+def _timed_calls(name, fn, iters):
+    """``{name}_host_ms``, ``{name}_gpu_ms`` (medians of ``iters`` calls
+    after 3 warm-up calls) and ``{name}_syncs`` (host synchronisations of
+    one more call, on CUDA) of ``fn``, as :func:`time_gpu_augment` says."""
     cuda = device().type == 'cuda'
     host, gpu = [], []
-    for i in range(3 + args.augment_iters):
+    for i in range(3 + iters):
         if cuda:
             torch.cuda.synchronize()
             start, end = (torch.cuda.Event(enable_timing=True)
                           for _ in range(2))
             start.record()
         t0 = time.perf_counter()
-        augment()
+        fn()
         host.append((time.perf_counter() - t0) * 1e3)
         if cuda:
             end.record()
@@ -438,13 +447,13 @@ def time_gpu_augment(cfg, args):
             warnings.simplefilter('always')
             torch.cuda.set_sync_debug_mode('warn')
             try:
-                augment()
+                fn()
             finally:
                 torch.cuda.set_sync_debug_mode('default')
         syncs = sum('synchroniz' in str(w.message) for w in caught)
     median = lambda v: statistics.median(v[3:]) if v else None  # noqa: E731
-    return dict(augment_host_ms=median(host), augment_gpu_ms=median(gpu),
-                augment_syncs=syncs, augment_batch=len(items))
+    return {f'{name}_host_ms': median(host), f'{name}_gpu_ms': median(gpu),
+            f'{name}_syncs': syncs}
 
 
 # --- end to end -------------------------------------------------------------
@@ -1485,11 +1494,15 @@ def main(argv=None):
             except ValueError as e:  # a peer without the GPU augmentation
                 print(f'[{name}] gpu-augment: not measured ({e})', flush=True)
             else:
-                print(f'[{name}] GPU augmentation of a batch of '
-                      f'{row["augment_batch"]}: '
-                      f'{row["augment_host_ms"]:.2f} ms host, '
-                      f'{fmt(row["augment_gpu_ms"], ".2f")} ms device, '
-                      f'{fmt(row["augment_syncs"])} host syncs', flush=True)
+                for part, label in (('resize', "the crops' resize"),
+                                    ('augment', 'GPU augmentation')):
+                    if f'{part}_host_ms' in row:
+                        print(f'[{name}] {label} of a batch of '
+                              f'{row["augment_batch"]}: '
+                              f'{row[f"{part}_host_ms"]:.2f} ms host, '
+                              f'{fmt(row[f"{part}_gpu_ms"], ".2f")} ms '
+                              f'device, {fmt(row[f"{part}_syncs"])} host '
+                              'syncs', flush=True)
                 save()
         if 'loader' in args.parts and not is_variant:
             row['loader'] = measure_loader(cfg, args)
