@@ -76,15 +76,13 @@ def _table(in_size: int, out_size: int, interpolation: str) -> tuple:
 
 
 def pillow_coefficients(in_sizes: Sequence[int], out_sizes: Sequence[int],
-                        interpolation: str = 'bicubic',
-                        starts: Sequence[int] = None,
-                        length: int = None) -> tuple:
+                        interpolation: str, starts: Sequence[int],
+                        length: int) -> tuple:
     """Pillow's resampling tables for resizing lengths ``in_sizes`` to
     ``out_sizes`` (``precompute_coeffs`` + ``normalize_coeffs_8bpc``, in
     float64 in their order of operations, so the same doubles and the same
     fixed-point weights): the rows of output pixels ``starts`` to
-    ``starts + length`` (a window of the resized image; by default all of
-    one common output size).
+    ``starts + length`` (a window of each resized length).
 
     Returns ``bounds`` int32 ``(N, length, 2)``: the first input pixel and
     the number of pixels of each output pixel's window; ``weights`` int32
@@ -94,9 +92,6 @@ def pillow_coefficients(in_sizes: Sequence[int], out_sizes: Sequence[int],
     if interpolation not in FILTERS:
         raise ValueError(f'pillow_coefficients: interpolation must be one of '
                          f'{tuple(FILTERS)}, got {interpolation!r}')
-    out_sizes = np.broadcast_to(out_sizes, (len(in_sizes), ))
-    length = int(out_sizes[0]) if length is None else length
-    starts = np.zeros(len(in_sizes), int) if starts is None else starts
     tables = [
         _table(int(n), int(out), interpolation)
         for n, out in zip(in_sizes, out_sizes)
@@ -234,7 +229,7 @@ def pending_crop_batch(crops: Sequence[torch.Tensor],
     window (``crop_window``) and a flip (``crop_flip``)."""
     if not all(s.get('crop_resize') is not None for s in samples):
         raise ValueError(
-            'crop_collate: some samples of the batch have no crop_resize in '
+            'crop batch: some samples of the batch have no crop_resize in '
             'their metainfo (pack it with PackInputs meta_keys)')
     interpolations = {s.crop_resize[2] for s in samples}
     # the output: a window (CenterCropParams) or the whole resized crop
@@ -245,7 +240,7 @@ def pending_crop_batch(crops: Sequence[torch.Tensor],
     }
     if len(interpolations) != 1 or len(outputs) != 1:
         raise ValueError(
-            'crop_collate: the samples of a batch must be resized alike into '
+            'crop batch: the samples of a batch must be resized alike into '
             f'one size, got {sorted(interpolations)} into {sorted(outputs)}')
     return make_crop_batch(
         crops,

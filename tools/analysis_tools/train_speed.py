@@ -346,6 +346,13 @@ def measure_loader(cfg, args, split='train'):
     return rate
 
 
+def train_collate(cfg):
+    """The collate function of the config's training loader."""
+    return FUNCTIONS.get(
+        cfg.train_dataloader.get('collate_fn',
+                                 {}).get('type', 'default_collate'))
+
+
 def time_transforms(cfg, args):
     """Milliseconds per image of each training transform, in this process
     on one core (as a worker runs them)."""
@@ -358,13 +365,12 @@ def time_transforms(cfg, args):
     dataset = DATASETS.build(copy.deepcopy(cfg.train_dataloader.dataset))
     transforms = dataset.pipeline.transforms
     totals = [0.0] * (len(transforms) + 1)
-    collate = FUNCTIONS.get(
-        cfg.train_dataloader.get('collate_fn',
-                                 {}).get('type', 'default_collate'))
+    collate = train_collate(cfg)
     n = args.transform_images
     batch = min(n, cfg.train_dataloader.batch_size)
+    n = n // batch * batch  # whole batches
     samples = []
-    for i in range(n // batch * batch):
+    for i in range(n):
         results = dataset.get_data_info(i % len(dataset))
         for k, t in enumerate(transforms):
             start = time.perf_counter()
@@ -379,8 +385,7 @@ def time_transforms(cfg, args):
             samples = []
     names = [type(t).__name__ for t in transforms]
     names.append(f'{collate.__name__} (batches of {batch})')
-    costs = [(name, s / (n // batch * batch) * 1e3)
-             for name, s in zip(names, totals)]
+    costs = [(name, s / n * 1e3) for name, s in zip(names, totals)]
     torch.set_num_threads(threads)
     return costs
 
@@ -405,9 +410,7 @@ def time_gpu_augment(cfg, args):
     dataset = DATASETS.build(copy.deepcopy(cfg.train_dataloader.dataset))
     items = [dataset[i % len(dataset)]
              for i in range(cfg.train_dataloader.batch_size)]
-    collate = FUNCTIONS.get(
-        cfg.train_dataloader.get('collate_fn',
-                                 {}).get('type', 'default_collate'))
+    collate = train_collate(cfg)
     batch = collate(items)
     inputs = pre.cast_data(batch['inputs'])
     samples = batch['data_samples']

@@ -82,6 +82,14 @@ def _check_device_resize(name: str, backend: str, interpolation: str):
             f'in {tuple(FILTERS)}')
 
 
+def _images_only(what: str, results: dict) -> None:
+    """The device moves pixels only: refuse boxes, keypoints and maps."""
+    extra = [key for key in ('gt_bboxes', 'gt_keypoints', 'gt_seg_map')
+             if results.get(key) is not None]
+    if extra:
+        raise ValueError(f'{what} images only; the sample also has {extra}')
+
+
 @TRANSFORMS.register_module()
 class RandomResizedCropParams(RandomResizedCrop):
     """mmpretrain's ``RandomResizedCrop`` that crops and leaves the resize
@@ -167,11 +175,7 @@ class CenterCropParams(CenterCrop):
             raise ValueError(
                 'CenterCropParams must follow ResizeEdgeParams in the '
                 'pipeline (it crops the image the device will resize)')
-        extra = [key for key in ('gt_seg_map', 'gt_bboxes', 'gt_keypoints')
-                 if results.get(key) is not None]
-        if extra:
-            raise ValueError(f'CenterCropParams crops images only; the '
-                             f'sample also has {extra}')
+        _images_only('CenterCropParams crops', results)
         crop_width, crop_height = self.crop_size
         img_height, img_width = pending[:2]
         if crop_height > img_height or crop_width > img_width:
@@ -217,11 +221,7 @@ class RandomFlipParams(RandomFlip):
     def _flip(self, results: dict) -> None:
         # called by upstream's transform for a drawn flip, in place of
         # flipping the image
-        extra = [key for key in ('gt_bboxes', 'gt_keypoints', 'gt_seg_map')
-                 if results.get(key) is not None]
-        if extra:
-            raise ValueError(f'RandomFlipParams flips images only; the '
-                             f'sample also has {extra}')
+        _images_only('RandomFlipParams flips', results)
         results['crop_flip'] = True
 
 
