@@ -33,6 +33,7 @@ import time
 
 import mmsmlp  # noqa: F401,I001  isort:skip
 import torch
+import torch._functorch.config  # noqa: F401  (--memory-budget)
 import torch.nn.functional as F
 from mmpretrain import get_model
 from mmpretrain.registry import MODELS
@@ -222,6 +223,11 @@ def main():
                                    'max-autotune-no-cudagraphs'],
         help="torch.compile's mode (reduce-overhead: CUDA graphs)")
     parser.add_argument(
+        '--memory-budget', type=float,
+        help="with --compile: torch's activation_memory_budget (AOTAutograd "
+        'recomputes in backward what it can to keep at most this fraction '
+        'of the activations it would keep)')
+    parser.add_argument(
         '--cuda-graph', action='store_true',
         help='eager, the whole model\'s training forward and backward '
         'replayed as CUDA graphs (GraphedTraining, as CUDAGraphHook does to '
@@ -247,6 +253,12 @@ def main():
     mode = 'eager'
     if args.compile:
         mode = f'compiled ({args.compile_mode or "default"})'
+        if args.memory_budget is not None:
+            torch._functorch.config.activation_memory_budget = \
+                args.memory_budget
+            mode += f', activation_memory_budget={args.memory_budget}'
+    elif args.memory_budget is not None:
+        raise SystemExit('--memory-budget is for --compile')
     if args.cuda_graph:
         if args.compile:
             raise SystemExit('--cuda-graph is for eager models; with '

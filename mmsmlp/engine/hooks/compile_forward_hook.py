@@ -1,6 +1,10 @@
 # Copyright (c) mmsmlp contributors. All rights reserved.
 """Compiles the model's forward before training."""
+import functools
+from typing import Optional
+
 import torch
+import torch._functorch.config
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from mmengine.registry import HOOKS
@@ -25,13 +29,30 @@ class CompileForwardHook(Hook):
         custom_hooks = [dict(type='CompileForwardHook', mode='reduce-overhead')]
 
     Args:
+        activation_memory_budget (float, optional): PyTorch's
+            ``torch._functorch.config.activation_memory_budget`` while the
+            forward compiles (set only around the compiled forward's calls,
+            where compilation happens: the rest of the process keeps
+            PyTorch's setting). Below 1, AOTAutograd keeps fewer
+            activations for the backward and recomputes the rest there
+            (with the default partitioner, any value below 1 drops the
+            elementwise results sMLPNet's blocks would keep: see
+            docs/benchmarks.md). Defaults to None: PyTorch's setting.
         **compile_kwargs: ``torch.compile`` arguments, e.g.
             ``mode='reduce-overhead'`` (CUDA graphs) or ``backend='eager'``.
     """
 
     priority = 'VERY_LOW'  # after every other hook's before_train
 
-    def __init__(self, **compile_kwargs):
+    def __init__(self,
+                 activation_memory_budget: Optional[float] = None,
+                 **compile_kwargs):
+        if activation_memory_budget is not None and not (
+                0 < activation_memory_budget <= 1):
+            raise ValueError('CompileForwardHook: activation_memory_budget '
+                             'must be in (0, 1], got '
+                             f'{activation_memory_budget!r}')
+        self.activation_memory_budget = activation_memory_budget
         self.compile_kwargs = compile_kwargs
 
     def before_train(self, runner) -> None:
@@ -39,8 +60,29 @@ class CompileForwardHook(Hook):
             runner.model) else runner.model
         if getattr(model, '_forward_compiled', False):
             return
-        model.forward = torch.compile(model.forward, **self.compile_kwargs)
+        forward = torch.compile(model.forward, **self.compile_kwargs)
+        budget = ''
+        if self.activation_memory_budget is not None:
+            forward = with_memory_budget(forward,
+                                         self.activation_memory_budget)
+            budget = (' and activation_memory_budget='
+                      f'{self.activation_memory_budget}')
+        model.forward = forward
         model._forward_compiled = True
         runner.logger.info(
             f'Compiled {type(model).__name__}.forward with torch.compile('
-            f'{self.compile_kwargs}); the first iterations are slow.')
+            f'{self.compile_kwargs}){budget}; the first iterations are '
+            'slow.')
+
+
+def with_memory_budget(compiled, budget: float):
+    """``compiled`` (a ``torch.compile`` result), whose compilations (at its
+    first call and at recompilations, inside its calls) partition forward
+    and backward with ``activation_memory_budget=budget``."""
+
+    @functools.wraps(compiled)
+    def forward(*args, **kwargs):
+        with torch._functorch.config.patch(activation_memory_budget=budget):
+            return compiled(*args, **kwargs)
+
+    return forward
