@@ -183,8 +183,11 @@ def bench(name, args):
         with torch.no_grad(), autocast:
             fn(x)
 
-    result['infer'] = args.batch_infer / timed(infer, args.iters,
-                                               args.warmup, args.rounds)
+    if args.train_only:
+        result['infer'] = float('nan')
+    else:
+        result['infer'] = args.batch_infer / timed(infer, args.iters,
+                                                   args.warmup, args.rounds)
 
     # training step
     model.train()
@@ -239,6 +242,8 @@ def main():
     parser.add_argument('--size', type=int, default=224)
     parser.add_argument('--batch-infer', type=int, default=256)
     parser.add_argument('--batch-train', type=int, default=128)
+    parser.add_argument('--train-only', action='store_true',
+                        help='the training step only (compiles once)')
     parser.add_argument('--iters', type=int, default=20)
     parser.add_argument('--warmup', type=int, default=5)
     parser.add_argument('--rounds', type=int, default=3,
