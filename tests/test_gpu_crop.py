@@ -9,6 +9,7 @@ import re
 
 import mmcv
 import numpy as np
+import PIL
 import pytest
 import torch
 from mmcv.transforms import Compose
@@ -382,7 +383,17 @@ def test_on_cuda_kernels_and_the_side_stream():
     cuda = batch._replace(**{
         k: v.cuda() for k, v in batch._asdict().items()
         if isinstance(v, torch.Tensor)})
-    assert torch.equal(resize_crops(cuda).cpu(), want)
+    got = resize_crops(cuda).cpu()
+    # which crops differ, and how (the one run on a GPU so far, an H100 on
+    # 2026-12-05, failed here before this report existed)
+    wrong = [(i, tuple(batch.sizes[i].tolist()), bool(batch.flip[i]),
+              int((got[i] != want[i]).sum()),
+              int((got[i].int() - want[i].int()).abs().max()))
+             for i in range(len(want)) if not torch.equal(got[i], want[i])]
+    assert not wrong, (
+        f'the kernels differ from mmcv.imresize (Pillow {PIL.__version__}) '
+        f'in crops (index, size, flip, pixels, max difference): {wrong}; '
+        f'width first: {batch.order[:batch.num_width_first].tolist()}')
 
     upstream, ours = samples(n=16, erasing=dict(ERASING, erase_prob=0.5))
     data = crop_collate(ours)
