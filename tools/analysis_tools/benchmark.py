@@ -33,11 +33,11 @@ import time
 
 import mmsmlp  # noqa: F401,I001  isort:skip
 import torch
-import torch._functorch.config  # noqa: F401  (--memory-budget)
 import torch.nn.functional as F
 from mmpretrain import get_model
 from mmpretrain.registry import MODELS
 
+from mmsmlp.engine.hooks.compile_forward_hook import with_memory_budget
 from mmsmlp.models import SMLPNet
 from mmsmlp.models.utils.cuda_graph import GraphedTraining
 from mmsmlp.models.utils.fast_paths import get_mode, set_mode
@@ -163,6 +163,8 @@ def bench(name, args):
     set_mode(fast_path_mode(name)[1])
     fn = torch.compile(model, mode=args.compile_mode) if args.compile \
         else model
+    if args.memory_budget is not None:  # as CompileForwardHook sets it
+        fn = with_memory_budget(fn, args.memory_budget)
     if args.cuda_graph:  # what CUDAGraphHook does to the backbone
         GraphedTraining.wrap(model)
     autocast = torch.autocast('cuda', dtype=dtype,
@@ -259,8 +261,6 @@ def main():
     if args.compile:
         mode = f'compiled ({args.compile_mode or "default"})'
         if args.memory_budget is not None:
-            torch._functorch.config.activation_memory_budget = \
-                args.memory_budget
             mode += f', activation_memory_budget={args.memory_budget}'
     elif args.memory_budget is not None:
         raise SystemExit('--memory-budget is for --compile')

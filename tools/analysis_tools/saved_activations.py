@@ -28,6 +28,8 @@ from torch._dynamo.backends.common import aot_autograd
 from torch._functorch.aot_autograd import make_boxed_func
 from torch._functorch.partitioners import min_cut_rematerialization_partition
 
+from mmsmlp.engine.hooks.compile_forward_hook import with_memory_budget
+
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 from benchmark import build, step_loss  # noqa: E402
 
@@ -83,10 +85,10 @@ def compiled_saved(model, x, y, budget=None) -> int:
     torch._dynamo.reset()
     record = {}
     compiled = torch.compile(model, backend=recording_backend(record))
-    with functorch_config.patch(
-            activation_memory_budget=1.0 if budget is None else budget):
-        with torch.autocast('cpu', dtype=torch.bfloat16):
-            loss = step_loss(compiled(x), y)
+    if budget is not None:  # as CompileForwardHook sets it
+        compiled = with_memory_budget(compiled, budget)
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        loss = step_loss(compiled(x), y)
     loss.backward()
     return record['kept']
 
