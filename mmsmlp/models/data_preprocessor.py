@@ -137,9 +137,8 @@ class GPUAugClsDataPreprocessor(BatchedClsDataPreprocessor):
     are host arrays from the workers) and each op runs once on its group
     with per-image values; Rotate, Shear and Translate of a slot run as one
     ``grid_sample`` with per-image matrices. The parameters go to the device
-    in two copies per batch; no value is read back from it (on the H200,
-    torch's sync debug mode still counted one host synchronisation per
-    call, reported inside ``torch.cuda``: not located).
+    in two copies per batch; no value is read back from it (torch's sync
+    debug mode reports no host synchronisation).
     RandomErasing's fill noise is drawn from torch's generator.
 
     A batch of crops still to be resized (a
