@@ -105,6 +105,24 @@ def differing_crops(got, want) -> list:
             if not np.array_equal(g, w)]
 
 
+@pytest.mark.parametrize('pillow, want', [
+    # 1120x448 -> 224x224: the height shrinks by more than twice the
+    # width's pixels; 256x2: over 100 times taller than wide
+    ('13.0.0', [False, False, True]),
+    ('12.3.0', [True, False, True]),
+    ('12.1.1', [True, True, True]),
+])
+def test_order_of_the_passes_follows_pillows_version(pillow, want):
+    """Pillow 13.0 resizes along the height first when the height shrinks
+    by more than twice the width's pixels (ImagingResampleInner), 12.2-12.3
+    when the image is over 100 times taller than wide and shrinks
+    (Image.resize), earlier always along the width first; the weights are
+    the same (test_formula_is_pillows checks the installed Pillow)."""
+    got = width_first(np.array([1120, 256, 200]), np.array([448, 2, 300]),
+                      224, 224, pillow=pillow)
+    assert got.tolist() == want
+
+
 def test_formula_is_pillows():
     """The numpy form of the kernels' arithmetic equals upstream's Pillow
     resize on the CUDA test's batch (large crops included) and on a
@@ -124,7 +142,9 @@ def test_formula_is_pillows():
 def test_kernels_resize_and_flip_as_upstream(interpolation, out):
     rng = np.random.default_rng(3)
     out_h, out_w = out
-    crops = crops_and_sizes(rng, out_h, out_w)
+    # and a crop over 100 times taller than wide: Pillow 12.2-12.3's height
+    # first (13.0's too)
+    crops = crops_and_sizes(rng, out_h, out_w) + [photo(17, 256, 2)]
     flips = [bool(f) for f in rng.integers(0, 2, len(crops))]
     sizes = np.array([c.shape[:2] for c in crops])
     first = width_first(sizes[:, 0], sizes[:, 1], out_h, out_w)
@@ -266,7 +286,9 @@ def test_validation_path_is_upstreams_resize_and_centre_crop():
         dict(type='PackInputs',
              meta_keys=keys + ('crop_resize', 'crop_window')))])
     # landscape and portrait, shrunk and enlarged, both orders of passes
-    sizes = [(60, 90), (90, 60), (49, 48), (30, 41), (200, 50), (47, 300)]
+    # (of Pillow 12.2-12.3 too: over 100 times taller than wide)
+    sizes = [(60, 90), (90, 60), (49, 48), (30, 41), (200, 50), (47, 300),
+             (4901, 49)]
     imgs = [photo(40 + i, h, w) for i, (h, w) in enumerate(sizes)]
     want = default_collate([
         upstream(dict(img=img, ori_shape=img.shape[:2])) for img in imgs])
@@ -459,7 +481,7 @@ def test_on_cuda_kernels_and_the_side_stream():
     assert differing_crops(formula, resize_crops(
         batch, kernels=False).numpy()) == [], (
             f'Pillow {PIL.__version__} resizes otherwise than the tables '
-            '(made as Pillow 13.0 makes them) say')
+            '(made for it: crop_batch.width_first) say')
 
     upstream, ours = samples(n=16, erasing=dict(ERASING, erase_prob=0.5))
     data = crop_collate(ours)

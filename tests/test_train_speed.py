@@ -3,6 +3,7 @@
 compute: merged optimizer parameter groups (same update, schedules, state
 and resume) and the foreach EMA (same averages); and the speed tool runs."""
 import copy
+import functools
 import json
 import os.path as osp
 import re
@@ -28,6 +29,13 @@ OPTIM = dict(
     paramwise_cfg=dict(
         norm_decay_mult=0.0, bias_decay_mult=0.0, flat_decay_mult=0.0,
         custom_keys={'head': dict(lr_mult=0.5)}))
+
+
+@functools.lru_cache
+def train_speed_tool():
+    """The tool, imported once (it registers its hooks in mmengine's
+    registry, which refuses a second registration)."""
+    return import_tool('analysis_tools/train_speed.py')
 
 
 class Net(nn.Module):
@@ -547,7 +555,7 @@ def test_train_speed_summary_of_validation_times():
     batches after --val-skip (``val``), the last partial batch apart
     (``val_all``), the data wait and the s/batch of each quarter."""
     from types import SimpleNamespace
-    tool = import_tool('analysis_tools/train_speed.py')
+    tool = train_speed_tool()
     args = SimpleNamespace(warmup_iters=0, restart_iters=0, val_skip=1,
                            workers=2)
     # 10 batches of 4 (the last of 2 images): 0.1 s apart, each waiting
@@ -573,7 +581,7 @@ def test_sync_count_is_not_the_modes_own_notice():
     synchronisation the tool reported per GPU augmentation call until
     2026-12-05. Only the mode's report of one (c10's
     warn_or_error_on_sync) counts."""
-    tool = import_tool('analysis_tools/train_speed.py')
+    tool = train_speed_tool()
     notice = ('Synchronization debug mode is a prototype feature and does '
               'not yet detect all synchronizing operations (Triggered '
               'internally at /pytorch/torch/csrc/cuda/Module.cpp:1003.)')

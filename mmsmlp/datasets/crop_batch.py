@@ -13,17 +13,19 @@ resizes them on the device with Pillow's integer arithmetic: the pixels of
 upstream's ``RandomResizedCrop(backend='pillow')`` (or ``ResizeEdge`` +
 ``CenterCrop``), bit for bit.
 
-Pillow (``Image.resize``, libImaging/Resample.c, read in Pillow 13.0;
-tests/test_gpu_crop.py compares with the installed Pillow) resizes in two
-passes, one per axis, each a convolution with
+Pillow (``Image.resize``, libImaging/Resample.c, read in Pillow 12.3 and
+13.0; tests/test_gpu_crop.py compares with the installed Pillow) resizes in
+two passes, one per axis, each a convolution with
 per-output-pixel weights in 22-bit fixed point, rounded and clipped to
-uint8 after each pass; the pass along the width comes first unless the
-height shrinks more than twice as much as the width (by pixels).
+uint8 after each pass. The weights are the same in 12.x and 13.0; the order
+of the passes is not (:func:`width_first`, chosen by the installed Pillow).
 """
 import functools
-from typing import NamedTuple, Sequence
+import re
+from typing import NamedTuple, Optional, Sequence
 
 import numpy as np
+import PIL
 import torch
 from mmengine.dataset import default_collate
 from mmengine.registry import FUNCTIONS
@@ -106,11 +108,20 @@ def pillow_coefficients(in_sizes: Sequence[int], out_sizes: Sequence[int],
 
 
 def width_first(height: np.ndarray, width: np.ndarray, out_h: int,
-                out_w: int) -> np.ndarray:
-    """Whether Pillow resizes along the width first (ImagingResampleInner:
-    unless the height shrinks by more than twice the width's pixels)."""
+                out_w: int, pillow: Optional[str] = None) -> np.ndarray:
+    """Whether Pillow (``pillow``, a version; by default the installed one)
+    resizes along the width first. Pillow 13.0 (ImagingResampleInner):
+    unless the height shrinks by more than twice the width's pixels; 12.2
+    and 12.3 (``Image.resize``): unless the image is over 100 times taller
+    than wide and its height shrinks; earlier (read in 12.1.1): always."""
+    version = tuple(map(int, re.match(r'(\d+)\.(\d+)',
+                                      pillow or PIL.__version__).groups()))
     dh = height - out_h
-    return ~((dh > 0) & (dh > (width - out_w) * 2))
+    if version >= (13, 0):
+        return ~((dh > 0) & (dh > (width - out_w) * 2))
+    if version >= (12, 2):
+        return ~((dh > 0) & (height > width * 100))
+    return np.ones_like(dh, dtype=bool)
 
 
 class CropBatch(NamedTuple):
