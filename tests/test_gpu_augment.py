@@ -363,7 +363,7 @@ def test_fixed_form_equals_the_grouped_ops():
     assert modes == ('const', 'normal')
     want = augment_batch(x, rows, erase_rows)
     assert not torch.equal(want, x)
-    assert torch.equal(got, want)
+    assert_same_images(got, want)
     # fewer ops, the RandAugment or the erasing alone, nothing applied
     for r, e in ((rows[:5], erase_rows[:5]), (rows[:9], None),
                  (None, erase_rows[:9])):
@@ -386,6 +386,13 @@ def test_graphed_augment_off_cuda_is_the_grouped_ops():
     assert copy.deepcopy(graphed).graphs == {}
 
 
+def assert_same_images(got, want):
+    diff = (got.int() - want.int()).abs()
+    images = sorted({int(i) for i in diff.nonzero()[:, 0]})
+    assert diff.max() == 0, (f'{int((diff > 0).sum())} pixels of images '
+                             f'{images} differ, by up to {int(diff.max())}')
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
 def test_graphed_augment_on_cuda():
     """Replays of the captured graph give the grouped ops' images (the
@@ -400,12 +407,12 @@ def test_graphed_augment_on_cuda():
     torch.cuda.set_rng_state(state)
     assert torch.equal(graphed(x, rows, erase_rows), first)  # replayed
     assert torch.equal(torch.cuda.get_rng_state(), after_capture)
-    assert torch.equal(first, augment_batch(x, rows, erase_rows))
+    assert_same_images(first, augment_batch(x, rows, erase_rows))
     # another batch of the same form: a replay of the same graph
     flipped = x.flip(3).contiguous()
     again = graphed(flipped, rows, erase_rows)
     assert len(graphed.graphs) == 1 and graphed.replays == 3
-    assert torch.equal(again, augment_batch(flipped, rows, erase_rows))
+    assert_same_images(again, augment_batch(flipped, rows, erase_rows))
     # a normal fill: the same pixels outside the boxes, noise inside
     noisy = erase_rows.copy()
     noisy[:, 9:12] = BGR_STD
