@@ -20,9 +20,7 @@ from mmpretrain.registry import MODELS, TRANSFORMS
 
 from mmsmlp.datasets import make_imagenet
 from mmsmlp.datasets.transforms import RandAugmentParams, RandomErasingParams
-from mmsmlp.datasets.transforms.gpu_augment import ERASE_MODES, INTERPOLATIONS
-from mmsmlp.models.gpu_augment import (GraphedAugment, augment_batch,
-                                       augment_fixed, fixed_form_plan)
+from mmsmlp.models.gpu_augment import augment_batch
 from .conftest import (REPO_ROOT, run_tool, tiny_imagenet_options,
                        upstream_randaug_policies)
 
@@ -316,123 +314,6 @@ def test_erasing_on_the_device():
                        fill_color=BGR_MEAN)._fill_pixels(
                            imgs[0].copy(), top, left, h, w)
     assert np.array_equal(out, up)
-
-
-def mixed_batch(n=96, h=64, w=96):
-    """Images and rows holding every op in both slots, Rotate/Shear/
-    Translate in two interpolations, and erasing in two modes (a normal
-    fill of std 0: the fill colour, so that the images are comparable)."""
-    imgs = [photo(s, h, w) for s in range(n)]
-    randaug = RandAugmentParams(**RANDAUG)
-    erasing = [RandomErasingParams(**dict(ERASING, erase_prob=0.5,
-                                          fill_std=0.)),
-               RandomErasingParams(erase_prob=0.5, mode='const',
-                                   fill_color=[10, 20, 30])]
-    rows, erase_rows = [], []
-    for i, img in enumerate(imgs):
-        np.random.seed(i)
-        rows.append(randaug(dict(img=img))['randaug_params'])
-        erase_rows.append(erasing[i % 2](dict(img=img))['erase_params'])
-    rows, erase_rows = np.stack(rows), np.stack(erase_rows)
-    geometric = np.isin(rows[..., 0], [3, 11, 12, 13, 14]) & (rows[..., 1] > 0)
-    for i, slot in np.argwhere(geometric)[::7]:
-        rows[i, slot, 4] = INTERPOLATIONS.index('bilinear')
-    return to_batch(imgs), rows, erase_rows
-
-
-def fixed(x, rows, erase_rows):
-    h, w = x.shape[2:]
-    table, erase_rows, form = fixed_form_plan(rows, erase_rows, h, w)
-    return augment_fixed(
-        x, torch.from_numpy(table).to(x.device),
-        None if erase_rows is None else torch.from_numpy(erase_rows).to(
-            x.device), form), form
-
-
-def test_fixed_form_equals_the_grouped_ops():
-    """GraphedAugment's sequence (every image through every op family of a
-    slot, as the identity where it drew another op; the pixel-wise ops as
-    lookup tables) gives augment_batch's images, exactly."""
-    x, rows, erase_rows = mixed_batch()
-    got, form = fixed(x, rows, erase_rows)
-    slots, modes = form
-    for ops, has_color, has_sharpness, interps in slots:  # all exercised
-        assert len(ops) == 8 and has_color and has_sharpness
-    assert slots[0][3] == ('bilinear', 'bicubic') or slots[1][3] == (
-        'bilinear', 'bicubic')
-    assert modes == ('const', 'normal')
-    want = augment_batch(x, rows, erase_rows)
-    assert not torch.equal(want, x)
-    assert_same_images(got, want)
-    # fewer ops, the RandAugment or the erasing alone, nothing applied
-    for r, e in ((rows[:5], erase_rows[:5]), (rows[:9], None),
-                 (None, erase_rows[:9])):
-        xs = x[:len(r if r is not None else e)]
-        assert torch.equal(fixed(xs, r, e)[0], augment_batch(xs, r, e))
-    none = rows[:4].copy()
-    none[..., 1] = 0
-    assert torch.equal(fixed(x[:4], none, None)[0], x[:4])
-
-
-def test_graphed_augment_off_cuda_is_the_grouped_ops():
-    x, rows, erase_rows = mixed_batch(n=8)
-    graphed = GraphedAugment()
-    assert torch.equal(graphed(x, rows, erase_rows),
-                       augment_batch(x, rows, erase_rows))
-    assert not graphed.graphs and graphed.replays == 0
-    with pytest.raises(ValueError, match='erase_params'):
-        graphed(x, rows, erase_rows[:3])
-    # an EMA's deep copy of the model gets no graphs
-    assert copy.deepcopy(graphed).graphs == {}
-
-
-def assert_same_images(got, want):
-    diff = (got.int() - want.int()).abs()
-    images = sorted({int(i) for i in diff.nonzero()[:, 0]})
-    assert diff.max() == 0, (f'{int((diff > 0).sum())} pixels of images '
-                             f'{images} differ, by up to {int(diff.max())}')
-
-
-@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
-def test_graphed_augment_on_cuda():
-    """Replays of the captured graph give the grouped ops' images (the
-    photometric ones exactly as on CPU, above); capturing draws no random
-    number; the erasing noise follows torch's generator."""
-    x, rows, erase_rows = mixed_batch()
-    x = x.cuda()
-    graphed = GraphedAugment()
-    state = torch.cuda.get_rng_state()
-    first = graphed(x, rows, erase_rows)  # captured and replayed
-    after_capture = torch.cuda.get_rng_state()
-    torch.cuda.set_rng_state(state)
-    assert torch.equal(graphed(x, rows, erase_rows), first)  # replayed
-    assert torch.equal(torch.cuda.get_rng_state(), after_capture)
-    assert_same_images(first, augment_batch(x, rows, erase_rows))
-    # another batch of the same form: a replay of the same graph
-    flipped = x.flip(3).contiguous()
-    again = graphed(flipped, rows, erase_rows)
-    assert len(graphed.graphs) == 1 and graphed.replays == 3
-    assert_same_images(again, augment_batch(flipped, rows, erase_rows))
-    # a normal fill: the same pixels outside the boxes, noise inside
-    noisy = erase_rows.copy()
-    noisy[:, 9:12] = BGR_STD
-    torch.manual_seed(1)
-    a = graphed(x, rows, noisy)
-    torch.manual_seed(1)
-    b = graphed(x, rows, noisy)
-    assert torch.equal(a, b)  # the generator's seed decides
-    assert not torch.equal(a, graphed(x, rows, noisy))
-    # the pixels outside the normal fill's boxes: the fill-colour run's
-    boxes = torch.zeros(len(x), 1, *x.shape[2:], dtype=torch.bool)
-    for i, row in enumerate(noisy):
-        if row[0] and ERASE_MODES[int(row[5])] == 'normal':
-            top, left, h, w = row[1:5].astype(int)
-            boxes[i, :, top:top + h, left:left + w] = True
-    plain = augment_batch(x, rows, erase_rows).cpu()
-    a = a.cpu()
-    assert boxes.any()
-    assert torch.equal(a.masked_fill(boxes, 0), plain.masked_fill(boxes, 0))
-    assert (a != plain)[boxes.expand_as(a)].float().mean() > 0.5
 
 
 # ---- the pipeline and the preprocessor end to end -----------------------

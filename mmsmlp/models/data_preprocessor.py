@@ -10,7 +10,6 @@ from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
 from mmsmlp.datasets.crop_batch import CropBatch, pending_crop_batch
-from .gpu_augment import GraphedAugment, augment_batch
 from .gpu_crop import resize_crops
 
 
@@ -151,21 +150,10 @@ class GPUAugClsDataPreprocessor(BatchedClsDataPreprocessor):
     ``RandomFlip``), as are samples with a pending resize collated
     otherwise (mmpretrain's inferencers use ``default_collate``).
 
-    ``graph_augment`` (default True): on CUDA, the augmentation replays a
-    CUDA graph of the same ops as one fixed sequence over the whole batch
-    (:class:`~mmsmlp.models.gpu_augment.GraphedAugment`: the same images;
-    the grouped ops cost the host a few hundred kernel launches per batch,
-    a replay one). False: the grouped ops, as on CPU.
-
     Batches without the parameters (validation, testing, other pipelines)
     and ``training=False`` are the parent's, unchanged. Normalisation, RGB
     order, one-hot labels and Mixup/CutMix are the parent's.
     """
-
-    def __init__(self, *args, graph_augment: bool = True, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.graph_augment = graph_augment
-        self._augment = GraphedAugment() if graph_augment else augment_batch
 
     def _prepare(self, data: dict, training: bool) -> dict:
         samples = data.get('data_samples', None)
@@ -203,9 +191,10 @@ class GPUAugClsDataPreprocessor(BatchedClsDataPreprocessor):
     def augment(self, inputs: torch.Tensor, samples: list) -> torch.Tensor:
         """The recorded RandAugment ops, then RandomErasing, on the uint8
         ``(N, C, H, W)`` batch ``inputs``; returns a uint8 batch."""
+        from .gpu_augment import augment_batch
         randaug = erase = None
         if 'randaug_params' in samples[0]:
             randaug = np.stack([s.randaug_params for s in samples])
         if 'erase_params' in samples[0]:
             erase = np.stack([s.erase_params for s in samples])
-        return self._augment(inputs, randaug, erase)
+        return augment_batch(inputs, randaug, erase)

@@ -97,18 +97,11 @@ def brightness(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
     return _truncate(x * _per_image(factor.float()))
 
 
-def gray_mean(x: torch.Tensor) -> torch.Tensor:
-    """The rounded mean of each image's grey image, ``(N, 1, 1, 1)``."""
-    gray = bgr_to_gray(x)
-    return gray.double().mean(dim=(1, 2, 3), keepdim=True).round().float()
-
-
-def contrast(x: torch.Tensor, factor: torch.Tensor,
-             mean: Optional[torch.Tensor] = None) -> torch.Tensor:
+def contrast(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
     """``mmcv.adjust_contrast`` (cv2 backend): float32 blend with the
-    rounded mean of the grey image (``mean``: that of another tensor, as
-    :func:`gray_mean` gives it), truncated."""
-    mean = gray_mean(x) if mean is None else mean
+    rounded mean of the grey image, truncated."""
+    gray = bgr_to_gray(x)
+    mean = gray.double().mean(dim=(1, 2, 3), keepdim=True).round().float()
     return _truncate(_add_weighted(x, mean, factor))
 
 
@@ -133,45 +126,27 @@ def sharpness(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
     return _truncate(_add_weighted(x, smooth, factor))
 
 
-def channel_histograms(x: torch.Tensor) -> torch.Tensor:
-    """Each channel's histogram of its uint8 values: ``(N * C, 256)``."""
-    n, c, h, w = x.shape
-    pixels = x.reshape(n * c, h * w).long()
-    hist = torch.zeros(n * c, 256, dtype=torch.long, device=x.device)
-    return hist.scatter_add_(1, pixels, torch.ones_like(pixels))
-
-
-def equalize_lut(hist: torch.Tensor) -> torch.Tensor:
-    """``mmcv.imequalize``'s lookup table of each channel from its
-    histogram ``(N * C, 256)`` (PIL's ``ImageOps.equalize``): integer
-    arithmetic, ``(N * C, 256)``."""
-    levels = torch.arange(256, device=hist.device)
-    # step: the pixels that are not of the channel's highest value, / 255
-    highest = torch.where(hist > 0, levels, 0).amax(1, keepdim=True)
-    step = (hist.sum(1, keepdim=True) - hist.gather(1, highest)) // 255
-    lut = (hist.cumsum(1) + step // 2) // step.clamp(min=1)
-    lut = torch.cat([lut.new_zeros(len(lut), 1), lut[:, :-1]], 1)
-    return torch.where(step == 0, levels, lut.clamp(max=255))
-
-
 def equalize(x: torch.Tensor) -> torch.Tensor:
     """``mmcv.imequalize``: per channel, a lookup table from the cumulative
     histogram (PIL's ``ImageOps.equalize``), integer arithmetic."""
     n, c, h, w = x.shape
-    lut = equalize_lut(channel_histograms(x))
-    out = lut.gather(1, x.reshape(n * c, h * w).long())
+    pixels = x.view(n * c, h * w).long()
+    hist = torch.zeros(n * c, 256, dtype=torch.long, device=x.device)
+    hist.scatter_add_(1, pixels, torch.ones_like(pixels))
+    # step: the pixels that are not of the channel's highest value, / 255
+    top_count = hist.gather(1, pixels.amax(1, keepdim=True))
+    step = (h * w - top_count) // 255
+    lut = (hist.cumsum(1) + step // 2) // step.clamp(min=1)
+    lut = torch.cat([lut.new_zeros(n * c, 1), lut[:, :-1]], 1).clamp(max=255)
+    out = torch.where(step == 0, pixels, lut.gather(1, pixels))
     return out.view(n, c, h, w).to(x.dtype)
 
 
-def auto_contrast(x: torch.Tensor, low: Optional[torch.Tensor] = None,
-                  high: Optional[torch.Tensor] = None) -> torch.Tensor:
+def auto_contrast(x: torch.Tensor) -> torch.Tensor:
     """``mmcv.auto_contrast`` (cutoff 0): each channel's range stretched to
-    0-255 in float64 as mmcv's lookup table, truncated. ``low``, ``high``
-    ``(N, C, 1, 1)``: the range of another tensor's channels (default:
-    ``x``'s)."""
-    low = (x.amin(dim=(2, 3), keepdim=True) if low is None else low).double()
-    high = (x.amax(dim=(2, 3), keepdim=True)
-            if high is None else high).double()
+    0-255 in float64 as mmcv's lookup table, truncated."""
+    low = x.amin(dim=(2, 3), keepdim=True).double()
+    high = x.amax(dim=(2, 3), keepdim=True).double()
     # a true division (torch's `255. / t` multiplies by a reciprocal)
     scale = torch.full_like(low, 255.) / (high - low).clamp(min=1.)
     offset = -low * scale
@@ -349,20 +324,6 @@ def _run(op: str, x: torch.Tensor, v64: torch.Tensor, v: torch.Tensor,
     return blends[op](x, v64[:, 0])
 
 
-def _check(inputs, randaug, erase) -> None:
-    if inputs.dim() != 4 or inputs.shape[1] != 3:
-        raise ValueError('augment_batch: inputs must be (N, 3, H, W) images, '
-                         f'got shape {tuple(inputs.shape)}')
-    n = inputs.shape[0]
-    for name, rows, width in (('randaug_params', randaug, RANDAUG_ROW),
-                              ('erase_params', erase, ERASE_ROW)):
-        if rows is not None and (rows.shape[0] != n
-                                 or rows.shape[-1] != width):
-            raise ValueError(f'augment_batch: {name} must have {width} '
-                             f'columns and one row set per image, got '
-                             f'shape {rows.shape} for {n} images')
-
-
 def augment_batch(inputs: torch.Tensor, randaug: Optional[np.ndarray],
                   erase: Optional[np.ndarray]) -> torch.Tensor:
     """Apply recorded RandAugment rows ``(N, num_policies, 8)`` (slot by
@@ -370,8 +331,17 @@ def augment_batch(inputs: torch.Tensor, randaug: Optional[np.ndarray],
     :mod:`mmsmlp.datasets.transforms.gpu_augment`) to the uint8 batch
     ``inputs`` ``(N, C, H, W)``; either may be None. Returns a uint8 batch.
     """
-    _check(inputs, randaug, erase)
-    _, _, h, w = inputs.shape
+    if inputs.dim() != 4 or inputs.shape[1] != 3:
+        raise ValueError('augment_batch: inputs must be (N, 3, H, W) images, '
+                         f'got shape {tuple(inputs.shape)}')
+    n, _, h, w = inputs.shape
+    for name, rows, width in (('randaug_params', randaug, RANDAUG_ROW),
+                              ('erase_params', erase, ERASE_ROW)):
+        if rows is not None and (rows.shape[0] != n
+                                 or rows.shape[-1] != width):
+            raise ValueError(f'augment_batch: {name} must have {width} '
+                             f'columns and one row set per image, got '
+                             f'shape {rows.shape} for {n} images')
     plan = _plan(randaug, erase, h, w)
     if not plan.groups:
         return inputs
@@ -385,212 +355,3 @@ def augment_batch(inputs: torch.Tensor, randaug: Optional[np.ndarray],
                    floats32[f0:f1].view(k, *shape), **kwargs)
         x.index_copy_(0, idx, out.to(x.dtype))
     return x.to(inputs.dtype)
-
-
-# --- the same ops as one fixed sequence over the whole batch ----------------
-# augment_batch issues about 300 small kernels a batch, each op on its group:
-# the host issuing them bounds it (its host time is its device time). Below,
-# every image goes through every op family of a slot, as the identity where
-# it drew another op, so that the sequence depends only on which families a
-# batch holds: one CUDA graph replays it (GraphedAugment).
-#
-# Per slot: the pixel-wise ops (AutoContrast, Equalize, Invert, Posterize,
-# Solarize, SolarizeAdd, Contrast, Brightness: each image's output level is
-# a function of its input level, per channel) as one lookup table per image,
-# made by the op itself from the 256 levels (with the image's histogram or
-# grey mean where the op needs them); then Color and Sharpness with the
-# factor 1 (exactly the identity) for the other images; then the warp of the
-# geometric ops' images, selected.
-
-LUT_OPS = ('AutoContrast', 'Equalize', 'Invert', 'Posterize', 'Solarize',
-           'SolarizeAdd', 'Contrast', 'Brightness')
-# a slot's table row: [op code (-1: none), value, aux, Color factor,
-# Sharpness factor, theta x 6, pad x 3, interpolation code (-1: none)]
-FIXED_ROW = 15
-
-
-def fixed_form_plan(randaug: Optional[np.ndarray],
-                    erase: Optional[np.ndarray], h: int, w: int):
-    """``(table, erase, form)``: the slots' per-image parameters
-    ``(num_slots, N, FIXED_ROW)`` (float64), the erasing rows (or None),
-    and the batch's form: per slot, the pixel-wise ops, Color, Sharpness
-    and the interpolations it holds; the erasing modes."""
-    slots = [] if randaug is None else range(randaug.shape[1])
-    n = len(randaug) if randaug is not None else len(erase)
-    table = np.zeros((len(slots), n, FIXED_ROW))
-    form = []
-    for slot in slots:
-        rows, t = randaug[:, slot], table[slot]
-        code = np.where(rows[:, 1] > 0, rows[:, 0], -1).astype(int)
-        value, aux = rows[:, 2], rows[:, 3]
-        t[:, 0] = code
-        t[:, 1:5] = 1.  # benign values for the images of other ops
-        t[:, 5:11] = [1., 0., 0., 0., 1., 0.]  # the identity warp
-        t[:, 14] = -1
-        names = {RANDAUG_OPS[c] for c in np.unique(code[code >= 0])}
-        for name in names & {'Brightness', 'Contrast'}:
-            sel = code == OP_CODE[name]
-            t[sel, 1] = value[sel]
-        sel = code == OP_CODE['Posterize']
-        t[sel, 1] = 2.**(8 - value[sel])
-        sel = code == OP_CODE['Solarize']
-        t[sel, 1] = np.ceil(value[sel])
-        sel = code == OP_CODE['SolarizeAdd']
-        t[sel, 1], t[sel, 2] = np.floor(value[sel]), np.ceil(aux[sel])
-        t[code == OP_CODE['ColorTransform'], 3] = value[
-            code == OP_CODE['ColorTransform']]
-        t[code == OP_CODE['Sharpness'], 4] = value[
-            code == OP_CODE['Sharpness']]
-        geo = np.isin(code, [OP_CODE[g] for g in GEOMETRIC_OPS])
-        if geo.any():
-            t[geo, 5:11] = warp_thetas(rows[geo], h, w).reshape(-1, 6)
-            t[geo, 11:14] = rows[geo, 5:8]
-            t[geo, 14] = rows[geo, 4]
-        form.append((tuple(op for op in LUT_OPS if op in names),
-                     'ColorTransform' in names, 'Sharpness' in names,
-                     tuple(INTERPOLATIONS[int(i)]
-                           for i in np.unique(t[geo, 14]))))
-    modes = ()
-    if erase is not None:
-        erased = erase[:, 0] > 0
-        modes = tuple(ERASE_MODES[int(m)] for m in np.unique(erase[erased,
-                                                                   5]))
-    return table, erase, (tuple(form), modes)
-
-
-def _lookup(x, code, t, t32, ops):
-    """The slot's pixel-wise ops, as one lookup table per image and
-    channel: each op applied to the 256 levels."""
-    n, c, h, w = x.shape
-    levels = torch.arange(256, device=x.device, dtype=x.dtype)
-    levels = levels.expand(n, c, 1, 256)
-    lut = levels
-    if 'Equalize' in ops or 'AutoContrast' in ops:
-        hist = channel_histograms(x)
-    for op in ops:
-        if op == 'Equalize':
-            out = equalize_lut(hist).view(n, c, 1, 256).to(x.dtype)
-        elif op == 'AutoContrast':
-            present = torch.where(hist > 0, levels.reshape(n * c, 256), -1.)
-            high = present.amax(1).view(n, c, 1, 1)
-            low = torch.where(hist > 0, present, 256.).amin(1).view(
-                n, c, 1, 1)
-            out = auto_contrast(levels, low, high)
-        elif op == 'Invert':
-            out = invert(levels)
-        elif op in ('Posterize', 'Solarize'):
-            out = {'Posterize': posterize,
-                   'Solarize': solarize}[op](levels, t32[:, 1])
-        elif op == 'SolarizeAdd':
-            out = solarize_add(levels, t32[:, 1], t32[:, 2])
-        elif op == 'Brightness':
-            out = brightness(levels, t[:, 1])
-        else:  # Contrast, with the image's grey mean
-            out = contrast(levels, t[:, 1], gray_mean(x))
-        lut = torch.where(_per_image(code == OP_CODE[op]), out, lut)
-    index = x.reshape(n, c, 1, h * w).long()
-    return lut.gather(3, index).view(n, c, h, w)
-
-
-def augment_fixed(inputs: torch.Tensor, table: torch.Tensor,
-                  erase_rows: Optional[torch.Tensor],
-                  form: tuple) -> torch.Tensor:
-    """:func:`augment_batch`'s result by one fixed sequence of ops over the
-    whole batch (the parameters from :func:`fixed_form_plan`, on the
-    device): the same ops and values for each image."""
-    x = inputs.float()
-    slots, modes = form
-    for slot, (ops, has_color, has_sharpness, interps) in enumerate(slots):
-        t = table[slot]
-        t32 = t.float()
-        if ops:
-            x = _lookup(x, t[:, 0], t, t32, ops)
-        if has_color:  # factor 1: x exactly
-            x = color(x, t[:, 3])
-        if has_sharpness:
-            x = sharpness(x, t[:, 4])
-        for interp in interps:
-            sel = t[:, 14] == INTERPOLATIONS.index(interp)
-            warped = warp(x, t32[:, 5:11].view(-1, 2, 3), t32[:, 11:14],
-                          interp)
-            x = torch.where(_per_image(sel), warped, x)
-    if modes:
-        e = erase_rows.float()
-        for mode in modes:
-            sel = (e[:, 0] > 0) & (e[:, 5] == ERASE_MODES.index(mode))
-            box = e[:, 1:5] * sel[:, None]  # an empty box: left alone
-            x = erase(x, box, e[:, 6:9], e[:, 9:12], mode)
-    return x.to(inputs.dtype)
-
-
-class GraphedAugment:
-    """:func:`augment_batch` on CUDA as a replayed CUDA graph of
-    :func:`augment_fixed` (the same images; RandomErasing's noise is drawn
-    for the whole batch, so other numbers of the same distribution), one
-    graph per batch form (shape, the op families and erasing modes it
-    holds: a training run of 128-image batches has one), at most
-    ``max_graphs``; other forms run :func:`augment_batch`. Each replay
-    issues one launch and two copies; the grouped ops cost the host a few
-    hundred launches. The graphs keep their memory between replays (one
-    pool, about the largest's intermediates)."""
-
-    def __init__(self, max_graphs: int = 4):
-        self.max_graphs = max_graphs
-        self.graphs = {}
-        self.pool = None
-        self.replays = 0
-
-    def __deepcopy__(self, memo):  # graphs are not copied (an EMA model)
-        return GraphedAugment(self.max_graphs)
-
-    def __call__(self, inputs: torch.Tensor, randaug: Optional[np.ndarray],
-                 erase: Optional[np.ndarray]) -> torch.Tensor:
-        if (not inputs.is_cuda or torch.cuda.is_current_stream_capturing()
-                or (randaug is None and erase is None)):
-            return augment_batch(inputs, randaug, erase)
-        _check(inputs, randaug, erase)
-        _, _, h, w = inputs.shape
-        table, erase_rows, form = fixed_form_plan(randaug, erase, h, w)
-        key = (tuple(inputs.shape), inputs.dtype, inputs.device, form)
-        graph = self.graphs.get(key)
-        if graph is None:
-            if len(self.graphs) >= self.max_graphs:
-                return augment_batch(inputs, randaug, erase)
-            graph = self.graphs[key] = self._capture(inputs, table,
-                                                     erase_rows, form)
-        static_in, static_table, static_erase, out, cuda_graph = graph
-        static_in.copy_(inputs)
-        _copy_from_host(static_table, table)
-        if static_erase is not None:
-            _copy_from_host(static_erase, erase_rows)
-        cuda_graph.replay()
-        self.replays += 1
-        return out.clone()
-
-    def _capture(self, inputs, table, erase_rows, form):
-        static_in = inputs.clone()
-        static_table = torch.from_numpy(table).to(inputs.device)
-        static_erase = (None if erase_rows is None else torch.from_numpy(
-            np.ascontiguousarray(erase_rows, np.float64)).to(inputs.device))
-        if self.pool is None:
-            self.pool = torch.cuda.graph_pool_handle()
-        # a warm-up run (cuDNN's choice of convolution, lazy
-        # initialisations) on a side stream, then the capture; the random
-        # generator's state is restored, so that capturing draws nothing
-        rng = torch.cuda.get_rng_state(inputs.device)
-        stream = torch.cuda.Stream(inputs.device)
-        stream.wait_stream(torch.cuda.current_stream(inputs.device))
-        with torch.cuda.stream(stream):
-            augment_fixed(static_in, static_table, static_erase, form)
-        torch.cuda.current_stream(inputs.device).wait_stream(stream)
-        cuda_graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(cuda_graph, pool=self.pool):
-            out = augment_fixed(static_in, static_table, static_erase, form)
-        torch.cuda.set_rng_state(rng, inputs.device)
-        return static_in, static_table, static_erase, out, cuda_graph
-
-
-def _copy_from_host(dst: torch.Tensor, array: np.ndarray) -> None:
-    """An asynchronous copy of a host array (through pinned memory)."""
-    src = torch.from_numpy(np.ascontiguousarray(array, np.float64))
-    dst.copy_(src.pin_memory(), non_blocking=True)

@@ -97,7 +97,6 @@ from mmengine.registry import FUNCTIONS, HOOKS, MODELS, init_default_scope
 from mmengine.runner import Runner
 
 from mmsmlp.datasets import CropBatch, make_imagenet
-from mmsmlp.models.gpu_augment import augment_batch
 from mmsmlp.models.gpu_crop import resize_crops
 from mmsmlp.models.utils.cuda_graph import GraphedTraining
 
@@ -423,11 +422,6 @@ def time_gpu_augment(cfg, args):
     result.update(_timed_calls('augment',
                                lambda: pre.augment(inputs, samples),
                                args.augment_iters))
-    if getattr(pre, 'graph_augment', False):  # and the grouped ops
-        pre._augment = augment_batch
-        result.update(_timed_calls('grouped',
-                                   lambda: pre.augment(inputs, samples),
-                                   args.augment_iters))
     return result
 
 
@@ -1512,11 +1506,8 @@ def main(argv=None):
             except ValueError as e:  # a peer without the GPU augmentation
                 print(f'[{name}] gpu-augment: not measured ({e})', flush=True)
             else:
-                for part, label in (
-                        ('resize', "the crops' resize"),
-                        ('augment', 'GPU augmentation'),
-                        ('grouped', 'GPU augmentation, grouped ops '
-                         '(graph_augment=False)')):
+                for part, label in (('resize', "the crops' resize"),
+                                    ('augment', 'GPU augmentation')):
                     if f'{part}_host_ms' in row:
                         print(f'[{name}] {label} of a batch of '
                               f'{row["augment_batch"]}: '
