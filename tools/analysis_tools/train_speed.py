@@ -429,8 +429,7 @@ def is_sync_warning(message) -> bool:
     """Whether a warning is torch.cuda's sync debug mode reporting a host
     synchronisation (c10's ``warn_or_error_on_sync``). Setting the mode
     warns that it is a prototype that "does not yet detect all synchronizing
-    operations": not a synchronisation (it was counted as one until
-    2026-12-05)."""
+    operations": not a synchronisation."""
     return 'called a synchronizing CUDA operation' in str(message)
 
 
