@@ -383,6 +383,19 @@ def test_preprocessor_equals_the_cpu_pipeline():
         assert torch.equal(a.gt_label, b.gt_label)
 
 
+def test_augmentation_ignores_the_training_steps_autocast():
+    """mmengine's BaseModel.train_step calls the data preprocessor inside
+    the optimizer wrapper's autocast: in bf16, Sharpness's convolution and
+    the warps' affine_grid would change the images (by up to 88 levels on
+    224x224 crops); the augmentation runs in float32 regardless."""
+    _, gpu = batches(dict(ERASING, erase_prob=0.5, fill_std=0.))
+    ours, _ = preprocessors()
+    want = ours(copy.deepcopy(gpu), True)['inputs']
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        got = ours(copy.deepcopy(gpu), True)['inputs']
+    assert torch.equal(got, want)
+
+
 def test_eval_and_batches_without_params_are_the_parents():
     _, gpu = batches(ERASING, n=4)
     ours, parent = preprocessors()

@@ -156,6 +156,15 @@ class GPUAugClsDataPreprocessor(BatchedClsDataPreprocessor):
     """
 
     def _prepare(self, data: dict, training: bool) -> dict:
+        # mmengine calls the data preprocessor inside the optimizer
+        # wrapper's autocast (BaseModel.train_step): the resize and the
+        # augmentation (its convolution, affine_grid's matrix product) run
+        # in float32, as on CPU, whatever the AMP dtype
+        with torch.autocast(self.device.type, enabled=False):
+            data = self._resize_and_augment(data, training)
+        return super()._prepare(data, training)
+
+    def _resize_and_augment(self, data: dict, training: bool) -> dict:
         samples = data.get('data_samples', None)
         if isinstance(data.get('inputs'), CropBatch):
             inputs = resize_crops(self.cast_data(data['inputs']))
@@ -186,7 +195,7 @@ class GPUAugClsDataPreprocessor(BatchedClsDataPreprocessor):
                     inputs = torch.stack(list(inputs))
                 inputs = self.augment(self.cast_data(inputs), samples)
                 data = {**data, 'inputs': inputs}
-        return super()._prepare(data, training)
+        return data
 
     def augment(self, inputs: torch.Tensor, samples: list) -> torch.Tensor:
         """The recorded RandAugment ops, then RandomErasing, on the uint8
