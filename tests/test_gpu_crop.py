@@ -470,10 +470,10 @@ def test_on_cuda_kernels_and_the_side_stream():
         k: v.cuda() for k, v in batch._asdict().items()
         if isinstance(v, torch.Tensor)})
     got = resize_crops(cuda).cpu().numpy()
-    # The one run on a GPU so far (an H100, 2026-12-05, before these
-    # reports) found the kernels' output unequal to Pillow's there: the
-    # kernels against their own arithmetic in numpy tells a kernel error
-    # from that machine's Pillow computing otherwise than 13.0 does.
+    # the kernels against their own arithmetic in numpy, then that against
+    # the machine's Pillow: a kernel error apart from the tables modelling
+    # another Pillow than the installed one (as 12.3 before width_first
+    # followed the version)
     formula = resize_formula(batch)
     assert differing_crops(got, formula) == [], (
         'the compiled kernels differ from their arithmetic (index, pixels, '

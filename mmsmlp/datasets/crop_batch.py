@@ -107,6 +107,13 @@ def pillow_coefficients(in_sizes: Sequence[int], out_sizes: Sequence[int],
     return bounds, weights
 
 
+def _version(text: str) -> tuple:
+    return tuple(map(int, re.match(r'(\d+)\.(\d+)', text).groups()))
+
+
+PILLOW_VERSION = _version(PIL.__version__)  # the installed one, once
+
+
 def width_first(height: np.ndarray, width: np.ndarray, out_h: int,
                 out_w: int, pillow: Optional[str] = None) -> np.ndarray:
     """Whether Pillow (``pillow``, a version; by default the installed one)
@@ -114,8 +121,7 @@ def width_first(height: np.ndarray, width: np.ndarray, out_h: int,
     unless the height shrinks by more than twice the width's pixels; 12.2
     and 12.3 (``Image.resize``): unless the image is over 100 times taller
     than wide and its height shrinks; earlier (read in 12.1.1): always."""
-    version = tuple(map(int, re.match(r'(\d+)\.(\d+)',
-                                      pillow or PIL.__version__).groups()))
+    version = PILLOW_VERSION if pillow is None else _version(pillow)
     dh = height - out_h
     if version >= (13, 0):
         return ~((dh > 0) & (dh > (width - out_w) * 2))
