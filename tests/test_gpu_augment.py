@@ -20,7 +20,11 @@ from mmpretrain.registry import MODELS, TRANSFORMS
 
 from mmsmlp.datasets import make_imagenet
 from mmsmlp.datasets.transforms import RandAugmentParams, RandomErasingParams
-from mmsmlp.models.gpu_augment import augment_batch
+from mmsmlp.datasets.transforms.gpu_augment import ERASE_MODES, INTERPOLATIONS
+from mmsmlp.models.gpu_augment import (GraphedAugment, _apply_groups,
+                                       _group_id, _plan, augment_batch,
+                                       draw_group_noise, group_layout,
+                                       noise_buffers, padded_plan)
 from .conftest import (REPO_ROOT, run_tool, tiny_imagenet_options,
                        upstream_randaug_policies)
 
@@ -316,6 +320,125 @@ def test_erasing_on_the_device():
     assert np.array_equal(out, up)
 
 
+def mixed_batch(n=96, h=64, w=96):
+    """Images and rows holding every op in both slots, Rotate/Shear/
+    Translate in two interpolations, and erasing in all three modes."""
+    imgs = [photo(s, h, w) for s in range(n)]
+    randaug = RandAugmentParams(**RANDAUG)
+    erasing = [RandomErasingParams(**dict(ERASING, erase_prob=0.5)),
+               RandomErasingParams(erase_prob=0.5, mode='const',
+                                   fill_color=[10, 20, 30]),
+               RandomErasingParams(erase_prob=0.5, mode='rand',
+                                   fill_std=None)]
+    rows, erase_rows = [], []
+    for i, img in enumerate(imgs):
+        np.random.seed(i)
+        rows.append(randaug(dict(img=img))['randaug_params'])
+        erase_rows.append(erasing[i % 3](dict(img=img))['erase_params'])
+    rows, erase_rows = np.stack(rows), np.stack(erase_rows)
+    geometric = np.isin(rows[..., 0], [3, 11, 12, 13, 14]) & (rows[..., 1] > 0)
+    for i, slot in np.argwhere(geometric)[::7]:
+        rows[i, slot, 4] = INTERPOLATIONS.index('bilinear')
+    return to_batch(imgs), rows, erase_rows
+
+
+def assert_same_images(got, want):
+    diff = (got.int() - want.int()).abs()
+    images = sorted({int(i) for i in diff.nonzero()[:, 0]})
+    assert diff.max() == 0, (f'{int((diff > 0).sum())} pixels of images '
+                             f'{images} differ, by up to {int(diff.max())}')
+
+
+def test_padded_groups_equal_the_grouped_ops():
+    """GraphedAugment's form of the groups (fixed capacities, indices padded
+    with scratch images, a group the batch does not hold, the erasing
+    noise drawn beforehand into buffers), run eagerly: augment_batch's
+    images, and the generator advanced alike."""
+    x, rows, erase_rows = mixed_batch()
+    n, c, h, w = x.shape
+    plan = _plan(rows, erase_rows, h, w)
+    capacity = {_group_id(plan, i): group[2] + 3
+                for i, group in enumerate(plan.groups)}
+    ops = {op for _, op, _ in capacity}
+    assert {'warp', 'erase', 'Equalize', 'Sharpness'} <= ops
+    assert len({slot for slot, _, _ in capacity}) == 3  # 2 slots, erasing
+    assert {dict(k)['mode'] for _, op, k in capacity if op == 'erase'} == set(
+        ERASE_MODES)
+    capacity[(1, 'warp', (('mode', 'nearest'), ))] = 4  # not in the batch
+    layout, num_ints, num_floats, scratch = group_layout(capacity)
+    ints, floats = padded_plan(plan, layout, n)
+    assert len(ints) == num_ints and len(floats) == num_floats
+    assert ints.max() == n + scratch - 1
+    noise = noise_buffers(layout, (c, h, w), 'cpu')
+    assert sorted(mode for mode, _ in noise.values()) == ['normal', 'uniform']
+    x_ext = torch.cat([x.float(), torch.zeros(scratch, *x.shape[1:])])
+    for seed in range(2):  # as replays: the scratch images kept between them
+        torch.manual_seed(seed)
+        want = augment_batch(x, rows, erase_rows)
+        after = torch.get_rng_state()
+        assert not torch.equal(want, x)
+        torch.manual_seed(seed)
+        x_ext[:n] = x
+        draw_group_noise(plan, noise)
+        _apply_groups(x_ext, torch.from_numpy(ints),
+                      torch.from_numpy(floats),
+                      [group for _, group in layout])
+        assert_same_images(x_ext[:n].to(torch.uint8), want)
+        assert torch.equal(torch.get_rng_state(), after)
+        assert x_ext.isfinite().all()
+    # the noise differs between the seeds
+    torch.manual_seed(2)
+    assert not torch.equal(augment_batch(x, rows, erase_rows), want)
+
+
+def test_graphed_augment_off_cuda_is_the_grouped_ops():
+    x, rows, erase_rows = mixed_batch(n=8)
+    graphed = GraphedAugment()
+    torch.manual_seed(0)
+    got = graphed(x, rows, erase_rows)
+    torch.manual_seed(0)
+    assert torch.equal(got, augment_batch(x, rows, erase_rows))
+    assert graphed.graph is None
+    with pytest.raises(ValueError, match='erase_params'):
+        graphed(x, rows, erase_rows[:3])
+    # an EMA's deep copy of the model gets no graph
+    assert copy.deepcopy(graphed).capacity == {}
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
+def test_graphed_augment_on_cuda():
+    """Replays give the grouped ops' images, the erasing noise included,
+    and advance the generator as they do; a batch with a larger group
+    captures again."""
+    x, rows, erase_rows = mixed_batch()
+    x = x.cuda()
+    graphed = GraphedAugment()
+
+    def both(inputs, randaug, seed):
+        torch.manual_seed(seed)
+        want = augment_batch(inputs, randaug, erase_rows)
+        after = torch.cuda.get_rng_state()
+        torch.manual_seed(seed)
+        got = graphed(inputs, randaug, erase_rows)
+        assert torch.equal(torch.cuda.get_rng_state(), after)
+        assert_same_images(got, want)
+        return got
+
+    first = both(x, rows, 0)  # captured and replayed
+    assert torch.equal(both(x, rows, 0), first)  # replayed
+    assert graphed.captures == 1 and graphed.replays == 2
+    assert not torch.equal(both(x, rows, 1), first)  # other noise
+    # another batch of the same groups: a replay
+    both(x.flip(3).contiguous(), rows, 2)
+    assert graphed.captures == 1
+    # every image Inverted in slot 0: over the capacity, captured again
+    more = rows.copy()
+    more[:, 0, :2] = [2, 1]  # Invert, applied
+    both(x, more, 3)
+    assert graphed.captures == 2
+    assert torch.equal(both(x, rows, 0), first)
+
+
 # ---- the pipeline and the preprocessor end to end -----------------------
 
 def cpu_and_gpu_pipelines(erasing):
@@ -473,7 +596,8 @@ def test_gpuaug_config_trains_through_the_runner(tmp_path):
                    '--cfg-options', *tiny_imagenet_options(root))
     assert osp.isfile(osp.join(work_dir, 'epoch_1.pth'))
     assert 'Epoch(train)' in log and 'loss:' in log
-    assert re.search(r'Epoch\(val\) \[1\]\[1/1\]\s+accuracy/top1: ', log), log[-2000:]
+    assert re.search(r'Epoch\(val\) \[1\]\[1/1\]\s+accuracy/top1: ',
+                     log), log[-2000:]
 
 
 def test_train_speed_times_the_cpu_part_and_the_gpu_augmentation(tmp_path):

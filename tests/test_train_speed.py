@@ -575,6 +575,54 @@ def test_train_speed_summary_of_validation_times():
     assert out['val'] == pytest.approx(4 * 8 / 1.7)
 
 
+def test_train_speed_summary_counts_full_collections_in_training():
+    """Full garbage collections (IterTimestampHook's ``gc`` record) that
+    start within the timed training iterations are counted, with their
+    time, and the slowest iteration is reported."""
+    from types import SimpleNamespace
+    tool = train_speed_tool()
+    args = SimpleNamespace(warmup_iters=2, restart_iters=0, val_skip=1,
+                           workers=2)
+    ends = [0.1 * i for i in range(1, 11)]
+    ends[6] += 0.5  # iteration 6 stalled by a collection
+    ends[7:] = [t + 0.5 for t in ends[7:]]
+    train = [(0, i, t - 0.09, t) for i, t in enumerate(ends)]
+    gc_spans = [(0.05, 0.06, 10),  # before the timed iterations
+                (0.62, 1.1, 0), (1.2, 1.25, 3)]
+    out = tool.summarize(dict(train=train, val=[], gc=gc_spans), 8, 4, args)
+    assert out['gc_full'] == 2
+    assert out['gc_full_s'] == pytest.approx(0.53)
+    assert out['slowest_iter_s'] == pytest.approx(0.6)
+    # records written before the tool tracked collections
+    assert tool.summarize(dict(train=train, val=[]), 8, 4,
+                          args)['gc_full'] == 0
+
+
+def test_gc_freeze_hook_freezes_for_the_loop_only():
+    import gc
+
+    from mmsmlp.engine.hooks import GCFreezeHook
+    assert gc.get_freeze_count() == 0
+    built = [object() for _ in range(10)]  # a list: the collector tracks it
+    hook = GCFreezeHook()
+    hook.before_train(None)
+    frozen = gc.get_freeze_count()
+    assert frozen > 1000 and gc.get_count()[2] == 0
+    assert gc.is_tracked(built)
+    assert all(o is not built for o in gc.get_objects(2))
+    hook.before_test(None)  # once per run
+    assert gc.get_freeze_count() == frozen
+    hook.after_run(None)
+    assert gc.get_freeze_count() == 0
+    off = GCFreezeHook(enabled=False)
+    off.before_train(None)
+    assert gc.get_freeze_count() == 0
+    off.after_run(None)
+    cfg = Config.fromfile(
+        osp.join(REPO_ROOT, 'configs/smlpnet/smlpnet-t_8xb128_in1k.py'))
+    assert 'GCFreezeHook' in [h.type for h in cfg.custom_hooks]
+
+
 def test_sync_count_is_not_the_modes_own_notice():
     """Setting torch.cuda's sync debug mode warns that the mode is a
     prototype (torch/csrc/cuda/Module.cpp, the text below): the one host

@@ -204,6 +204,10 @@ custom_hooks = [
     # weights and batches in channels_last memory on CUDA, the layout
     # sMLPNet's blocks compute in (the same values; docs/benchmarks.md)
     dict(type='ChannelsLastHook'),
+    # the objects built before the loop kept out of Python's full garbage
+    # collections (gc.freeze), each of which stalled an iteration for about
+    # half a second (docs/benchmarks.md)
+    dict(type='GCFreezeHook'),
 ]
 
 # Checkpoints written atomically (a kill while saving leaves the previous

@@ -10,6 +10,7 @@ from mmpretrain.registry import MODELS
 from mmpretrain.structures import DataSample
 
 from mmsmlp.datasets.crop_batch import CropBatch, pending_crop_batch
+from .gpu_augment import GraphedAugment, augment_batch
 from .gpu_crop import resize_crops
 
 
@@ -150,10 +151,21 @@ class GPUAugClsDataPreprocessor(BatchedClsDataPreprocessor):
     ``RandomFlip``), as are samples with a pending resize collated
     otherwise (mmpretrain's inferencers use ``default_collate``).
 
+    ``graph_augment`` (default True): on CUDA, the augmentation's groups
+    replay as a CUDA graph at fixed capacities
+    (:class:`~mmsmlp.models.gpu_augment.GraphedAugment`: the same images;
+    grouped, the ops cost the host a few hundred kernel launches per
+    batch, a replay one). False: the grouped ops, as on CPU.
+
     Batches without the parameters (validation, testing, other pipelines)
     and ``training=False`` are the parent's, unchanged. Normalisation, RGB
     order, one-hot labels and Mixup/CutMix are the parent's.
     """
+
+    def __init__(self, *args, graph_augment: bool = True, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.graph_augment = graph_augment
+        self._augment = GraphedAugment() if graph_augment else augment_batch
 
     def _prepare(self, data: dict, training: bool) -> dict:
         # mmengine calls the data preprocessor inside the optimizer
@@ -200,10 +212,9 @@ class GPUAugClsDataPreprocessor(BatchedClsDataPreprocessor):
     def augment(self, inputs: torch.Tensor, samples: list) -> torch.Tensor:
         """The recorded RandAugment ops, then RandomErasing, on the uint8
         ``(N, C, H, W)`` batch ``inputs``; returns a uint8 batch."""
-        from .gpu_augment import augment_batch
         randaug = erase = None
         if 'randaug_params' in samples[0]:
             randaug = np.stack([s.randaug_params for s in samples])
         if 'erase_params' in samples[0]:
             erase = np.stack([s.erase_params for s in samples])
-        return augment_batch(inputs, randaug, erase)
+        return self._augment(inputs, randaug, erase)

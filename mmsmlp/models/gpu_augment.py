@@ -173,13 +173,18 @@ def warp(x: torch.Tensor, theta: torch.Tensor, pad: torch.Tensor,
     return _round(out + pad)
 
 
-def erase(x: torch.Tensor, box: torch.Tensor, fill: torch.Tensor,
-          std: torch.Tensor, mode: str) -> torch.Tensor:
+def erase(x: torch.Tensor,
+          box: torch.Tensor,
+          fill: torch.Tensor,
+          std: torch.Tensor,
+          mode: str,
+          noise: Optional[torch.Tensor] = None) -> torch.Tensor:
     """mmpretrain's ``RandomErasing`` fill of the ``(N, 4)`` boxes (top,
     left, height, width): with ``mode`` 'const' the ``(N, C)`` ``fill``
     (already uint8 values); 'uniform', uniform integers in 0-255; 'normal',
     ``N(fill, std)`` per pixel, truncated to integers and clipped to 0-255.
-    The noise is drawn from torch's generator of the images' device."""
+    The noise (:func:`draw_noise`) is drawn from torch's generator of the
+    images' device, or given as ``noise`` (``x``'s shape; not modified)."""
     n, c, h, w = x.shape
     rows = torch.arange(h, device=x.device).view(1, h, 1)
     cols = torch.arange(w, device=x.device).view(1, 1, w)
@@ -189,15 +194,29 @@ def erase(x: torch.Tensor, box: torch.Tensor, fill: torch.Tensor,
     fill = fill.view(n, c, 1, 1)
     if mode == 'const':
         value = fill
-    elif mode == 'uniform':  # np.random.uniform(0, 256).astype(uint8)
-        value = torch.rand_like(x).mul_(256.).floor_().clamp_(max=255.)
-    elif mode == 'normal':  # np.clip(normal().astype(int32), 0, 255)
-        value = torch.randn_like(x).mul_(std.view(n, c, 1, 1)).add_(fill)
-        value = value.trunc_().clamp_(0, 255)
+    elif mode in RANDOM_FILLS:
+        if noise is None:
+            noise = draw_noise(torch.empty_like(x), mode)
+        if mode == 'uniform':  # np.random.uniform(0, 256).astype(uint8)
+            value = noise.mul(256.).floor_().clamp_(max=255.)
+        else:  # np.clip(normal().astype(int32), 0, 255)
+            value = noise.mul(std.view(n, c, 1, 1)).add_(fill)
+            value = value.trunc_().clamp_(0, 255)
     else:
         raise ValueError(f'erase: mode must be "const", "uniform" or '
                          f'"normal", got {mode!r}')
     return torch.where(inside, value, x)
+
+
+# the erasing modes that draw noise
+RANDOM_FILLS = ('uniform', 'normal')
+
+
+def draw_noise(out: torch.Tensor, mode: str) -> torch.Tensor:
+    """``out`` filled with :func:`erase`'s noise for ``mode``: uniform in
+    [0, 1) or standard normal (the draws of ``torch.rand_like`` and
+    ``torch.randn_like``)."""
+    return out.uniform_() if mode == 'uniform' else out.normal_()
 
 
 def _forward_matrices(rows: np.ndarray, h: int, w: int) -> np.ndarray:
@@ -240,10 +259,13 @@ class _Plan:
 
     def __init__(self):
         self.groups, self.ints, self.floats = [], [], []
+        self.slots = []  # each group's RandAugment slot (the erasing: inf)
+        self.slot = 0
         self.num_ints = self.num_floats = 0
 
     def add(self, op, idx, values=None, **kwargs):
         values = np.zeros((len(idx), 0)) if values is None else values
+        self.slots.append(self.slot)
         self.groups.append((op, self.num_ints, len(idx), self.num_floats,
                             values.shape[1:], kwargs))
         self.ints.append(idx)
@@ -265,6 +287,7 @@ def _plan(randaug, erase, h, w) -> _Plan:
     plan = _Plan()
     geometric = [OP_CODE[name] for name in GEOMETRIC_OPS]
     for slot in range(0 if randaug is None else randaug.shape[1]):
+        plan.slot = slot
         rows = randaug[:, slot]
         codes = rows[:, 0].astype(int)
         applied = rows[:, 1] > 0
@@ -293,6 +316,7 @@ def _plan(randaug, erase, h, w) -> _Plan:
                 values = values[:, None]
             plan.add(name, idx, values)
     if erase is not None:
+        plan.slot = float('inf')
         erased = erase[:, 0] > 0
         for code, mode in enumerate(ERASE_MODES):
             idx = np.flatnonzero(erased & (erase[:, 5] == code))
@@ -324,17 +348,11 @@ def _run(op: str, x: torch.Tensor, v64: torch.Tensor, v: torch.Tensor,
     return blends[op](x, v64[:, 0])
 
 
-def augment_batch(inputs: torch.Tensor, randaug: Optional[np.ndarray],
-                  erase: Optional[np.ndarray]) -> torch.Tensor:
-    """Apply recorded RandAugment rows ``(N, num_policies, 8)`` (slot by
-    slot) and RandomErasing rows ``(N, 12)`` (see
-    :mod:`mmsmlp.datasets.transforms.gpu_augment`) to the uint8 batch
-    ``inputs`` ``(N, C, H, W)``; either may be None. Returns a uint8 batch.
-    """
+def _check(inputs, randaug, erase) -> None:
     if inputs.dim() != 4 or inputs.shape[1] != 3:
         raise ValueError('augment_batch: inputs must be (N, 3, H, W) images, '
                          f'got shape {tuple(inputs.shape)}')
-    n, _, h, w = inputs.shape
+    n = inputs.shape[0]
     for name, rows, width in (('randaug_params', randaug, RANDAUG_ROW),
                               ('erase_params', erase, ERASE_ROW)):
         if rows is not None and (rows.shape[0] != n
@@ -342,16 +360,205 @@ def augment_batch(inputs: torch.Tensor, randaug: Optional[np.ndarray],
             raise ValueError(f'augment_batch: {name} must have {width} '
                              f'columns and one row set per image, got '
                              f'shape {rows.shape} for {n} images')
+
+
+def augment_batch(inputs: torch.Tensor, randaug: Optional[np.ndarray],
+                  erase: Optional[np.ndarray]) -> torch.Tensor:
+    """Apply recorded RandAugment rows ``(N, num_policies, 8)`` (slot by
+    slot) and RandomErasing rows ``(N, 12)`` (see
+    :mod:`mmsmlp.datasets.transforms.gpu_augment`) to the uint8 batch
+    ``inputs`` ``(N, C, H, W)``; either may be None. Returns a uint8 batch.
+    """
+    _check(inputs, randaug, erase)
+    _, _, h, w = inputs.shape
     plan = _plan(randaug, erase, h, w)
     if not plan.groups:
         return inputs
     ints, floats = plan.to(inputs.device)
-    floats32 = floats.float()
     x = inputs.float()
-    for op, i0, k, f0, shape, kwargs in plan.groups:
+    _apply_groups(x, ints, floats, plan.groups)
+    return x.to(inputs.dtype)
+
+
+def _apply_groups(x, ints, floats, groups) -> None:
+    """Each group's op on its images of ``x`` (in place)."""
+    floats32 = floats.float()
+    for op, i0, k, f0, shape, kwargs in groups:
         idx = ints[i0:i0 + k]
         f1 = f0 + k * int(np.prod(shape))
         out = _run(op, x.index_select(0, idx), floats[f0:f1].view(k, *shape),
                    floats32[f0:f1].view(k, *shape), **kwargs)
         x.index_copy_(0, idx, out.to(x.dtype))
-    return x.to(inputs.dtype)
+
+
+# --- the grouped ops as a CUDA graph ---------------------------------------
+# augment_batch issues about 300 small kernels a batch, and the host
+# issuing them bounds it (6-10 ms of host time on an H100, the kernels
+# themselves about 2.4 ms). A graph needs fixed shapes, so each group (a
+# slot's op, the erasing's mode) gets a fixed capacity, its image indices
+# padded with scratch images after the batch's: the same ops on the same
+# images, plus some on scratch images nobody reads. (One graph over the
+# whole batch, every image through every op as the identity where it drew
+# another, took 11 ms of device time on an H100: slower end to end.)
+
+
+def _group_id(plan: _Plan, i: int) -> tuple:
+    op, _, _, _, _, kwargs = plan.groups[i]
+    return (plan.slots[i], op, tuple(sorted(kwargs.items())))
+
+
+class GraphedAugment:
+    """:func:`augment_batch` on CUDA, replayed as a CUDA graph of its
+    groups at fixed capacities: the same images, RandomErasing's noise
+    included (drawn before each replay as augment_batch draws it, into the
+    first rows of each group's noise buffer; the graph itself draws
+    nothing, so the generator advances as with augment_batch, and a resumed
+    run repeats an unbroken one). A capacity is twice the group's first
+    count plus 8 (rounded up to 8, at most the batch); a batch with a group
+    over its capacity, or a group not seen before, captures again with the
+    capacities grown (a few times early in a run: an op a batch happened
+    not to draw), as does a batch of another shape. One graph is kept. CPU
+    tensors run :func:`augment_batch`."""
+
+    def __init__(self):
+        self.capacity = {}  # group id: capacity
+        self.graph = None
+        self.captures = 0
+        self.replays = 0
+
+    def __deepcopy__(self, memo):  # graphs are not copied (an EMA model)
+        return GraphedAugment()
+
+    def __call__(self, inputs: torch.Tensor, randaug: Optional[np.ndarray],
+                 erase: Optional[np.ndarray]) -> torch.Tensor:
+        if not inputs.is_cuda or torch.cuda.is_current_stream_capturing():
+            return augment_batch(inputs, randaug, erase)
+        _check(inputs, randaug, erase)
+        _, _, h, w = inputs.shape
+        plan = _plan(randaug, erase, h, w)
+        if not plan.groups:
+            return inputs
+        counts = {_group_id(plan, i): g[2] for i, g in enumerate(plan.groups)}
+        key = (tuple(inputs.shape), inputs.dtype, inputs.device)
+        if (self.graph is None or self.graph['key'] != key or any(
+                k > self.capacity.get(gid, -1) for gid, k in counts.items())):
+            n = inputs.shape[0]
+            for gid, k in counts.items():
+                grown = min(n, -(-(2 * k + 8) // 8) * 8)
+                self.capacity[gid] = max(self.capacity.get(gid, 0), grown)
+            self._capture(inputs, key, plan)
+        graph = self.graph
+        ints, floats = padded_plan(plan, graph['layout'], inputs.shape[0])
+        graph['x'][:inputs.shape[0]].copy_(inputs)
+        _copy_from_host(graph['ints'], ints)
+        _copy_from_host(graph['floats'], floats)
+        draw_group_noise(plan, graph['noise'])
+        graph['graph'].replay()
+        self.replays += 1
+        return graph['out'].clone()
+
+    def _capture(self, inputs: torch.Tensor, key: tuple,
+                 plan: _Plan) -> None:
+        if self.graph is not None:  # its last replay done, its memory back
+            torch.cuda.current_stream(inputs.device).synchronize()
+            self.graph = None
+        n, c, h, w = inputs.shape
+        device = inputs.device
+        layout, num_ints, num_floats, scratch = group_layout(self.capacity)
+        x = torch.zeros(n + scratch, c, h, w, device=device)
+        ints = torch.zeros(num_ints, dtype=torch.long, device=device)
+        floats = torch.zeros(num_floats, dtype=torch.float64, device=device)
+        noise = noise_buffers(layout, (c, h, w), device)
+        groups = [group for _, group in layout]
+        x[:n].copy_(inputs)
+        plan_ints, plan_floats = padded_plan(plan, layout, n)
+        ints.copy_(torch.from_numpy(plan_ints))
+        floats.copy_(torch.from_numpy(plan_floats))
+        # a warm-up (cuDNN's choice of convolution, lazy initialisations)
+        # on a side stream, then the capture
+        stream = torch.cuda.Stream(device)
+        stream.wait_stream(torch.cuda.current_stream(device))
+        with torch.cuda.stream(stream):
+            _apply_groups(x.clone(), ints, floats, groups)
+        torch.cuda.current_stream(device).wait_stream(stream)
+        cuda_graph = torch.cuda.CUDAGraph()
+        # thread_local: the loader's pin-memory thread may call CUDA
+        with torch.cuda.graph(cuda_graph, capture_error_mode='thread_local'):
+            _apply_groups(x, ints, floats, groups)
+            out = x[:n].to(inputs.dtype)
+        self.graph = dict(key=key, layout=layout, x=x, ints=ints,
+                          floats=floats, noise=noise, out=out,
+                          graph=cuda_graph)
+        self.captures += 1
+
+
+# the padding value of each group's op (0 for the others)
+_PAD = dict(Posterize=1.)
+# the float64 values per image of each group's op (_plan's order)
+_VALUES = dict(warp=9, erase=10, Posterize=1, Solarize=1, SolarizeAdd=2,
+               ColorTransform=1, Contrast=1, Brightness=1, Sharpness=1)
+
+
+def group_layout(capacity: dict):
+    """The graph's groups at their capacities, in the order augment_batch
+    applies them (by slot; within one, any order: its groups are disjoint):
+    ``[(group id, (op, index offset, capacity, value offset, value shape,
+    kwargs))]``, the numbers of indices and values, the scratch images
+    needed."""
+    layout, i0, f0 = [], 0, 0
+    for gid in sorted(capacity):
+        _, op, kwargs = gid
+        cap, width = capacity[gid], _VALUES.get(op, 0)
+        layout.append((gid, (op, i0, cap, f0, (width, ), dict(kwargs))))
+        i0, f0 = i0 + cap, f0 + cap * width
+    return layout, i0, f0, max(capacity.values())
+
+
+def padded_plan(plan: _Plan, layout: list, n: int):
+    """The plan's indices and values laid out at the graph's capacities:
+    padding indices n, n + 1, ... (scratch images), padding values 0."""
+    by_id = {_group_id(plan, i): i for i in range(len(plan.groups))}
+    counts = {gid: plan.groups[i][2] for gid, i in by_id.items()}
+    plan_ints, plan_floats = np.concatenate(plan.ints), np.concatenate(
+        plan.floats)
+    ints, floats = [], []
+    for gid, (op, _, cap, _, (width, ), _) in layout:
+        i = by_id.get(gid)
+        k = counts.get(gid, 0)
+        idx = np.arange(n, n + cap)
+        # neutral values for the scratch images: no NaN (Posterize's step 0
+        # would give one, and a NaN level breaks a later Equalize's table)
+        values = np.full((cap, width), _PAD.get(op, 0.))
+        if i is not None:
+            _, i0, _, f0, shape, _ = plan.groups[i]
+            idx[:k] = plan_ints[i0:i0 + k]
+            values[:k] = plan_floats[f0:f0 + k * width].reshape(k, width)
+        ints.append(idx)
+        floats.append(values.reshape(-1))
+    return np.concatenate(ints), np.concatenate(floats)
+
+
+def noise_buffers(layout: list, image_shape: tuple, device) -> dict:
+    """A zeroed noise buffer of each erasing group's capacity whose mode
+    draws noise, put in the group's arguments (``noise``): ``{group id:
+    (mode, buffer)}``."""
+    buffers = {}
+    for gid, (op, _, cap, _, _, kwargs) in layout:
+        if op == 'erase' and kwargs['mode'] in RANDOM_FILLS:
+            kwargs['noise'] = torch.zeros(cap, *image_shape, device=device)
+            buffers[gid] = (kwargs['mode'], kwargs['noise'])
+    return buffers
+
+
+def draw_group_noise(plan: _Plan, buffers: dict) -> None:
+    """The plan's erasing noise, drawn into the first rows of each group's
+    buffer in augment_batch's order and sizes (the same numbers)."""
+    for i, (op, _, k, _, _, kwargs) in enumerate(plan.groups):
+        if op == 'erase' and kwargs['mode'] in RANDOM_FILLS:
+            draw_noise(buffers[_group_id(plan, i)][1][:k], kwargs['mode'])
+
+
+def _copy_from_host(dst: torch.Tensor, array: np.ndarray) -> None:
+    """An asynchronous copy of a host array (through pinned memory)."""
+    src = torch.from_numpy(np.ascontiguousarray(array)).to(dst.dtype)
+    dst.copy_(src.pin_memory(), non_blocking=True)

@@ -69,6 +69,7 @@ stops a ``tools/train.py`` run that takes longer (what was written stays).
 import argparse
 import copy
 import cProfile
+import gc
 import glob
 import importlib
 import io
@@ -97,6 +98,7 @@ from mmengine.registry import FUNCTIONS, HOOKS, MODELS, init_default_scope
 from mmengine.runner import Runner
 
 from mmsmlp.datasets import CropBatch, make_imagenet
+from mmsmlp.models.gpu_augment import augment_batch
 from mmsmlp.models.gpu_crop import resize_crops
 from mmsmlp.models.utils.cuda_graph import GraphedTraining
 
@@ -115,7 +117,20 @@ class IterTimestampHook(Hook):
 
     def __init__(self):
         self.train, self.val, self.val_before = [], [], []
-        self._before = None
+        self.gc = []  # full collections: (start, end, objects collected)
+        self._before = self._gc_start = None
+
+    def _on_gc(self, phase, info):
+        if info['generation'] != 2:
+            return
+        if phase == 'start':
+            self._gc_start = time.perf_counter()
+        elif self._gc_start is not None:
+            self.gc.append(
+                (self._gc_start, time.perf_counter(), info['collected']))
+
+    def before_run(self, runner):
+        gc.callbacks.append(self._on_gc)
 
     def before_train_iter(self, runner, batch_idx, data_batch=None):
         self._before = time.perf_counter()
@@ -136,9 +151,11 @@ class IterTimestampHook(Hook):
         self.val.append((batch_idx, time.perf_counter()))
 
     def after_run(self, runner):
+        if self._on_gc in gc.callbacks:
+            gc.callbacks.remove(self._on_gc)
         with open(osp.join(runner.work_dir, TIMES_FILE), 'w') as f:
             json.dump(dict(train=self.train, val=self.val,
-                           val_before=self.val_before), f)
+                           val_before=self.val_before, gc=self.gc), f)
 
 
 # --- settings ---------------------------------------------------------------
@@ -422,6 +439,11 @@ def time_gpu_augment(cfg, args):
     result.update(_timed_calls('augment',
                                lambda: pre.augment(inputs, samples),
                                args.augment_iters))
+    if getattr(pre, 'graph_augment', False):  # and the grouped ops
+        pre._augment = augment_batch
+        result.update(_timed_calls('grouped',
+                                   lambda: pre.augment(inputs, samples),
+                                   args.augment_iters))
     return result
 
 
@@ -661,6 +683,12 @@ def summarize(times, batch, val_batch, args, exclude=None, val_images=None):
                    steady_iters=len(steady))
     if every:
         out['e2e_all'] = batch * len(every) / sum(every)
+        out['slowest_iter_s'] = max(every)
+    if len(train) > args.warmup_iters:
+        # Python's full garbage collections in the training iterations
+        start, end = train[args.warmup_iters][3], train[-1][3]
+        spans = [b - a for a, b, _ in times.get('gc', ()) if start <= a < end]
+        out.update(gc_full=len(spans), gc_full_s=sum(spans))
     val = [t for t in times['val'] if t[0] != 'start']
     skip = args.val_skip if args.val_skip is not None else args.workers + 1
     partial = (val_images or 0) % val_batch
@@ -1505,8 +1533,11 @@ def main(argv=None):
             except ValueError as e:  # a peer without the GPU augmentation
                 print(f'[{name}] gpu-augment: not measured ({e})', flush=True)
             else:
-                for part, label in (('resize', "the crops' resize"),
-                                    ('augment', 'GPU augmentation')):
+                for part, label in (
+                        ('resize', "the crops' resize"),
+                        ('augment', 'GPU augmentation'),
+                        ('grouped', 'GPU augmentation, grouped ops '
+                         '(graph_augment=False)')):
                     if f'{part}_host_ms' in row:
                         print(f'[{name}] {label} of a batch of '
                               f'{row["augment_batch"]}: '
@@ -1537,7 +1568,11 @@ def main(argv=None):
                   f'exit {fmt(row.get("exit_s"), ".0f", " s")} after the '
                   'run) '
                   f'({row.get("iters", "-")} iterations, '
-                  f'{row["seconds"]:.0f} s with start-up)', flush=True)
+                  f'{row["seconds"]:.0f} s with start-up; slowest iteration '
+                  f'{fmt(row.get("slowest_iter_s"), ".3f", " s")}; '
+                  f'{row.get("gc_full", "-")} full garbage collections in '
+                  f'training, {fmt(row.get("gc_full_s"), ".3f", " s")})',
+                  flush=True)
             save()
         for part in ('e2e-profile', 'profile'):
             if part not in args.parts:
