@@ -593,6 +593,10 @@ def test_train_speed_summary_counts_full_collections_in_training():
     assert out['gc_full'] == 2
     assert out['gc_full_s'] == pytest.approx(0.53)
     assert out['slowest_iter_s'] == pytest.approx(0.6)
+    # one in the first timed iteration (2: from iteration 1's end) counts
+    gc_spans.append((0.21, 0.22, 0))
+    out = tool.summarize(dict(train=train, val=[], gc=gc_spans), 8, 4, args)
+    assert out['gc_full'] == 3
     # records written before the tool tracked collections
     assert tool.summarize(dict(train=train, val=[]), 8, 4,
                           args)['gc_full'] == 0
@@ -605,19 +609,31 @@ def test_gc_freeze_hook_freezes_for_the_loop_only():
     assert gc.get_freeze_count() == 0
     built = [object() for _ in range(10)]  # a list: the collector tracks it
     hook = GCFreezeHook()
-    hook.before_train(None)
-    frozen = gc.get_freeze_count()
-    assert frozen > 1000 and gc.get_count()[2] == 0
-    assert gc.is_tracked(built)
-    assert all(o is not built for o in gc.get_objects(2))
-    hook.before_test(None)  # once per run
-    assert gc.get_freeze_count() == frozen
-    hook.after_run(None)
+    try:
+        hook.before_train(None)
+        frozen = gc.get_freeze_count()
+        assert frozen > 1000
+        assert gc.is_tracked(built)
+        assert all(o is not built for o in gc.get_objects(2))
+        hook.before_test(None)  # once per run
+        assert gc.get_freeze_count() == frozen
+    finally:
+        hook.after_run(None)
     assert gc.get_freeze_count() == 0
     off = GCFreezeHook(enabled=False)
     off.before_train(None)
     assert gc.get_freeze_count() == 0
     off.after_run(None)
+    # objects someone else froze stay frozen after the run
+    gc.freeze()
+    try:
+        theirs = gc.get_freeze_count()
+        hook.before_train(None)
+        assert gc.get_freeze_count() >= theirs
+        hook.after_run(None)
+        assert gc.get_freeze_count() >= theirs
+    finally:
+        gc.unfreeze()
     cfg = Config.fromfile(
         osp.join(REPO_ROOT, 'configs/smlpnet/smlpnet-t_8xb128_in1k.py'))
     assert 'GCFreezeHook' in [h.type for h in cfg.custom_hooks]

@@ -465,7 +465,8 @@ class GraphedAugment:
         n, c, h, w = inputs.shape
         device = inputs.device
         layout, num_ints, num_floats, scratch = group_layout(self.capacity)
-        x = torch.zeros(n + scratch, c, h, w, device=device)
+        x = torch.zeros(n + scratch, c, h, w, dtype=torch.float32,
+                        device=device)
         ints = torch.zeros(num_ints, dtype=torch.long, device=device)
         floats = torch.zeros(num_floats, dtype=torch.float64, device=device)
         noise = noise_buffers(layout, (c, h, w), device)
@@ -545,7 +546,8 @@ def noise_buffers(layout: list, image_shape: tuple, device) -> dict:
     buffers = {}
     for gid, (op, _, cap, _, _, kwargs) in layout:
         if op == 'erase' and kwargs['mode'] in RANDOM_FILLS:
-            kwargs['noise'] = torch.zeros(cap, *image_shape, device=device)
+            kwargs['noise'] = torch.zeros(
+                cap, *image_shape, dtype=torch.float32, device=device)
             buffers[gid] = (kwargs['mode'], kwargs['noise'])
     return buffers
 

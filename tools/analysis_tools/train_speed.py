@@ -684,9 +684,11 @@ def summarize(times, batch, val_batch, args, exclude=None, val_images=None):
     if every:
         out['e2e_all'] = batch * len(every) / sum(every)
         out['slowest_iter_s'] = max(every)
-    if len(train) > args.warmup_iters:
-        # Python's full garbage collections in the training iterations
-        start, end = train[args.warmup_iters][3], train[-1][3]
+    first = max(args.warmup_iters, 1)  # the first timed iteration
+    if len(train) > first:
+        # Python's full garbage collections in the timed iterations (each
+        # from the previous one's end to its own)
+        start, end = train[first - 1][3], train[-1][3]
         spans = [b - a for a, b, _ in times.get('gc', ()) if start <= a < end]
         out.update(gc_full=len(spans), gc_full_s=sum(spans))
     val = [t for t in times['val'] if t[0] != 'start']

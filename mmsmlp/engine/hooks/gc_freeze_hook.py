@@ -27,6 +27,10 @@ class GCFreezeHook(Hook):
     wait for the unfreeze). Data-loader workers forked afterwards inherit
     the frozen generation, so their own collections do not touch (and
     copy) the parent's pages either (Python's ``gc.freeze`` documentation).
+    Objects frozen before the run (by the caller) stay frozen after it. A
+    run that stops with an exception skips mmengine's ``after_run``: the
+    objects stay frozen (their reference cycles uncollected) until the
+    process ends or ``gc.unfreeze()``.
 
     Args:
         enabled (bool): Defaults to True.
@@ -35,13 +39,16 @@ class GCFreezeHook(Hook):
 
     def __init__(self, enabled: bool = True) -> None:
         self.enabled = enabled
-        self.frozen = False
+        # whether the run's end thaws (None: not frozen in this run);
+        # gc.unfreeze() thaws everything, so only if nothing was frozen
+        # before (by the caller)
+        self._thaw = None
 
     def _freeze(self) -> None:
-        if self.enabled and not self.frozen:
+        if self.enabled and self._thaw is None:
+            self._thaw = gc.get_freeze_count() == 0
             gc.collect()
             gc.freeze()
-            self.frozen = True
 
     def before_train(self, runner) -> None:
         self._freeze()
@@ -50,6 +57,6 @@ class GCFreezeHook(Hook):
         self._freeze()
 
     def after_run(self, runner) -> None:
-        if self.frozen:
+        if self._thaw:
             gc.unfreeze()
-            self.frozen = False
+        self._thaw = None
