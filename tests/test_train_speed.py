@@ -643,9 +643,11 @@ def test_gc_freeze_hook_freezes_for_the_loop_only(monkeypatch):
         assert gc.get_freeze_count() > theirs // 2
     finally:
         gc.unfreeze()
-    cfg = Config.fromfile(
-        osp.join(REPO_ROOT, 'configs/smlpnet/smlpnet-t_8xb128_in1k.py'))
-    assert 'GCFreezeHook' in [h.type for h in cfg.custom_hooks]
+    for name in ('smlpnet/smlpnet-t_8xb128_in1k.py',
+                 'mask_rcnn/mask-rcnn_smlpnet-s_fpn_1x_coco.py',
+                 'upernet/smlpnet-b_upernet_8xb2-160k_ade20k-512x512.py'):
+        cfg = Config.fromfile(osp.join(REPO_ROOT, 'configs', name))
+        assert 'GCFreezeHook' in [h.type for h in cfg.custom_hooks], name
 
 
 def test_sync_count_is_not_the_modes_own_notice():

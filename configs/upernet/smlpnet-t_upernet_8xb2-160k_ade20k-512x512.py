@@ -88,10 +88,14 @@ test_dataloader = val_dataloader
 # testing (batch 1), its forward for input sizes that repeat (the sliding
 # windows; images of one size). `--cfg-options custom_hooks.2.enabled=False`
 # runs it eagerly; `custom_hooks.2.inference=False` evaluates eagerly.
+# GCFreezeHook: the objects built before the loop kept out of Python's
+# full garbage collections, each of which would stall an iteration
+# (docs/benchmarks.md).
 custom_hooks = [
     dict(type='EpochSeedHook'),
     dict(type='FiniteLossHook'),
-    dict(type='CUDAGraphHook', inference=True)
+    dict(type='CUDAGraphHook', inference=True),
+    dict(type='GCFreezeHook'),
 ]
 # Checkpoints written atomically (a kill while saving leaves the previous
 # ones intact) in a form that loads weights-only (mmsmlp's hook).
