@@ -6,7 +6,8 @@
 # magnitudes and RandomErasing's box with upstream's own random calls
 # (RandAugmentParams, RandomErasingParams: the same numpy draws). The data
 # preprocessor applies them to the uint8 batch on the GPU before
-# normalisation (GPUAugClsDataPreprocessor), then does what the base's does
+# normalisation (GPUAugClsDataPreprocessor; replayed as a CUDA graph,
+# graph_augment=True: the same images), then does what the base's does
 # (normalisation, RGB order, one-hot labels, Mixup/CutMix). What differs
 # from the CPU pipeline: Rotate/Shear/Translate interpolate at exact
 # coordinates (OpenCV at 1/32 pixel: a level or two on some pixels), and
