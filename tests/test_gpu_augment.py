@@ -370,7 +370,8 @@ def test_padded_groups_equal_the_grouped_ops():
     assert len(ints) == num_ints and len(floats) == num_floats
     assert ints.max() == n + scratch - 1
     noise = noise_buffers(layout, (c, h, w), 'cpu')
-    assert sorted(mode for mode, _ in noise.values()) == ['normal', 'uniform']
+    assert sorted(dict(kwargs)['mode']
+                  for _, _, kwargs in noise) == ['normal', 'uniform']
     x_ext = torch.cat([x.float(), torch.zeros(scratch, *x.shape[1:])])
     for seed in range(2):  # as replays: the scratch images kept between them
         torch.manual_seed(seed)

@@ -542,13 +542,12 @@ def padded_plan(plan: _Plan, layout: list, n: int):
 def noise_buffers(layout: list, image_shape: tuple, device) -> dict:
     """A zeroed noise buffer of each erasing group's capacity whose mode
     draws noise, put in the group's arguments (``noise``): ``{group id:
-    (mode, buffer)}``."""
+    buffer}``."""
     buffers = {}
     for gid, (op, _, cap, _, _, kwargs) in layout:
         if op == 'erase' and kwargs['mode'] in RANDOM_FILLS:
-            kwargs['noise'] = torch.zeros(
+            buffers[gid] = kwargs['noise'] = torch.zeros(
                 cap, *image_shape, dtype=torch.float32, device=device)
-            buffers[gid] = (kwargs['mode'], kwargs['noise'])
     return buffers
 
 
@@ -557,7 +556,7 @@ def draw_group_noise(plan: _Plan, buffers: dict) -> None:
     buffer in augment_batch's order and sizes (the same numbers)."""
     for i, (op, _, k, _, _, kwargs) in enumerate(plan.groups):
         if op == 'erase' and kwargs['mode'] in RANDOM_FILLS:
-            draw_noise(buffers[_group_id(plan, i)][1][:k], kwargs['mode'])
+            draw_noise(buffers[_group_id(plan, i)][:k], kwargs['mode'])
 
 
 def _copy_from_host(dst: torch.Tensor, array: np.ndarray) -> None:
