@@ -381,19 +381,10 @@ def test_gpucrop_config_is_the_gpuaug_config_with_the_crop_on_the_device():
         list(theirs[-1].pop('meta_keys'))
     assert ours == theirs
     assert cfg.train_dataloader.collate_fn == dict(type='crop_collate')
+    # validation: the workers resize, as in the gpuaug config (faster on
+    # the H200 machine; the device resize is an option, tested below)
     for split in ('val', 'test'):
-        ours = [dict(t) for t in cfg[f'{split}_dataloader'].dataset.pipeline]
-        theirs = [dict(t) for t in aug[f'{split}_dataloader'].dataset.pipeline]
-        for step in ours:
-            step['type'] = {
-                'ResizeEdgeParams': 'ResizeEdge',
-                'CenterCropParams': 'CenterCrop'
-            }.get(step['type'], step['type'])
-        keys = ours[-1].pop('meta_keys')
-        assert keys[-2:] == ('crop_resize', 'crop_window')
-        assert ours == theirs
-        assert cfg[f'{split}_dataloader'].collate_fn == dict(
-            type='crop_collate')
+        assert cfg[f'{split}_dataloader'] == aug[f'{split}_dataloader']
     assert cfg.data_preprocessor == dict(aug.data_preprocessor,
                                          side_stream=True)
     for key in ('model', 'custom_hooks', 'optim_wrapper', 'val_evaluator'):

@@ -3,6 +3,7 @@
 main.py, DeiT's, with timm 0.3.2): the learning-rate curve, the model EMA
 kept beside the trained model, per-rank randomness, the dropped last batch
 and mixed precision."""
+import copy
 import glob
 import json
 import math
@@ -397,6 +398,40 @@ def test_in1k_fp32_without_gpu(monkeypatch):
     assert type(wrapper) is OptimWrapper
     loss = model(torch.randn(2, 3, 4, 4)).sum()
     wrapper.update_params(loss)  # trains
+
+
+def test_in1k_adamw_is_fused_and_updates_as_the_default_adamw(monkeypatch):
+    """The configs' AdamW is PyTorch's fused one (one launch per group;
+    docs/benchmarks.md): with the configs' options and parameter groups
+    (decay, and none on norms and biases), the same parameters after a few
+    steps as the foreach AdamW, to float rounding."""
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
+    cfg = Config.fromfile(IN1K['t'])
+    assert cfg.optim_wrapper.optimizer.fused is True
+    init_default_scope('mmpretrain')
+    inputs = torch.randn(5, 4, 3, 6, 6, generator=torch.Generator().manual_seed(1))
+    trained = {}
+    for fused in (True, False):
+        torch.manual_seed(0)
+        # (no bias before the BatchNorm: its gradient is rounding noise,
+        # which Adam's normalisation would amplify)
+        model = torch.nn.Sequential(
+            torch.nn.Conv2d(3, 8, 3, bias=False), torch.nn.BatchNorm2d(8),
+            torch.nn.Conv2d(8, 4, 1))
+        initial = [p.detach().clone() for p in model.parameters()]
+        optim_cfg = copy.deepcopy(cfg.optim_wrapper)
+        if not fused:
+            optim_cfg.optimizer.update(fused=False, foreach=True)
+        wrapper = build_optim_wrapper(model, optim_cfg)
+        assert bool(wrapper.optimizer.defaults['fused']) is fused
+        assert {g['weight_decay'] for g in wrapper.param_groups} == {0.0, 0.05}
+        for x in inputs:
+            wrapper.update_params(model(x).square().mean())
+        trained[fused] = [p.detach().clone() for p in model.parameters()]
+        assert not any(torch.equal(a, b)
+                       for a, b in zip(initial, trained[fused]))
+    for ours, default in zip(trained[True], trained[False]):
+        torch.testing.assert_close(ours, default, rtol=1e-6, atol=1e-7)
 
 
 def test_mixed_precision_dtype_is_checked():
