@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn as nn
-from mmengine.config import Config
+from mmengine.config import Config, ConfigDict
 from mmengine.model import ExponentialMovingAverage
 from mmengine.optim import build_optim_wrapper
 from mmengine.optim.scheduler import CosineAnnealingLR, LinearLR
@@ -55,7 +55,8 @@ class Net(nn.Module):
 
 
 def build(model, constructor):
-    cfg = copy.deepcopy(OPTIM)
+    # a ConfigDict, as the Runner passes a config file's
+    cfg = ConfigDict(copy.deepcopy(OPTIM))
     cfg['constructor'] = constructor
     return build_optim_wrapper(model, cfg)
 
@@ -98,6 +99,10 @@ def test_grouped_constructor_keeps_each_parameters_options():
     # decay, no decay, the head (custom keys override the other rules)
     assert len(groups) == 3
     assert options_per_param(grouped) == per_param
+    # plain dicts: the ConfigDicts the registry makes cost AdamW host time
+    # at each read (docs/benchmarks.md)
+    assert {type(g) for g in groups} == {dict}
+    assert {type(g) for g in default.optimizer.param_groups} != {dict}
     # parameters keep the default constructor's order inside each group
     order = [id(p) for p in model.parameters()]
     for group in groups:
