@@ -409,7 +409,8 @@ def test_in1k_adamw_is_fused_and_updates_as_the_default_adamw(monkeypatch):
     cfg = Config.fromfile(IN1K['t'])
     assert cfg.optim_wrapper.optimizer.fused is True
     init_default_scope('mmpretrain')
-    inputs = torch.randn(5, 4, 3, 6, 6, generator=torch.Generator().manual_seed(1))
+    inputs = torch.randn(5, 4, 3, 6, 6,
+                         generator=torch.Generator().manual_seed(1))
     trained = {}
     for fused in (True, False):
         torch.manual_seed(0)
