@@ -202,10 +202,10 @@ def test_configs_use_the_fast_paths():
 @pytest.mark.parametrize('key', ['pred_score', 'pred_label'])
 @pytest.mark.parametrize('two_labels', [False, True])
 def test_batched_accuracy_equals_mmpretrains(key, two_labels):
-    """BatchedAccuracy (one host copy per batch) stores the results
-    mmpretrain's Accuracy stores (one copy per sample) and reports the same
-    metrics, with top-k and thresholds; a sample holding two labels (which
-    Accuracy's metrics refuse) is stored alike too."""
+    """BatchedAccuracy (one host copy per batch, not waited for) stores the
+    results mmpretrain's Accuracy stores (one copy per sample) and reports
+    the same metrics, with top-k and thresholds; a sample holding two
+    labels (which Accuracy's metrics refuse) is stored alike too."""
     from mmpretrain.evaluation.metrics import Accuracy
     from mmpretrain.structures import DataSample
 
@@ -214,6 +214,7 @@ def test_batched_accuracy_equals_mmpretrains(key, two_labels):
     options = dict(topk=(1, 5), thrs=(0.0, 0.1)) if key == 'pred_score' \
         else dict(topk=1)
     upstream, batched = Accuracy(**options), BatchedAccuracy(**options)
+    unflushed = BatchedAccuracy(**options)
     for batch in range(3):
         scores = torch.randn(6, 10).softmax(1)
         samples = []
@@ -229,6 +230,10 @@ def test_batched_accuracy_equals_mmpretrains(key, two_labels):
             samples.append(sample.set_gt_label(labels).to_dict())
         upstream.process(None, samples)
         batched.process(None, samples)
+        unflushed.process(None, samples)
+    # a batch's results are stored when the next one comes, or at evaluate
+    assert len(batched.results) == 12
+    batched.flush()
     assert len(batched.results) == len(upstream.results) == 18
     for ours, theirs in zip(batched.results, upstream.results):
         assert ours.keys() == theirs.keys()
@@ -236,11 +241,36 @@ def test_batched_accuracy_equals_mmpretrains(key, two_labels):
             assert ours[name].dtype == theirs[name].dtype
             assert torch.equal(ours[name], theirs[name]), name
     if not two_labels:
-        metrics = batched.evaluate(18)
-        assert metrics == upstream.evaluate(18)
+        metrics = upstream.evaluate(18)
+        assert batched.evaluate(18) == metrics
+        assert unflushed.evaluate(18) == metrics  # evaluate stores the last
         top1 = 'accuracy/top1_thr-0.00' if key == 'pred_score' else \
             'accuracy/top1'
         assert top1 in metrics
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs CUDA')
+def test_batched_accuracy_of_cuda_batches():
+    """Scores on the GPU (the copies queued, the results stored a batch
+    later): mmpretrain's Accuracy's results and metrics."""
+    from mmpretrain.evaluation.metrics import Accuracy
+    from mmpretrain.structures import DataSample
+
+    from mmsmlp.evaluation import BatchedAccuracy
+    torch.manual_seed(0)
+    upstream, batched = Accuracy(topk=(1, 5)), BatchedAccuracy(topk=(1, 5))
+    for batch in range(4):
+        scores = torch.randn(64, 100, device='cuda').softmax(1)
+        samples = [DataSample().set_pred_score(score).set_gt_label(
+            torch.tensor([i % 100], device='cuda')).to_dict()
+            for i, score in enumerate(scores)]
+        upstream.process(None, samples)
+        batched.process(None, samples)
+    batched.flush()
+    for ours, theirs in zip(batched.results, upstream.results, strict=True):
+        for name in theirs:
+            assert torch.equal(ours[name], theirs[name]), name
+    assert batched.evaluate(256) == upstream.evaluate(256)
 
 
 def preprocessor_batch(labels, scores=None):
