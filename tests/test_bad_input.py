@@ -55,6 +55,23 @@ def skip_wrapper(model, **kwargs):
              optimizer=dict(type='SGD', lr=0.1), **kwargs))
 
 
+def test_skip_wrapper_on_the_imagenet_configs():
+    """``optim_wrapper.type=SkipNonFiniteOptimWrapper`` alone, as the
+    ImageNet base config says, builds (the base's ``dtype='auto'`` is
+    kept by the override; the wrapper trains in float32); a mixed-precision
+    dtype is refused naming the option."""
+    cfg = Config.fromfile(osp.join(CONFIGS, 'smlpnet',
+                                   'smlpnet-t_8xb128_in1k.py'))
+    cfg.merge_from_dict({'optim_wrapper.type': 'SkipNonFiniteOptimWrapper'})
+    init_default_scope('mmpretrain')
+    wrapper = build_optim_wrapper(bn_model(), cfg.optim_wrapper)
+    assert type(wrapper).__name__ == 'SkipNonFiniteOptimWrapper'
+    with pytest.raises(ValueError, match=r"optim_wrapper.dtype must be "
+                       r"'auto' or 'float32', got 'bfloat16'"):
+        build_optim_wrapper(bn_model(),
+                            dict(cfg.optim_wrapper, dtype='bfloat16'))
+
+
 def train_step(model, wrapper, inputs):
     """What mmengine's ``BaseModel.train_step`` does around the forward."""
     with wrapper.optim_context(model):

@@ -382,7 +382,8 @@ def test_gpucrop_config_is_the_gpuaug_config_with_the_crop_on_the_device():
     assert ours == theirs
     assert cfg.train_dataloader.collate_fn == dict(type='crop_collate')
     # validation: the workers resize, as in the gpuaug config (faster on
-    # the H200 machine; the device resize is an option, tested below)
+    # the H200 machine; the device resize is an option, tested above in
+    # test_validation_path_is_upstreams_resize_and_centre_crop)
     for split in ('val', 'test'):
         assert cfg[f'{split}_dataloader'] == aug[f'{split}_dataloader']
     assert cfg.data_preprocessor == dict(aug.data_preprocessor,

@@ -435,6 +435,51 @@ def test_in1k_adamw_is_fused_and_updates_as_the_default_adamw(monkeypatch):
         torch.testing.assert_close(ours, default, rtol=1e-6, atol=1e-7)
 
 
+def test_resume_keeps_the_configured_adamw_implementation(monkeypatch):
+    """A checkpoint of the foreach AdamW resumes with the configs' fused
+    one (PyTorch's load_state_dict would take the saved group options),
+    and one of the fused AdamW with the foreach one when the config says
+    ``fused=False``; the next steps give the unbroken run's parameters, to
+    rounding."""
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
+    cfg = Config.fromfile(IN1K['t'])
+    init_default_scope('mmpretrain')
+    inputs = torch.randn(4, 4, 3, 6, 6,
+                         generator=torch.Generator().manual_seed(2))
+
+    def build(fused):
+        torch.manual_seed(0)
+        model = torch.nn.Sequential(
+            torch.nn.Conv2d(3, 8, 3, bias=False), torch.nn.BatchNorm2d(8),
+            torch.nn.Conv2d(8, 4, 1))
+        optim_cfg = copy.deepcopy(cfg.optim_wrapper)
+        if not fused:
+            optim_cfg.optimizer.update(fused=False, foreach=True)
+        return model, build_optim_wrapper(model, optim_cfg)
+
+    for saved_fused in (False, True):
+        model, wrapper = build(saved_fused)
+        for x in inputs[:2]:
+            wrapper.update_params(model(x).square().mean())
+        checkpoint = copy.deepcopy(
+            (model.state_dict(), wrapper.state_dict()))
+        for x in inputs[2:]:  # the unbroken run
+            wrapper.update_params(model(x).square().mean())
+        resumed_model, resumed = build(not saved_fused)
+        resumed_model.load_state_dict(checkpoint[0])
+        resumed.load_state_dict(checkpoint[1])
+        for group in resumed.optimizer.param_groups:
+            assert bool(group['fused']) is not saved_fused
+            assert bool(group['foreach']) is saved_fused
+        steps = [s['step'] for s in resumed.optimizer.state.values()]
+        assert steps and all(s.dtype == torch.float32 and s.item() == 2
+                             for s in steps)
+        for x in inputs[2:]:
+            resumed.update_params(resumed_model(x).square().mean())
+        for a, b in zip(resumed_model.parameters(), model.parameters()):
+            torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-7)
+
+
 def test_mixed_precision_dtype_is_checked():
     from mmsmlp.engine.optimizers import resolve_amp_dtype
     with pytest.raises(ValueError, match="'fp16' is not one of"):

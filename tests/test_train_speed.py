@@ -231,9 +231,8 @@ def test_batched_accuracy_equals_mmpretrains(key, two_labels):
         upstream.process(None, samples)
         batched.process(None, samples)
         unflushed.process(None, samples)
-    # a batch's results are stored when the next one comes, or at evaluate
-    assert len(batched.results) == 12
-    batched.flush()
+    # the last batch's results are stored when read, or at evaluate
+    assert len(batched._results) == 12
     assert len(batched.results) == len(upstream.results) == 18
     for ours, theirs in zip(batched.results, upstream.results):
         assert ours.keys() == theirs.keys()
@@ -244,6 +243,16 @@ def test_batched_accuracy_equals_mmpretrains(key, two_labels):
         metrics = upstream.evaluate(18)
         assert batched.evaluate(18) == metrics
         assert unflushed.evaluate(18) == metrics  # evaluate stores the last
+        # wrappers that read `results` before evaluating see every batch
+        from mmpretrain.evaluation.metrics import MultiTasksMetric
+        tasks = MultiTasksMetric(task_metrics={'task0': [
+            dict(type='BatchedAccuracy', **options)]})
+        tasks.process(None, [dict(task0=dict(s, eval_mask=True))
+                             for s in samples])
+        one_batch = Accuracy(**options)
+        one_batch.process(None, samples)
+        assert tasks.evaluate(6) == {
+            f'task0_{k}': v for k, v in one_batch.evaluate(6).items()}
         top1 = 'accuracy/top1_thr-0.00' if key == 'pred_score' else \
             'accuracy/top1'
         assert top1 in metrics
@@ -266,7 +275,6 @@ def test_batched_accuracy_of_cuda_batches():
             for i, score in enumerate(scores)]
         upstream.process(None, samples)
         batched.process(None, samples)
-    batched.flush()
     for ours, theirs in zip(batched.results, upstream.results, strict=True):
         for name in theirs:
             assert torch.equal(ours[name], theirs[name]), name

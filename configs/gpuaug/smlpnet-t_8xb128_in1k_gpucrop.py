@@ -55,7 +55,7 @@ train_dataloader = dict(
 # Validation and testing stay the base's (ResizeEdge + CenterCrop in the
 # workers): on the 16-core H200 machine the device resize of whole decoded
 # images (ResizeEdgeParams, CenterCropParams, crop_collate: the same pixels)
-# validated at 2072-2137 img/s against 2252-2273 for the workers' resize
+# validated at 2057-2137 img/s against 2252-2273 for the workers' resize
 # (docs/benchmarks.md, which shows how to switch it on where the workers
 # are the bound).
 data_preprocessor = dict(side_stream=True)

@@ -22,11 +22,23 @@ class BatchedAccuracy(Accuracy):
     :meth:`evaluate`, by when the copy is done. So the loop never waits for
     the GPU: the host prepares the next batches while it computes (a
     blocking copy per batch left it idle while the host did this batch's
-    per-sample work and the next batch's launches).
+    per-sample work and the next batch's launches). Reading
+    :attr:`results` stores the pending batch first.
     """
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
+    _pending = None
+
+    @property
+    def results(self) -> list:
+        """The stored results, the last processed batch's included (read by
+        ``evaluate`` and by wrappers such as mmpretrain's
+        ``MultiTasksMetric``)."""
+        self.flush()
+        return self._results
+
+    @results.setter
+    def results(self, value: list) -> None:
+        self._results = value
         self._pending = None
 
     def process(self, data_batch, data_samples: Sequence[dict]):
@@ -39,12 +51,14 @@ class BatchedAccuracy(Accuracy):
         sizes = [label.numel() for label in labels]
         labels = torch.cat([label.reshape(-1) for label in labels])
         copied = None
-        if preds.is_cuda or labels.is_cuda:
+        cuda = [t.device for t in (preds, labels) if t.is_cuda]
+        if cuda:
             copied = torch.cuda.Event()
-        preds = preds.to('cpu', non_blocking=True)
-        labels = labels.to('cpu', non_blocking=True)
-        if copied is not None:
-            copied.record()
+        preds = preds.to('cpu', non_blocking=bool(cuda))
+        labels = labels.to('cpu', non_blocking=bool(cuda))
+        if cuda:
+            # the copies were queued on that device's current stream
+            copied.record(torch.cuda.current_stream(cuda[0]))
         self.flush()
         self._pending = (key, preds, labels, sizes, copied)
 
@@ -59,8 +73,5 @@ class BatchedAccuracy(Accuracy):
             copied.synchronize()
         for pred, label in zip(preds, labels.split(sizes)):
             # clones: each result owns its memory, as upstream's .cpu() copies
-            self.results.append({key: pred.clone(), 'gt_label': label.clone()})
-
-    def evaluate(self, size: int) -> dict:
-        self.flush()
-        return super().evaluate(size)
+            self._results.append(
+                {key: pred.clone(), 'gt_label': label.clone()})

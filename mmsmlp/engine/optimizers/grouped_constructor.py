@@ -3,6 +3,7 @@
 hyper-parameters, instead of one per parameter tensor."""
 from typing import Dict, List
 
+import torch
 import torch.nn as nn
 from mmengine.optim import DefaultOptimWrapperConstructor, OptimWrapper
 from mmengine.registry import OPTIM_WRAPPER_CONSTRUCTORS
@@ -23,6 +24,36 @@ def merge_param_groups(groups: List[dict]) -> List[dict]:
     return merged
 
 
+# Options that choose how an optimizer computes, not what.
+IMPLEMENTATION_OPTIONS = ('fused', 'foreach', 'capturable')
+
+
+def keep_implementation(optimizer: torch.optim.Optimizer) -> None:
+    """After ``optimizer.load_state_dict``: the configured implementation
+    (``fused``, ``foreach``, ``capturable``), not the saved one.
+
+    PyTorch's ``load_state_dict`` takes every group option from the saved
+    state, so a run resumed from a checkpoint of the foreach AdamW would
+    go on with it whatever the config says (and one of the fused AdamW,
+    with it after ``fused=False``). These options change how the update is
+    computed, not what (up to float rounding). The steps' counters move to
+    where the implementation keeps them: the parameter's device for the
+    fused and capturable ones, the CPU otherwise (as PyTorch puts them)."""
+    options = {k: optimizer.defaults[k] for k in IMPLEMENTATION_OPTIONS
+               if k in optimizer.defaults}
+    on_device = set()
+    for group in optimizer.param_groups:
+        group.update(options)
+        if group.get('fused') or group.get('capturable'):
+            on_device.update(id(p) for p in group['params'])
+    for param, state in optimizer.state.items():
+        step = state.get('step')
+        if isinstance(step, torch.Tensor):
+            device = param.device if id(param) in on_device else 'cpu'
+            dtype = step.dtype if step.is_floating_point() else torch.float32
+            state['step'] = step.to(device, dtype)
+
+
 @OPTIM_WRAPPER_CONSTRUCTORS.register_module()
 class GroupedOptimWrapperConstructor(DefaultOptimWrapperConstructor):
     """mmengine's ``DefaultOptimWrapperConstructor`` with the parameter groups
@@ -41,9 +72,10 @@ class GroupedOptimWrapperConstructor(DefaultOptimWrapperConstructor):
     learning-rate schedulers and ``auto_scale_lr`` act on the groups as
     before.
 
-    Checkpoints written with it resume exactly. A checkpoint written with
-    the default constructor (one group per parameter, and its schedulers'
-    values per group) is refused with an error naming the option that
+    Checkpoints written with it resume exactly, with the configured
+    implementation (``fused``, ``foreach``: :func:`keep_implementation`).
+    A checkpoint written with the default constructor (one group per
+    parameter, and its schedulers' values per group) is refused with an error naming the option that
     resumes it (``optim_wrapper.constructor=DefaultOptimWrapperConstructor``).
 
     Use it with ``optim_wrapper = dict(constructor=
@@ -75,6 +107,8 @@ class GroupedOptimWrapperConstructor(DefaultOptimWrapperConstructor):
         if self.paramwise_cfg:
             optim_wrapper.optimizer.register_load_state_dict_pre_hook(
                 self._check_layout)
+        optim_wrapper.optimizer.register_load_state_dict_post_hook(
+            keep_implementation)
         return optim_wrapper
 
     @staticmethod

@@ -62,6 +62,10 @@ class SkipNonFiniteOptimWrapper(OptimWrapper):
             Defaults to 0.05.
         max_consecutive_skips (int | None): The most steps skipped in a row
             (>= 1); ``None``: no bound. Defaults to 10.
+        dtype (str, optional): It trains in fp32: ``None``, ``'auto'`` (the
+            ImageNet configs' ``MixedPrecisionOptimWrapper`` setting, kept
+            when only ``optim_wrapper.type`` is overridden) or
+            ``'float32'``; any other value is refused.
         *args, **kwargs: ``OptimWrapper``'s arguments.
     """
 
@@ -69,7 +73,13 @@ class SkipNonFiniteOptimWrapper(OptimWrapper):
                  *args,
                  max_skipped_steps: Optional[Union[int, float]] = 0.05,
                  max_consecutive_skips: Optional[int] = 10,
+                 dtype: Optional[str] = None,
                  **kwargs):
+        if dtype not in (None, 'auto', 'float32'):
+            raise ValueError(
+                'SkipNonFiniteOptimWrapper trains in float32: '
+                f"optim_wrapper.dtype must be 'auto' or 'float32', got "
+                f'{dtype!r}')
         super().__init__(*args, **kwargs)
         if max_skipped_steps is not None and not (
             (isinstance(max_skipped_steps, int) and max_skipped_steps >= 0) or
