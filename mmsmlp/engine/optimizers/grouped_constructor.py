@@ -75,8 +75,9 @@ class GroupedOptimWrapperConstructor(DefaultOptimWrapperConstructor):
     Checkpoints written with it resume exactly, with the configured
     implementation (``fused``, ``foreach``: :func:`keep_implementation`).
     A checkpoint written with the default constructor (one group per
-    parameter, and its schedulers' values per group) is refused with an error naming the option that
-    resumes it (``optim_wrapper.constructor=DefaultOptimWrapperConstructor``).
+    parameter, and its schedulers' values per group) is refused with an
+    error naming the option that resumes it
+    (``optim_wrapper.constructor=DefaultOptimWrapperConstructor``).
 
     Use it with ``optim_wrapper = dict(constructor=
     'GroupedOptimWrapperConstructor', ...)``. Registered in mmengine's root
