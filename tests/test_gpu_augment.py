@@ -22,7 +22,7 @@ from mmsmlp.datasets import make_imagenet
 from mmsmlp.datasets.transforms import RandAugmentParams, RandomErasingParams
 from mmsmlp.datasets.transforms.gpu_augment import ERASE_MODES, INTERPOLATIONS
 from mmsmlp.models.gpu_augment import (GraphedAugment, _apply_groups,
-                                       _group_id, _plan, augment_batch,
+                                       _plan, augment_batch,
                                        draw_group_noise, group_layout,
                                        noise_buffers, padded_plan)
 from .conftest import (REPO_ROOT, run_tool, tiny_imagenet_options,
@@ -357,8 +357,8 @@ def test_padded_groups_equal_the_grouped_ops():
     x, rows, erase_rows = mixed_batch()
     n, c, h, w = x.shape
     plan = _plan(rows, erase_rows, h, w)
-    capacity = {_group_id(plan, i): group[2] + 3
-                for i, group in enumerate(plan.groups)}
+    capacity = {gid: group[2] + 3
+                for gid, group in zip(plan.ids, plan.groups)}
     ops = {op for _, op, _ in capacity}
     assert {'warp', 'erase', 'Equalize', 'Sharpness'} <= ops
     assert len({slot for slot, _, _ in capacity}) == 3  # 2 slots, erasing

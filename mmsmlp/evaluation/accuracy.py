@@ -50,14 +50,13 @@ class BatchedAccuracy(Accuracy):
         # a sample may hold several labels: split by each one's length
         sizes = [label.numel() for label in labels]
         labels = torch.cat([label.reshape(-1) for label in labels])
-        copied = None
         cuda = [t.device for t in (preds, labels) if t.is_cuda]
-        if cuda:
-            copied = torch.cuda.Event()
         preds = preds.to('cpu', non_blocking=bool(cuda))
         labels = labels.to('cpu', non_blocking=bool(cuda))
+        copied = None
         if cuda:
             # the copies were queued on that device's current stream
+            copied = torch.cuda.Event()
             copied.record(torch.cuda.current_stream(cuda[0]))
         self.flush()
         self._pending = (key, preds, labels, sizes, copied)

@@ -259,13 +259,15 @@ class _Plan:
 
     def __init__(self):
         self.groups, self.ints, self.floats = [], [], []
-        self.slots = []  # each group's RandAugment slot (the erasing: inf)
+        # each group's id: (RandAugment slot (the erasing: inf), op,
+        # kwargs), the key of its capacity in GraphedAugment
+        self.ids = []
         self.slot = 0
         self.num_ints = self.num_floats = 0
 
     def add(self, op, idx, values=None, **kwargs):
         values = np.zeros((len(idx), 0)) if values is None else values
-        self.slots.append(self.slot)
+        self.ids.append((self.slot, op, tuple(sorted(kwargs.items()))))
         self.groups.append((op, self.num_ints, len(idx), self.num_floats,
                             values.shape[1:], kwargs))
         self.ints.append(idx)
@@ -402,11 +404,6 @@ def _apply_groups(x, ints, floats, groups) -> None:
 # another, took 11 ms of device time on an H100: slower end to end.)
 
 
-def _group_id(plan: _Plan, i: int) -> tuple:
-    op, _, _, _, _, kwargs = plan.groups[i]
-    return (plan.slots[i], op, tuple(sorted(kwargs.items())))
-
-
 class GraphedAugment:
     """:func:`augment_batch` on CUDA, replayed as a CUDA graph of its
     groups at fixed capacities: the same images, RandomErasing's noise
@@ -438,7 +435,7 @@ class GraphedAugment:
         plan = _plan(randaug, erase, h, w)
         if not plan.groups:
             return inputs
-        counts = {_group_id(plan, i): g[2] for i, g in enumerate(plan.groups)}
+        counts = {gid: g[2] for gid, g in zip(plan.ids, plan.groups)}
         key = (tuple(inputs.shape), inputs.dtype, inputs.device)
         if (self.graph is None or self.graph['key'] != key or any(
                 k > self.capacity.get(gid, -1) for gid, k in counts.items())):
@@ -518,7 +515,7 @@ def group_layout(capacity: dict):
 def padded_plan(plan: _Plan, layout: list, n: int):
     """The plan's indices and values laid out at the graph's capacities:
     padding indices n, n + 1, ... (scratch images), padding values 0."""
-    by_id = {_group_id(plan, i): i for i in range(len(plan.groups))}
+    by_id = {gid: i for i, gid in enumerate(plan.ids)}
     counts = {gid: plan.groups[i][2] for gid, i in by_id.items()}
     plan_ints, plan_floats = np.concatenate(plan.ints), np.concatenate(
         plan.floats)
@@ -554,9 +551,9 @@ def noise_buffers(layout: list, image_shape: tuple, device) -> dict:
 def draw_group_noise(plan: _Plan, buffers: dict) -> None:
     """The plan's erasing noise, drawn into the first rows of each group's
     buffer in augment_batch's order and sizes (the same numbers)."""
-    for i, (op, _, k, _, _, kwargs) in enumerate(plan.groups):
+    for gid, (op, _, k, _, _, kwargs) in zip(plan.ids, plan.groups):
         if op == 'erase' and kwargs['mode'] in RANDOM_FILLS:
-            draw_noise(buffers[_group_id(plan, i)][:k], kwargs['mode'])
+            draw_noise(buffers[gid][:k], kwargs['mode'])
 
 
 def _copy_from_host(dst: torch.Tensor, array: np.ndarray) -> None:
