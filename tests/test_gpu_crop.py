@@ -6,6 +6,7 @@ bit. Triton's kernels run here under its interpreter (conftest)."""
 import copy
 import os.path as osp
 import re
+from unittest import mock
 
 import mmcv
 import numpy as np
@@ -482,11 +483,21 @@ def test_on_cuda_kernels_and_the_side_stream():
         batch_augments=dict(augments=[dict(type='AsyncMixup', alpha=0.8)])))
     pre.cuda()
     outs = []
+    recorded = []
+    record_stream = torch.Tensor.record_stream
     for side_stream in (False, True, True):
         pre.side_stream = side_stream
         torch.manual_seed(0)
         np.random.seed(0)
-        outs.append(pre(copy.deepcopy(data), True))
+        with mock.patch.object(
+                torch.Tensor, 'record_stream', autospec=True,
+                side_effect=lambda t, s: (recorded.append(t.shape),
+                                          record_stream(t, s))):
+            outs.append(pre(copy.deepcopy(data), True))
+    # each block once: the batch, its labels and scores (the samples' are
+    # views of these), in each of the two side-stream runs
+    assert sorted(recorded) == sorted(
+        [outs[0]['inputs'].shape, (16, ), (16, 10)] * 2)
     for out in outs[1:]:
         assert torch.equal(out['inputs'], outs[0]['inputs'])
         for a, b in zip(out['data_samples'], outs[0]['data_samples']):

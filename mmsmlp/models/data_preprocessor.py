@@ -21,20 +21,26 @@ def _side_stream(device: torch.device) -> torch.cuda.Stream:
     return torch.cuda.Stream(device)
 
 
-def _record_stream(obj, stream) -> None:
-    """``record_stream`` on each CUDA tensor of a preprocessor's outputs."""
+def _record_stream(obj, stream, seen=None) -> None:
+    """``record_stream`` on the memory of each CUDA tensor of a
+    preprocessor's outputs, once per block: the samples' labels and scores
+    are views of the batch's two tensors (256 calls a batch otherwise)."""
+    seen = set() if seen is None else seen
     if isinstance(obj, torch.Tensor):
         if obj.is_cuda:
-            obj.record_stream(stream)
+            storage = obj.untyped_storage().data_ptr()
+            if storage not in seen:
+                seen.add(storage)
+                obj.record_stream(stream)
     elif isinstance(obj, dict):
         for value in obj.values():
-            _record_stream(value, stream)
+            _record_stream(value, stream, seen)
     elif isinstance(obj, (list, tuple)):
         for value in obj:
-            _record_stream(value, stream)
+            _record_stream(value, stream, seen)
     elif isinstance(obj, BaseDataElement):
         for value in obj.values():
-            _record_stream(value, stream)
+            _record_stream(value, stream, seen)
 
 
 @MODELS.register_module()
