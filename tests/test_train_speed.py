@@ -349,6 +349,37 @@ def test_batched_preprocessor_equals_mmpretrains(case, monkeypatch):
         assert not torch.equal(scores, scores.round())
 
 
+class _Recorded(torch.Tensor):
+    """A CPU tensor that says it is on CUDA and records its
+    ``record_stream`` calls by memory block."""
+    calls = []
+
+    @property
+    def is_cuda(self):
+        return True
+
+    def record_stream(self, stream):
+        _Recorded.calls.append(self.untyped_storage().data_ptr())
+
+
+def test_side_stream_records_each_memory_block_once():
+    """The side-stream preprocessor's outputs are recorded on the training
+    stream once per memory block: each sample's label and score are views
+    of the batch's two tensors (one call each, not one per sample)."""
+    from mmpretrain.structures import DataSample
+
+    from mmsmlp.models.data_preprocessor import _record_stream
+    inputs = torch.zeros(4, 3, 8, 8).as_subclass(_Recorded)
+    labels = torch.arange(4).as_subclass(_Recorded)
+    scores = torch.eye(4).as_subclass(_Recorded)
+    samples = [DataSample().set_gt_label(label).set_gt_score(score)
+               for label, score in zip(labels.split(1), scores)]
+    _Recorded.calls.clear()
+    _record_stream({'inputs': inputs, 'data_samples': samples}, 'stream')
+    assert sorted(_Recorded.calls) == sorted(
+        t.untyped_storage().data_ptr() for t in (inputs, labels, scores))
+
+
 def test_in1k_configs_evaluate_with_batched_accuracy():
     for name in ('smlpnet/smlpnet-t_8xb128_in1k.py',
                  'quickstart/smlpnet-mini_1xb32_synthetic-in1k-format.py'):
