@@ -485,14 +485,18 @@ def test_on_cuda_kernels_and_the_side_stream():
     outs = []
     recorded = []
     record_stream = torch.Tensor.record_stream
+
+    def recording(tensor, stream):
+        # a plain function, bound as a method (mock's autospec of the C
+        # method would drop the tensor)
+        recorded.append(tensor.shape)
+        return record_stream(tensor, stream)
+
     for side_stream in (False, True, True):
         pre.side_stream = side_stream
         torch.manual_seed(0)
         np.random.seed(0)
-        with mock.patch.object(
-                torch.Tensor, 'record_stream', autospec=True,
-                side_effect=lambda t, s: (recorded.append(t.shape),
-                                          record_stream(t, s))):
+        with mock.patch.object(torch.Tensor, 'record_stream', recording):
             outs.append(pre(copy.deepcopy(data), True))
     # each block once: the batch, its labels and scores (the samples' are
     # views of these), in each of the two side-stream runs
