@@ -489,7 +489,7 @@ def test_on_cuda_kernels_and_the_side_stream():
     def recording(tensor, stream):
         # a plain function, bound as a method (mock's autospec of the C
         # method would drop the tensor)
-        recorded.append(tensor.shape)
+        recorded.append(tensor.untyped_storage().data_ptr())
         return record_stream(tensor, stream)
 
     for side_stream in (False, True, True):
@@ -501,7 +501,9 @@ def test_on_cuda_kernels_and_the_side_stream():
     # each block once: the batch, its labels and scores (the samples' are
     # views of these), in each of the two side-stream runs
     assert sorted(recorded) == sorted(
-        [outs[0]['inputs'].shape, (16, ), (16, 10)] * 2)
+        t.untyped_storage().data_ptr() for out in outs[1:]
+        for t in (out['inputs'], out['data_samples'][0].gt_label,
+                  out['data_samples'][0].gt_score))
     for out in outs[1:]:
         assert torch.equal(out['inputs'], outs[0]['inputs'])
         for a, b in zip(out['data_samples'], outs[0]['data_samples']):
