@@ -18,7 +18,8 @@ from mmpretrain.registry import MODELS
 from mmsmlp.engine import CUDAGraphHook
 from mmsmlp.models import SMLPNet
 from mmsmlp.models.utils import fast_paths
-from mmsmlp.models.utils.cuda_graph import GraphedInference, GraphedTraining
+from mmsmlp.models.utils.cuda_graph import (GraphedInference,
+                                            GraphedTraining, _hooked)
 from mmsmlp.models.utils.fast_paths import graph_capture, set_mode
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(),
@@ -179,7 +180,7 @@ def test_hook_leaves_a_cpu_model_eager():
 
 
 def test_hook_refuses_unknown_training_options():
-    with pytest.raises(KeyError, match=r"min_calls and max_graphs, got "
+    with pytest.raises(KeyError, match=r"max_graphs and direct_grads, got "
                        r"\['max_graph'\]"):
         CUDAGraphHook(training=dict(max_graph=4))
 
@@ -365,21 +366,23 @@ def _step(model, x, y, autocast_dtype):
 
 
 @needs_cuda
-@pytest.mark.parametrize('alias_parameters', [False, True])
+@pytest.mark.parametrize('grads', ['direct', 'autograd', 'aliases'])
 @pytest.mark.parametrize('autocast_dtype', [None, torch.bfloat16])
-def test_graphed_backbone_equals_eager(autocast_dtype, alias_parameters):
+def test_graphed_backbone_equals_eager(autocast_dtype, grads):
     """Three training steps (outputs, every gradient, BatchNorm statistics
     after them) of the graphed backbone against the eager one running the
     forms a capture takes (``graph_capture``: its Triton kernels and its
     autograd nodes, which round differently from the eager ones; those
     are checked against the plain formulas on CPU), so equal to the
-    rounding of a replay. A batch of another size runs eagerly; capturing
-    changes no statistic."""
+    rounding of a replay, whichever way the gradients reach the parameters
+    (set by the replay, through autograd, through autograd to aliases). A
+    batch of another size runs eagerly; capturing changes no statistic."""
     torch.manual_seed(0)
     eager = classifier().cuda().train()
     graphed_model = copy.deepcopy(eager)
     graphed = GraphedTraining.wrap(graphed_model.backbone,
-                                   alias_parameters=alias_parameters)
+                                   alias_parameters=grads == 'aliases',
+                                   direct_grads=grads == 'direct')
     x = torch.randn(4, 3, 64, 64, device='cuda')
     y = torch.randint(0, 10, (4, ), device='cuda')
     tol = dict(atol=2e-2, rtol=2e-2) if autocast_dtype else dict(atol=2e-4,
@@ -409,6 +412,68 @@ def test_graphed_backbone_equals_eager(autocast_dtype, alias_parameters):
     with torch.no_grad():
         torch.testing.assert_close(graphed_model(x, mode='tensor'),
                                    eager(x, mode='tensor'), **tol)
+
+
+def test_hooked_parameters_are_found():
+    """The parameters whose gradients must go through autograd (its hooks
+    run there): a tensor hook, a post-accumulate-grad hook."""
+    model = classifier()
+    params = tuple(model.parameters())
+    assert not _hooked(params)
+    handle = params[3].register_hook(lambda g: g)
+    assert _hooked(params)
+    handle.remove()
+    assert not _hooked(params)
+    params[5].register_post_accumulate_grad_hook(lambda p: None)
+    assert _hooked(params)
+
+
+@needs_cuda
+@pytest.mark.parametrize('direct_grads', [True, False])
+def test_graphed_gradients_in_the_parameters_layout(direct_grads):
+    """channels_last weights (``ChannelsLastHook``) and a fused AdamW, as
+    the ImageNet configs train: the replay's gradients have their
+    parameters' strides (the fused kernel pairs elements in memory order),
+    set directly (no autograd node of a parameter runs: a hook on the
+    accumulator of one would) or through autograd, and two steps update
+    the parameters as eager steps do. A parameter with a tensor hook takes
+    the autograd route, and its hook runs."""
+    torch.manual_seed(0)
+    eager = classifier().cuda().train().to(memory_format=torch.channels_last)
+    graphed_model = copy.deepcopy(eager)
+    graphed = GraphedTraining.wrap(graphed_model.backbone,
+                                   direct_grads=direct_grads)
+    x = torch.randn(4, 3, 64, 64, device='cuda').contiguous(
+        memory_format=torch.channels_last)
+    y = torch.randint(0, 10, (4, ), device='cuda')
+    weight = graphed_model.backbone.downsample_layers[1].weight
+    assert weight.stride(1) == 1  # channels_last
+    accumulator = weight.view_as(weight).grad_fn.next_functions[0][0]
+    ran = []
+    accumulator.register_hook(lambda *_: ran.append(1))
+    optimizers = [torch.optim.AdamW(m.parameters(), lr=1e-3, fused=True)
+                  for m in (eager, graphed_model)]
+    for step in range(2):
+        for model, opt in zip((eager, graphed_model), optimizers):
+            with graph_capture() if model is eager else \
+                    contextlib.nullcontext():
+                F.cross_entropy(model(x + step, mode='tensor'), y).backward()
+            if model is graphed_model:
+                for name, p in model.named_parameters():
+                    assert p.grad.stride() == p.stride(), name
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+        for (name, a), b in zip(eager.named_parameters(),
+                                graphed_model.parameters()):
+            torch.testing.assert_close(b, a, atol=1e-4, rtol=1e-4, msg=name)
+    assert graphed.replays == 4
+    assert bool(ran) is not direct_grads
+    # a hook on a parameter: captured again through autograd, the hook runs
+    graphed.release()
+    seen = []
+    weight.register_hook(lambda g: seen.append(g.shape))
+    _step(graphed_model, x, y, None)
+    assert graphed.captures == 2 and seen == [weight.shape]
 
 
 @needs_cuda

@@ -54,9 +54,10 @@ class CUDAGraphHook(Hook):
         modules (Sequence[str]): Names of the model's submodules to graph
             (``model.get_submodule`` names). Defaults to ``('backbone', )``.
         enabled (bool): Defaults to True.
-        training (dict): ``GraphedTraining``'s ``min_calls`` and
-            ``max_graphs``. Defaults to one graph, captured at the first
-            iteration.
+        training (dict): ``GraphedTraining``'s ``min_calls``,
+            ``max_graphs`` and ``direct_grads`` (False: the gradients go
+            through autograd, a node per parameter). Defaults to one graph,
+            captured at the first iteration, gradients set directly.
         inference (bool | dict): Graphs in validation and testing too;
             a dict gives ``GraphedInference``'s arguments (``min_calls``,
             ``max_graphs``). Defaults to False (the ImageNet configs'
@@ -75,10 +76,11 @@ class CUDAGraphHook(Hook):
         self.modules = tuple(modules)
         self.enabled = enabled
         training = dict(training or {})
-        unknown = set(training) - {'min_calls', 'max_graphs'}
+        unknown = set(training) - {'min_calls', 'max_graphs', 'direct_grads'}
         if unknown:
-            raise KeyError(f'CUDAGraphHook: training takes min_calls and '
-                           f'max_graphs, got {sorted(unknown)}')
+            raise KeyError(f'CUDAGraphHook: training takes min_calls, '
+                           f'max_graphs and direct_grads, got '
+                           f'{sorted(unknown)}')
         self.training = training
         if not isinstance(inference, (bool, dict)):
             raise TypeError('CUDAGraphHook: inference must be a bool or a '

@@ -32,6 +32,13 @@ know about it (mmengine's Runner, mmdet's and mmseg's):
   eagerly instead), nor the backward of an earlier replay (a second forward
   before the backward, as in two-view training: a replay overwrites the
   activations that backward reads);
+- the replay's backward writes the parameters' gradients itself
+  (``direct_grads``, :class:`_ReplayedStep`): through autograd, as
+  ``make_graphed_callables`` returns them, each of sMLPNet-T's 424
+  parameters costs an ``AccumulateGrad`` node and a stream event, about
+  9 ms of host time a step (H100, 2026-12-05; docs/benchmarks.md), more
+  than the replay itself. Under DDP (``alias_parameters``) or with hooks on
+  a parameter they go through autograd, which runs the hooks;
 - a module's graphs share one memory pool: each replay's forward and
   backward use the same scratch memory, as the previous check keeps one
   replay's forward and backward from interleaving with another's, so the
@@ -183,6 +190,12 @@ class GraphedTraining(_ForwardWrapper):
             the memory of their activations for as long as they are kept,
             in one pool: together about what the largest one needs.
             Defaults to 1.
+        direct_grads (bool): The replay's backward sets the parameters'
+            gradients itself (the graph's buffers, in the parameters'
+            layout, as ``AccumulateGrad`` leaves them) instead of returning
+            them through autograd, one node per parameter. Not under
+            ``alias_parameters`` (DDP's hooks need autograd) nor for a
+            module with hooks on its parameters. Defaults to True.
     """
 
     def __init__(self,
@@ -190,7 +203,8 @@ class GraphedTraining(_ForwardWrapper):
                  warmup_iters: int = 3,
                  alias_parameters: bool = False,
                  min_calls: int = 1,
-                 max_graphs: int = 1):
+                 max_graphs: int = 1,
+                 direct_grads: bool = True):
         _check_counts('GraphedTraining', min_calls, max_graphs, 1,
                       warmup_iters)
         self.module = module
@@ -199,6 +213,7 @@ class GraphedTraining(_ForwardWrapper):
         self.alias_parameters = alias_parameters
         self.min_calls = min_calls
         self.max_graphs = max_graphs
+        self.direct_grads = direct_grads
         self.graphs: Dict[tuple, Callable] = {}  # call key: graphed forward
         self.calls: Dict[tuple, int] = {}  # calls of each uncaptured key
         self.pool = None  # the graphs' shared memory pool
@@ -217,7 +232,8 @@ class GraphedTraining(_ForwardWrapper):
         return dict(warmup_iters=self.warmup_iters,
                     alias_parameters=self.alias_parameters,
                     min_calls=self.min_calls,
-                    max_graphs=self.max_graphs)
+                    max_graphs=self.max_graphs,
+                    direct_grads=self.direct_grads)
 
     @staticmethod
     def call_key(x: Tensor) -> Optional[tuple]:
@@ -324,6 +340,10 @@ class GraphedTraining(_ForwardWrapper):
             with autocast, graph_capture():
                 if self.alias_parameters:
                     graphed = self._capture_with_aliases(sample)
+                elif self.direct_grads and not _hooked(self.params):
+                    graphed = _ReplayedStep(self.eager_forward, sample,
+                                            self.params, self.warmup_iters,
+                                            self.pool)
                 else:
                     torch.cuda.make_graphed_callables(
                         module, (sample, ),
@@ -371,6 +391,117 @@ class GraphedTraining(_ForwardWrapper):
             self._warned.add(what)
             warnings.warn(f'GraphedTraining({type(self.module).__name__}): '
                           f'{message}')
+
+
+def _hooked(params) -> bool:
+    """Whether a parameter has hooks that only autograd runs (tensor hooks,
+    post-accumulate-grad hooks)."""
+    return any(p._backward_hooks or p._post_accumulate_grad_hooks
+               for p in params)
+
+
+class _ReplayedStep:
+    """A module's training forward and backward captured as two CUDA
+    graphs, as ``torch.cuda.make_graphed_callables`` captures them
+    (warm-up on a side stream, the forward, then ``torch.autograd.grad`` of
+    the outputs with respect to the input and the trained parameters), with
+    a backward that hands the parameters their gradients directly.
+
+    Called, it replays the forward through :class:`_Replay`, an autograd
+    Function of the input and of ``anchor``, an empty tensor that requires
+    grad so that autograd records the replay even when the input needs no
+    gradient. Its backward replays the backward graph and sets each
+    parameter's ``grad`` to the graph's buffer (added to a gradient already
+    there), as ``AccumulateGrad`` would, without the autograd node and the
+    stream event ``AccumulateGrad`` costs per parameter.
+    """
+
+    def __init__(self, forward: Callable, sample: Tensor, params: tuple,
+                 warmup_iters: int, pool):
+        params = tuple(p for p in params if p.requires_grad)
+        inputs = ((sample, ) if sample.requires_grad else ()) + params
+        stream = torch.cuda.Stream()
+        torch.cuda.synchronize()
+        with torch.cuda.stream(stream):
+            for _ in range(warmup_iters):
+                outputs = _differentiable(forward(sample))
+                torch.autograd.grad(outputs, inputs,
+                                    [torch.empty_like(o) for o in outputs],
+                                    allow_unused=True)
+            del outputs
+        torch.cuda.synchronize()
+        self.forward_graph = torch.cuda.CUDAGraph()
+        self.backward_graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.forward_graph, pool=pool, stream=stream):
+            out = forward(sample)
+        self.outputs = (out, ) if isinstance(out, Tensor) else tuple(out)
+        self.output_type = None if isinstance(out, Tensor) else type(out)
+        # the incoming gradients' buffers, None for outputs that need none
+        self.grad_outputs = tuple(
+            torch.empty_like(o) if o.requires_grad else None
+            for o in self.outputs)
+        with torch.cuda.graph(self.backward_graph, pool=pool, stream=stream):
+            grads = torch.autograd.grad(
+                _differentiable(self.outputs), inputs,
+                [g for g in self.grad_outputs if g is not None],
+                allow_unused=True)
+            # each gradient in its parameter's layout, as AccumulateGrad
+            # leaves it: the optimizers' multi-tensor kernels pair a
+            # parameter's elements with its gradient's in memory order
+            grads = tuple(
+                g if g is None or g.stride() == i.stride() else
+                torch.empty_like(i).copy_(g) for g, i in zip(grads, inputs))
+        self.input = sample
+        self.input_grad = grads[0] if sample.requires_grad else None
+        self.params = params
+        self.param_grads = grads[len(inputs) - len(params):]
+        self.anchor = torch.empty(0, device=sample.device,
+                                  requires_grad=True)
+
+    def __call__(self, x: Tensor):
+        out = _Replay.apply(x, self.anchor, self)
+        if self.output_type is None:
+            return out[0]
+        return self.output_type(out)
+
+    def replay_forward(self, x: Tensor) -> tuple:
+        if x.data_ptr() != self.input.data_ptr():
+            self.input.copy_(x)
+        self.forward_graph.replay()
+        return tuple(o.detach() for o in self.outputs)
+
+    def replay_backward(self, grads: tuple) -> Optional[Tensor]:
+        for static, grad in zip(self.grad_outputs, grads):
+            if static is not None and static.data_ptr() != grad.data_ptr():
+                static.copy_(grad)
+        self.backward_graph.replay()
+        for p, grad in zip(self.params, self.param_grads):
+            if grad is None:
+                continue
+            if p.grad is None:
+                p.grad = grad
+            else:
+                p.grad += grad
+        return None if self.input_grad is None else self.input_grad.detach()
+
+
+def _differentiable(outputs) -> tuple:
+    outputs = (outputs, ) if isinstance(outputs, Tensor) else outputs
+    return tuple(o for o in outputs if o.requires_grad)
+
+
+class _Replay(torch.autograd.Function):
+    """:class:`_ReplayedStep`'s replay as a node of autograd's graph."""
+
+    @staticmethod
+    def forward(ctx, x, anchor, step):
+        ctx.step = step
+        return step.replay_forward(x)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, *grads):
+        return ctx.step.replay_backward(grads), None, None
 
 
 class GraphedInference(_ForwardWrapper):
