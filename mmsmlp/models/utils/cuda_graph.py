@@ -340,7 +340,8 @@ class GraphedTraining(_ForwardWrapper):
             with autocast, graph_capture():
                 if self.alias_parameters:
                     graphed = self._capture_with_aliases(sample)
-                elif self.direct_grads and not _hooked(self.params):
+                elif (self.direct_grads and not _hooked(self.params)
+                      and any(p.requires_grad for p in self.params)):
                     graphed = _ReplayedStep(self.eager_forward, sample,
                                             self.params, self.warmup_iters,
                                             self.pool)
