@@ -448,12 +448,16 @@ def test_graphed_gradients_in_the_parameters_layout(direct_grads):
     y = torch.randint(0, 10, (4, ), device='cuda')
     weight = graphed_model.backbone.downsample_layers[1].weight
     assert weight.stride(1) == 1  # channels_last
-    accumulator = weight.view_as(weight).grad_fn.next_functions[0][0]
     ran = []
-    accumulator.register_hook(lambda *_: ran.append(1))
     optimizers = [torch.optim.AdamW(m.parameters(), lr=1e-3, fused=True)
                   for m in (eager, graphed_model)]
     for step in range(2):
+        if step == 1:
+            # after the capture: an accumulator made before it, here on the
+            # default stream, would break any capture (as DDP's do: its
+            # route is alias_parameters)
+            accumulator = weight.view_as(weight).grad_fn.next_functions[0][0]
+            accumulator.register_hook(lambda *_: ran.append(1))
         for model, opt in zip((eager, graphed_model), optimizers):
             with graph_capture() if model is eager else \
                     contextlib.nullcontext():
@@ -468,6 +472,7 @@ def test_graphed_gradients_in_the_parameters_layout(direct_grads):
             torch.testing.assert_close(b, a, atol=1e-4, rtol=1e-4, msg=name)
     assert graphed.replays == 2
     assert bool(ran) is not direct_grads
+    del accumulator
     # a hook on a parameter: captured again through autograd (its warm-up
     # and capture run the hook too), and each replay runs the hook
     graphed.release()
