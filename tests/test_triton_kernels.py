@@ -334,7 +334,8 @@ def test_axial_mix_kernels(kernels, B, S, K, dtype):
     batch, fp32) against the formulas in fp64 on the same inputs: fp32
     within fp32 rounding, bf16 outputs within one bf16 step of the largest
     value (accumulated in fp32, rounded once)."""
-    assert axial_mix_module.fits(S)
+    assert axial_mix_module.fits(S, dtype, torch.device(kernels),
+                                 backward=True)
     torch.manual_seed(0)
     w, x, grad, earlier = (
         torch.randn(shape, device=kernels).to(dtype)
@@ -356,6 +357,28 @@ def test_axial_mix_kernels(kernels, B, S, K, dtype):
     close(dw, (grad64 @ x64.transpose(1, 2)).sum(0))
     close(db, grad64.sum((0, 2)))
     close(grad_x, earlier.double() + w64.t() @ grad64)
+
+
+def test_axial_mix_tiles_fit_the_shared_memory():
+    """Columns per tile: fewer where the tiles would not fit a block's
+    shared memory, none (torch.bmm) where even 16 do not. fp32 at 64
+    positions asked an H100 (232448 bytes a block) for 393216 bytes with
+    128 columns in backward."""
+    h100, a100, ada = 232448, 166912, 101376
+    block_k = axial_mix_module.block_k
+    assert block_k(64, 4, True, 393216) == 128  # the estimate: what it asked
+    assert block_k(64, 4, True, 393216 - 1) == 64
+    assert block_k(64, 4, True, h100) == 32
+    assert block_k(64, 2, True, h100) == 128  # bf16: as before
+    assert block_k(64, 2, True, a100) == 64
+    assert block_k(64, 4, True, ada) is None
+    assert block_k(56, 4, True, h100) == 128  # sMLPNet-T's largest at 224
+    assert block_k(14, 2, False, ada) == 64  # up to 16 positions: 64
+    assert block_k(64, 4, False, h100) == 128
+    # on CPU (Triton's interpreter) the tiles are an H100's
+    assert not axial_mix_module.fits(65, torch.float32, torch.device('cpu'))
+    assert axial_mix_module._launch_sizes(
+        torch.empty(1, 64, 8), backward=True)[2]['BLOCK_K'] == 32
 
 
 @pytest.mark.parametrize('capturing', [False, True])

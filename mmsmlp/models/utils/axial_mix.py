@@ -12,12 +12,14 @@ against 11-12 us for a copy of the activation; these kernels 20-21 and
 ``S``-row tiles of ``x`` by ``w`` held in registers (and adds the bias,
 if any), and backward does the input gradient and the weight and bias
 gradients in one pass over ``x`` and the output gradient. The sizes the
-kernels take: ``S <= MAX_SIZE``; larger mixes (dense tasks' inputs) stay
-with ``torch.bmm``. They run in CUDA graph captures of training
+kernels take: ``S <= MAX_SIZE``, in tiles that fit the GPU's shared
+memory (:func:`fits`); larger mixes (dense tasks' inputs) stay with
+``torch.bmm``. They run in CUDA graph captures of training
 (:class:`.sparse_mlp._SparseMLPFunction`) and in eager inference in bf16
 or fp16 (:func:`.sparse_mlp.sparse_mlp` without autograd), where
 :func:`.fast_paths.use_triton` allows.
 """
+import functools
 from typing import Optional
 
 import torch
@@ -26,24 +28,72 @@ from torch import Tensor
 from .triton_utils import max_programs, tl, triton
 
 MAX_SIZE = 64  # positions per axis the kernels take (at 224 px: 7 to 56)
+# Triton's interpreter (the tests on CPU) has no shared memory limit: the
+# tile sizes there are an H100's, so CPU tests run the tiles a GPU runs.
+INTERPRETER_SHARED_MEMORY = 232448
 
 
-def fits(size: int) -> bool:
-    """Whether an axial mix over ``size`` positions takes the kernels."""
-    return triton is not None and size <= MAX_SIZE
+def fits(size: int, dtype: torch.dtype, device: torch.device,
+         backward: bool = False) -> bool:
+    """Whether an axial mix over ``size`` positions in ``dtype`` takes the
+    kernels on ``device``: ``size <= MAX_SIZE`` and a tile fits the
+    device's shared memory (:func:`block_k`)."""
+    return (triton is not None and size <= MAX_SIZE
+            and _tile_columns(size, dtype, device, backward) is not None)
 
 
-def _launch_sizes(x: Tensor, spare_row: bool = False):
-    """Tile sizes, and programs of a few tiles each. Columns per tile:
-    chosen from 32, 64 and 128 at sMLPNet-T's sizes (H200, batch 128,
-    bf16). ``spare_row``: rows padded beyond ``S`` by at least one."""
+def block_k(size: int, itemsize: int, backward: bool,
+            shared_memory: int) -> Optional[int]:
+    """Columns per tile (``BLOCK_K``) for a mix over ``size`` positions:
+    128 (64 at up to 16 positions: chosen from 32, 64 and 128 at
+    sMLPNet-T's sizes, H200, batch 128, bf16), halved until the tiles fit
+    ``shared_memory`` bytes a block; None if even 16 do not.
+
+    Triton stages the dots' operands in shared memory: the ``S_PAD``-square
+    weight and ``S_PAD x BLOCK_K`` tiles of the activation and the output
+    gradient. For fp32 at ``S_PAD = BLOCK_K = 128`` (S = 64, backward) it
+    asked an H100 for 393216 bytes, six such squares, where a block gets
+    232448: that mix did not run. Estimated as two weights and four tiles
+    in backward (two forward): at least what one weight and five tiles
+    need, whichever the six were, as a tile is never larger than the
+    weight.
+    """
+    s_pad = _s_pad(size, backward)
+    tiles = 4 if backward else 2
+    columns = 128 if size > 16 else 64
+    while columns >= 16:
+        need = itemsize * (2 * s_pad * s_pad + tiles * s_pad * columns)
+        if need <= shared_memory:
+            return columns
+        columns //= 2
+    return None
+
+
+def _s_pad(size: int, spare_row: bool) -> int:
+    # tl.dot needs >= 16; backward puts a row of ones below the S rows
+    return max(16, triton.next_power_of_2(size + 1 if spare_row else size))
+
+
+@functools.lru_cache
+def _tile_columns(size: int, dtype: torch.dtype, device: torch.device,
+                  backward: bool) -> Optional[int]:
+    # cached: eager inference asks it for each mix
+    if device.type == 'cuda':
+        shared_memory = torch.cuda.get_device_properties(
+            device).shared_memory_per_block_optin
+    else:
+        shared_memory = INTERPRETER_SHARED_MEMORY
+    return block_k(size, dtype.itemsize, backward, shared_memory)
+
+
+def _launch_sizes(x: Tensor, backward: bool = False):
+    """Tile sizes (:func:`block_k`), and programs of a few tiles each."""
     B, S, K = x.shape
-    block_k = 128 if S > 16 else 64
-    tiles = B * triton.cdiv(K, block_k)
-    # tl.dot needs >= 16
-    s_pad = max(16, triton.next_power_of_2(S + 1 if spare_row else S))
+    block = _tile_columns(S, x.dtype, x.device, backward)
+    tiles = B * triton.cdiv(K, block)
     return tiles, min(tiles, max_programs(x.device)), dict(
-        S_PAD=s_pad, BLOCK_K=block_k, IEEE=x.dtype == torch.float32)
+        S_PAD=_s_pad(S, backward), BLOCK_K=block,
+        IEEE=x.dtype == torch.float32)
 
 
 def axial_mix(w: Tensor, x: Tensor,
@@ -66,7 +116,7 @@ def axial_mix_backward(w: Tensor, grad: Tensor, x: Tensor,
     to ``grad_x[b]`` (in place) and returns the gradients of ``w``, ``sum_b
     grad[b] @ x[b].t()``, and of the bias, ``grad`` summed over ``b`` and
     ``K``, in fp32. All ``(B, S, K)`` and contiguous."""
-    tiles, programs, sizes = _launch_sizes(x, spare_row=True)
+    tiles, programs, sizes = _launch_sizes(x, backward=True)
     S = x.shape[1]
     # per program, w's gradient with the bias's as an extra column
     partial = torch.empty(programs, S, S + 1, device=x.device,

@@ -111,9 +111,10 @@ def _mix(w: Tensor, x: Tensor, triton: bool,
     ``torch.bmm`` (``baddbmm``), or one Triton pass (:mod:`.axial_mix`)
     when ``triton`` and ``S`` fits, in the dtype autocast would give the
     matmul."""
-    if triton and kernels.fits(x.shape[1]):
+    if triton:
         dtype = compute_dtype(x)
-        return kernels.axial_mix(w.to(dtype), x.to(dtype), bias)
+        if kernels.fits(x.shape[1], dtype, x.device):
+            return kernels.axial_mix(w.to(dtype), x.to(dtype), bias)
     B, S, K = x.shape
     if bias is None:
         return torch.bmm(w.expand(B, S, S), x)
@@ -131,7 +132,7 @@ def _mix_backward(w: Tensor, grad: Tensor, x: Tensor, grad_x: Tensor,
     faster :func:`.sums.sum_rows` in a capture, and the bias's a reduction
     of ``grad``."""
     B, S, _ = x.shape
-    if triton and kernels.fits(S):
+    if triton and kernels.fits(S, x.dtype, x.device, backward=True):
         return kernels.axial_mix_backward(w, grad, x, grad_x)
     grad_x.baddbmm_(w.t().expand(B, S, S), grad)
     per_entry = torch.bmm(grad, x.transpose(1, 2))
