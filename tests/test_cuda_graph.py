@@ -8,6 +8,7 @@ unchanged, which the CPU tests check."""
 import contextlib
 import copy
 import logging
+import warnings
 
 import pytest
 import torch
@@ -19,7 +20,8 @@ from mmsmlp.engine import CUDAGraphHook
 from mmsmlp.models import SMLPNet
 from mmsmlp.models.utils import fast_paths
 from mmsmlp.models.utils.cuda_graph import (GraphedInference,
-                                            GraphedTraining, _hooked)
+                                            GraphedTraining, _hooked,
+                                            _ReplayedStep)
 from mmsmlp.models.utils.fast_paths import graph_capture, set_mode
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(),
@@ -428,6 +430,24 @@ def test_hooked_parameters_are_found():
     assert _hooked(params)
 
 
+def test_a_hook_added_after_a_direct_capture_is_noticed():
+    """A gradient hook added to a parameter after a capture whose replay
+    sets the gradients itself (which would skip it) is noticed before the
+    next replay (the call then captures again through autograd: the CUDA
+    test below); one whose gradients go through autograd runs it as is."""
+    model = classifier()
+    graphed = GraphedTraining.wrap(model.backbone)
+    graphed.params = tuple(model.backbone.parameters())  # as at a capture
+    graphed.graphs[('key', )] = object.__new__(_ReplayedStep)
+    assert not graphed._hooked_since_capture()
+    graphed.params[2].register_hook(lambda g: g)
+    assert graphed._hooked_since_capture()
+    graphed.graphs[('key', )] = lambda x: x  # make_graphed_callables' form
+    assert not graphed._hooked_since_capture()
+    graphed.release()
+    assert not graphed._hooked_since_capture()
+
+
 @needs_cuda
 @pytest.mark.parametrize('direct_grads', [True, False])
 def test_graphed_gradients_in_the_parameters_layout(direct_grads):
@@ -473,15 +493,20 @@ def test_graphed_gradients_in_the_parameters_layout(direct_grads):
     assert graphed.replays == 2
     assert bool(ran) is not direct_grads
     del accumulator
-    # a hook on a parameter: captured again through autograd (its warm-up
-    # and capture run the hook too), and each replay runs the hook
-    graphed.release()
+    # a hook on a parameter after the capture: each replay runs it. A graph
+    # that set the gradients directly is captured again, through autograd
+    # (its warm-ups and capture run the hook too), with a warning.
     seen = []
     weight.register_hook(lambda g: seen.append(g.shape))
-    _step(graphed_model, x, y, None)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter('always')
+        _step(graphed_model, x, y, None)
     captured = len(seen)
     _step(graphed_model, x, y, None)
-    assert graphed.captures == 2 and len(seen) == captured + 1
+    assert captured >= 1 and len(seen) == captured + 1
+    assert graphed.captures == (2 if direct_grads else 1)
+    assert any('gradient hook after the capture' in str(w.message)
+               for w in caught) is direct_grads
 
 
 @needs_cuda

@@ -195,7 +195,9 @@ class GraphedTraining(_ForwardWrapper):
             layout, as ``AccumulateGrad`` leaves them) instead of returning
             them through autograd, one node per parameter. Not under
             ``alias_parameters`` (DDP's hooks need autograd) nor for a
-            module with hooks on its parameters. Defaults to True.
+            module with hooks on its parameters (a hook added after a
+            capture makes the next call capture again, through autograd).
+            Defaults to True.
     """
 
     def __init__(self,
@@ -254,6 +256,12 @@ class GraphedTraining(_ForwardWrapper):
             self._warn(
                 'moved', 'its parameters or buffers moved to new memory '
                 '(model.to(), .cuda()): capturing again')
+            self.release()
+        if self._hooked_since_capture():
+            self._warn(
+                'hooked', 'a parameter got a gradient hook after the '
+                'capture, which set its gradient directly: capturing again, '
+                'the gradients through autograd (which runs the hook)')
             self.release()
         graphed = self._graph_for(x, key)
         if graphed is None:
@@ -377,6 +385,11 @@ class GraphedTraining(_ForwardWrapper):
         # the real parameters: the same memory as the aliases (no copy at
         # replay), and their own gradient accumulators
         return lambda x: graphed(x, *params)
+
+    def _hooked_since_capture(self) -> bool:
+        # a graph that sets the gradients itself would skip the new hook
+        return (any(isinstance(g, _ReplayedStep) for g in self.graphs.values())
+                and _hooked(self.params))
 
     def _grads_pending(self) -> bool:
         return any(p.grad is not None for p in self.params)
