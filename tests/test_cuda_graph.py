@@ -841,6 +841,54 @@ def test_configs_list_the_graph_hook(config, index, hook):
 
 
 @needs_cuda
+def test_graphed_backbone_under_flat_reduce_ddp_equals_eager(tmp_path):
+    """Under FlatReduceDDP (one process, one GPU) the hook's replay sets the
+    backbone's gradients itself, in one buffer, which the wrapper
+    all-reduces as it is: it trains as the eager model under plain DDP."""
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    from mmsmlp.engine import FlatReduceDDP
+
+    dist.init_process_group('nccl',
+                            init_method=f'file://{tmp_path}/rendezvous',
+                            rank=0,
+                            world_size=1)
+    try:
+        torch.manual_seed(0)
+        eager = classifier().cuda().train()
+        graphed_model = copy.deepcopy(eager)
+        device = [torch.cuda.current_device()]
+        models = (DDP(eager, device_ids=device),
+                  FlatReduceDDP(graphed_model, device_ids=device))
+        CUDAGraphHook().before_train(FakeRunner(models[1]))
+        graphed = vars(graphed_model.backbone)['forward']
+        assert not graphed.alias_parameters and graphed.direct_grads
+        x = torch.randn(4, 3, 64, 64, device='cuda')
+        y = torch.randint(0, 10, (4, ), device='cuda')
+        for step in range(3):
+            grads = []
+            for ddp in models:
+                F.cross_entropy(ddp(x + step, mode='tensor'), y).backward()
+                grads.append([p.grad.clone() for p in ddp.parameters()])
+                ddp.zero_grad(set_to_none=True)
+            for (name, _), a, b in zip(eager.named_parameters(), *grads):
+                torch.testing.assert_close(a,
+                                           b,
+                                           atol=2e-4,
+                                           rtol=2e-4,
+                                           msg=name)
+        assert (graphed.captures, graphed.replays) == (1, 3)
+        # the replay's buffer was reduced as it is, not packed
+        assert models[1]._packed_flat is not None
+        assert models[1]._packed_flat.data_ptr() == \
+            graphed.graphs[next(iter(graphed.graphs))].param_grads[
+                0].data_ptr()
+    finally:
+        dist.destroy_process_group()
+
+
+@needs_cuda
 def test_graphed_backbone_under_ddp_equals_eager(tmp_path):
     """DDP (one process, one GPU: DDP's gradient accumulators live on the
     default stream, as with several GPUs): the hook's capture with aliases

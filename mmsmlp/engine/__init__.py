@@ -3,6 +3,7 @@ from .ema import ForeachEMA
 from .hooks import (ChannelsLastHook, CompileForwardHook, CUDAGraphHook,
                     DeferredRuntimeInfoHook, EpochSeedHook, FiniteLossHook,
                     LoaderSharingHook, RawAndEMAHook, SafeCheckpointHook)
+from .model_wrappers import FlatReduceDDP
 from .optimizers import (GroupedOptimWrapperConstructor,
                          MixedPrecisionOptimWrapper, SkipNonFiniteOptimWrapper)
 from .schedulers import TimmCosineLR
@@ -10,7 +11,8 @@ from .schedulers import TimmCosineLR
 __all__ = [
     'ChannelsLastHook', 'CompileForwardHook', 'CUDAGraphHook',
     'DeferredRuntimeInfoHook', 'EpochSeedHook', 'FiniteLossHook',
-    'ForeachEMA', 'GroupedOptimWrapperConstructor', 'LoaderSharingHook',
+    'FlatReduceDDP', 'ForeachEMA', 'GroupedOptimWrapperConstructor',
+    'LoaderSharingHook',
     'MixedPrecisionOptimWrapper', 'RawAndEMAHook', 'SafeCheckpointHook',
     'SkipNonFiniteOptimWrapper', 'TimmCosineLR'
 ]

@@ -79,6 +79,7 @@ import os.path as osp
 import pstats
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -91,6 +92,7 @@ import mmsmlp  # noqa: F401,I001  isort:skip
 import torch
 import torch.nn.functional as F
 from mmengine.config import Config, DictAction
+from mmengine.dist import is_main_process
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 from mmengine.optim import build_optim_wrapper
@@ -153,6 +155,8 @@ class IterTimestampHook(Hook):
     def after_run(self, runner):
         if self._on_gc in gc.callbacks:
             gc.callbacks.remove(self._on_gc)
+        if not is_main_process():  # (--gpus) rank 0's times
+            return
         with open(osp.join(runner.work_dir, TIMES_FILE), 'w') as f:
             json.dump(dict(train=self.train, val=self.val,
                            val_before=self.val_before, gc=self.gc), f)
@@ -501,7 +505,8 @@ def e2e_config(name, config, options, args, ann_files, work_root, iters,
     cfg = load_config(config, args, options, ann_files)
     batch = cfg.train_dataloader.batch_size
     train_images = count_lines(cfg.train_dataloader.dataset.ann_file)
-    iters_per_epoch = train_images // batch  # drop_last or not: at least
+    # drop_last or not: at least (each of --gpus processes gets its share)
+    iters_per_epoch = train_images // (batch * (args.gpus or 1))
     epochs = max(1, round(iters / max(iters_per_epoch, 1)))
     cfg.train_cfg = dict(
         type='EpochBasedTrainLoop', max_epochs=epochs, val_interval=epochs)
@@ -545,6 +550,12 @@ def e2e_config(name, config, options, args, ann_files, work_root, iters,
     return cfg, work_dir, iters_per_epoch
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
 def run_e2e(name, config, options, args, ann_files, work_root, iters,
             profile=None):
     """tools/train.py on the derived config (profiled: ``profile='e2e-
@@ -575,10 +586,15 @@ def run_e2e(name, config, options, args, ann_files, work_root, iters,
         os.remove(times)
     exit_wait = None  # seconds the process took to exit after its run
     exit_s = None  # the same, where it exited within --exit-wait
+    command = [osp.join(ROOT, 'tools', 'train.py'), path, '--work-dir',
+               work_dir]
+    if args.gpus:  # as tools/dist_train.sh runs it
+        command = ['-m', 'torch.distributed.run', '--nproc_per_node',
+                   str(args.gpus), '--master_port', str(free_port())
+                   ] + command + ['--launcher', 'pytorch']
     with open(log, 'w') as f:
         process = subprocess.Popen(
-            [sys.executable, osp.join(ROOT, 'tools', 'train.py'), path,
-             '--work-dir', work_dir],
+            [sys.executable] + command,
             env=env, stdout=f, stderr=subprocess.STDOUT,
             start_new_session=True)
         # polled each second; a process still running when the loop ends
@@ -643,8 +659,9 @@ def read_times(work_dir, cfg, args, profile=None):
     if profile:
         exclude = (profile['window']['first_iter'],
                    profile['window']['last_iter'] + 1)
-    summary = summarize(times, cfg.train_dataloader.batch_size,
-                        cfg.val_dataloader.batch_size, args, exclude,
+    world = args.gpus or 1  # the batches of all the processes
+    summary = summarize(times, cfg.train_dataloader.batch_size * world,
+                        cfg.val_dataloader.batch_size * world, args, exclude,
                         count_lines(cfg.val_dataloader.dataset.ann_file))
     summary['iters'] = len(times['train'])
     summary['epochs'] = cfg.train_cfg.max_epochs
@@ -1446,12 +1463,23 @@ def parse_args(argv=None):
         '--exit-wait', type=float, default=30,
         help='seconds a tools/train.py run may take to exit after its run '
         'ended (after_run wrote its times) before it is stopped (reported)')
+    parser.add_argument(
+        '--gpus', type=int,
+        help='the end-to-end runs on this many GPUs, as tools/dist_train.sh '
+        'runs them (torch.distributed.run, --launcher pytorch; 1: one GPU '
+        'under DDP); their images/s count every GPU\'s, and e2e / bare is '
+        'against this many bare steps')
     parser.add_argument('--rows', type=int, default=30)
     parser.add_argument('--work-dir', default='/tmp/train_speed_work')
     parser.add_argument(
         '--out-dir', help='where the figures (train_speed.json, saved after '
         'each part), profiles and tools/train.py logs are written')
     args = parser.parse_args(argv)
+    if args.gpus is not None and args.gpus < 1:
+        parser.error(f'--gpus must be at least 1, got {args.gpus}')
+    if (args.gpus or 1) > 1 and args.parts and 'e2e-profile' in args.parts:
+        parser.error('--parts e2e-profile profiles one process: not with '
+                     f'--gpus {args.gpus}')
     defaults = dict(parts=['bare', 'step', 'loader', 'e2e'], iters=400,
                     e2e_timeout=None)
     if args.quick:
@@ -1477,7 +1505,9 @@ def main(argv=None):
     print(f'[data] mean training JPEG {mean_file_size(args.data):.0f} KiB; '
           f'{os.cpu_count()} CPUs, {args.workers} workers, {gpu}, '
           f'torch {torch.__version__}, AMP {args.amp}, parts '
-          f'{" ".join(args.parts)}', flush=True)
+          f'{" ".join(args.parts)}'
+          + (f'; tools/train.py on {args.gpus} GPUs (DDP)' if args.gpus
+             else ''), flush=True)
     runs = [('main', args.config, args.cfg_options)]
     for name, *options in args.variant:
         opts = dict(args.cfg_options or {})
@@ -1613,7 +1643,7 @@ def main(argv=None):
         reference = bare.get('peer' if r['name'] == 'peer' else 'main', {})
         b, i = reference.get('bare_train'), reference.get('bare_infer')
         e2e, val = r.get('e2e_steady'), r.get('val')
-        ratio = e2e / b if e2e and b else None
+        ratio = e2e / (b * (args.gpus or 1)) if e2e and b else None
         print(f'| {r["name"]} | {r["batch"]} | {fmt(b)} | '
               f'{fmt(r.get("train_step"))} | {fmt(r.get("loader"))} | '
               f'{fmt(e2e)} | {fmt(ratio, ".2f", "x")} | '

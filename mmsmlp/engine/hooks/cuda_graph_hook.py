@@ -46,7 +46,11 @@ class CUDAGraphHook(Hook):
     (``tools/dist_train.sh``) it captures with aliases of the parameters
     (``GraphedTraining(alias_parameters=True)``): DDP creates the
     parameters' gradient accumulators on the default stream when it is
-    built, and the capture, on a side stream, cannot feed them. A module
+    built, and the capture, on a side stream, cannot feed them; the
+    gradients then go through autograd, for DDP's hooks. Under
+    :class:`~mmsmlp.engine.model_wrappers.FlatReduceDDP` (the ImageNet
+    configs' ``model_wrapper_cfg``), which reduces the module's gradients
+    itself, the replay sets them directly, as on one GPU. A module
     holding ``SyncBatchNorm`` trains eagerly (its all-reduces would be
     captured too: not tested).
 
@@ -132,10 +136,11 @@ class CUDAGraphHook(Hook):
         modules = self._graphable(runner, training=True)
         if modules is None:
             return
-        wrapped = is_model_wrapper(runner.model)
         for module in modules:
-            graphed = GraphedTraining.wrap(module, alias_parameters=wrapped,
-                                           **self.training)
+            graphed = GraphedTraining.wrap(
+                module,
+                alias_parameters=_reduced_by_ddp(runner.model, module),
+                **self.training)
         runner.logger.info(
             f'CUDAGraphHook: {list(self.modules)} train through CUDA graphs '
             f'(a graph for each input shape seen {graphed.min_calls} times, '
@@ -200,6 +205,16 @@ class CUDAGraphHook(Hook):
 
     def after_test(self, runner) -> None:
         self._after_inference(runner)
+
+
+def _reduced_by_ddp(model, module) -> bool:
+    """Whether DDP's hooks reduce gradients of ``module``'s parameters
+    (a model wrapper other than ``FlatReduceDDP`` reducing them all)."""
+    if not is_model_wrapper(model):
+        return False
+    reduces = getattr(model, 'reduces', None)
+    return reduces is None or not all(
+        reduces(p) for p in module.parameters() if p.requires_grad)
 
 
 def _inner_model(model):

@@ -37,8 +37,10 @@ know about it (mmengine's Runner, mmdet's and mmseg's):
   ``make_graphed_callables`` returns them, each of sMLPNet-T's 424
   parameters costs an ``AccumulateGrad`` node and a stream event, about
   9 ms of host time a step (H100, 2026-12-05; docs/benchmarks.md), more
-  than the replay itself. Under DDP (``alias_parameters``) or with hooks on
-  a parameter they go through autograd, which runs the hooks;
+  than the replay itself. They are written into one buffer, which
+  ``FlatReduceDDP`` all-reduces as it is. Under plain DDP
+  (``alias_parameters``) or with hooks on a parameter they go through
+  autograd, which runs the hooks;
 - a module's graphs share one memory pool: each replay's forward and
   backward use the same scratch memory, as the previous check keeps one
   replay's forward and backward from interleaving with another's, so the
@@ -459,16 +461,11 @@ class _ReplayedStep:
                 _differentiable(self.outputs), inputs,
                 [g for g in self.grad_outputs if g is not None],
                 allow_unused=True)
-            # each gradient in its parameter's layout, as AccumulateGrad
-            # leaves it: the optimizers' multi-tensor kernels pair a
-            # parameter's elements with its gradient's in memory order
-            grads = tuple(
-                g if g is None or g.stride() == i.stride() else
-                torch.empty_like(i).copy_(g) for g, i in zip(grads, inputs))
+            first = len(inputs) - len(params)
+            self.input_grad = grads[0] if sample.requires_grad else None
+            self.param_grads = _in_one_buffer(params, grads[first:])
         self.input = sample
-        self.input_grad = grads[0] if sample.requires_grad else None
         self.params = params
-        self.param_grads = grads[len(inputs) - len(params):]
         self.anchor = torch.empty(0, device=sample.device,
                                   requires_grad=True)
 
@@ -497,6 +494,27 @@ class _ReplayedStep:
             else:
                 p.grad += grad
         return None if self.input_grad is None else self.input_grad.detach()
+
+
+def _in_one_buffer(params: tuple, grads: tuple) -> tuple:
+    """The gradients copied (in the graph being captured) into one flat
+    buffer, one after another, each in its parameter's layout, as
+    ``AccumulateGrad`` leaves it: the optimizers' multi-tensor kernels pair
+    a parameter's elements with its gradient's in memory order. In one
+    buffer, ``FlatReduceDDP`` all-reduces them without packing them first.
+    Parameters of several dtypes or without a gradient: a buffer each."""
+    if any(g is None for g in grads) or \
+            len({(p.dtype, p.device) for p in params}) > 1:
+        return tuple(
+            g if g is None or g.stride() == p.stride() else
+            torch.empty_like(p).copy_(g) for g, p in zip(grads, params))
+    flat = params[0].new_empty(sum(p.numel() for p in params))
+    views, offset = [], 0
+    for p in params:
+        views.append(flat.as_strided(p.shape, p.stride(), offset))
+        offset += p.numel()
+    torch._foreach_copy_(views, grads)
+    return tuple(views)
 
 
 def _differentiable(outputs) -> tuple:

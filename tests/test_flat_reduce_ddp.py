@@ -1,0 +1,107 @@
+# Copyright (c) mmsmlp contributors. All rights reserved.
+"""FlatReduceDDP: the backbone's gradients all-reduced as one flat tensor
+(two CPU processes, gloo), as DDP reduces them."""
+import os
+import os.path as osp
+import socket
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from mmsmlp.engine import FlatReduceDDP
+from mmsmlp.engine.model_wrappers.flat_reduce_ddp import flat_buffer_of
+
+REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope='module')
+def ranks(tmp_path_factory):
+    out = tmp_path_factory.mktemp('flat_reduce')
+    path = [p for p in (REPO_ROOT, os.environ.get('PYTHONPATH')) if p]
+    env = {**os.environ, 'OMP_NUM_THREADS': '1',
+           'PYTHONPATH': os.pathsep.join(path)}
+    result = subprocess.run(
+        [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node',
+         '2', '--master_port', str(free_port()),
+         osp.join(REPO_ROOT, 'tests', 'flat_reduce_probe.py'), str(out)],
+        capture_output=True, text=True, cwd=REPO_ROOT, env=env)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[
+        -3000:]
+    return [torch.load(out / f'rank{r}.pt') for r in (0, 1)]
+
+
+def test_trains_as_ddp_with_accumulation(ranks):
+    """Four train_steps (two accumulated in no_sync, momentum SGD), ranks
+    on different data and starting from different weights: the same
+    parameters as under mmengine's DDP wrapper, on both ranks."""
+    for rank in ranks:
+        ddp = rank['trained']['MMDistributedDataParallel']
+        flat = rank['trained']['FlatReduceDDP']
+        assert ddp.keys() == flat.keys()
+        for name in ddp:
+            torch.testing.assert_close(flat[name], ddp[name], msg=name)
+    for name, value in ranks[0]['trained']['FlatReduceDDP'].items():
+        torch.testing.assert_close(
+            ranks[1]['trained']['FlatReduceDDP'][name], value, msg=name)
+    # the steps moved every parameter from rank 0's start
+    for name, value in ranks[0]['initial'].items():
+        assert not torch.equal(ranks[0]['trained']['FlatReduceDDP'][name],
+                               value), name
+
+
+def test_leaves_the_backbone_out_of_ddps_buckets(ranks):
+    assert ranks[0]['ignored'] == [
+        'backbone.0.bias', 'backbone.0.weight', 'backbone.2.bias',
+        'backbone.2.weight'
+    ]
+
+
+def test_reduces_a_replays_buffer_as_it_is(ranks):
+    """Gradients that tile one buffer (as a graph replay leaves them, one
+    in channels_last) are reduced in place, to DDP's values."""
+    for rank in ranks:
+        ddp = rank['one_buffer']['MMDistributedDataParallel']['grads']
+        flat = rank['one_buffer']['FlatReduceDDP']
+        assert flat['reduced_as_is']
+        for name in ddp:
+            torch.testing.assert_close(flat['grads'][name], ddp[name],
+                                       msg=name)
+    assert not ranks[0]['one_buffer']['MMDistributedDataParallel'][
+        'reduced_as_is']
+
+
+def test_a_parameter_without_gradient_is_named(ranks):
+    for rank in ranks:
+        assert 'backbone.spare' in rank['unused']
+        assert 'got no gradient' in rank['unused']
+
+
+def test_flat_buffer_of_views_in_order():
+    params = [torch.empty(2, 3, 4, 4).to(memory_format=torch.channels_last),
+              torch.empty(5), torch.empty(3, 2)]
+    flat = torch.arange(float(sum(p.numel() for p in params)))
+    views, offset = [], 0
+    for p in params:
+        views.append(flat.as_strided(p.shape, p.stride(), offset))
+        offset += p.numel()
+    found = flat_buffer_of(views)
+    assert found.data_ptr() == flat.data_ptr() and found.numel() == 107
+    assert flat_buffer_of(views[::-1]) is None  # not in order
+    assert flat_buffer_of([views[0], views[2]]) is None  # a gap
+    assert flat_buffer_of([torch.empty(3), torch.empty(3)]) is None
+    assert flat_buffer_of([views[0].transpose(0, 1)]) is None  # not dense
+
+
+def test_names_a_missing_submodule():
+    model = torch.nn.Module()
+    model.head = torch.nn.Linear(2, 2)
+    with pytest.raises(KeyError, match=r"'backbone'.*\['head'\]"):
+        FlatReduceDDP(model)
