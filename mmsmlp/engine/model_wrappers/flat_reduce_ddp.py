@@ -86,6 +86,7 @@ class FlatReduceDDP(MMDistributedDataParallel):
     def forward(self, *inputs, **kwargs):
         output = super().forward(*inputs, **kwargs)
         if torch.is_grad_enabled() and self.require_backward_grad_sync:
+            self._queued = False  # (a backward that failed left it set)
             output = _map_tensors(output, self._at_backward)
         return output
 
