@@ -4,6 +4,7 @@ import importlib.util
 import json
 import os
 import os.path as osp
+import socket
 import subprocess
 import sys
 
@@ -71,6 +72,27 @@ def run_tool(tool, *args):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[
         -3000:]
     return result.stdout + result.stderr
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def run_two_cpu_ranks(script, *args):
+    """``tests/<script>`` under torch.distributed.run as two CPU
+    processes (one thread each; the script initialises gloo)."""
+    path = [p for p in (REPO_ROOT, os.environ.get('PYTHONPATH')) if p]
+    env = {**os.environ, 'OMP_NUM_THREADS': '1',
+           'PYTHONPATH': os.pathsep.join(path)}
+    result = subprocess.run(
+        [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node',
+         '2', '--master_port', str(free_port()),
+         osp.join(REPO_ROOT, 'tests', script), *map(str, args)],
+        capture_output=True, text=True, cwd=REPO_ROOT, env=env)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[
+        -3000:]
 
 
 def assert_same_gradients(out, want, inputs, want_inputs=None, **tolerance):

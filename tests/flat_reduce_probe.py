@@ -41,14 +41,18 @@ class Toy(BaseModel):
         return logits
 
 
-def build(wrapper, rank, **kwargs):
+def toy(rank, **kwargs):
     torch.manual_seed(0)
     model = Toy(**kwargs)
     if rank:  # the wrappers broadcast rank 0's parameters
         with torch.no_grad():
             for p in model.parameters():
                 p.add_(1)
-    return wrapper(module=model, device_ids=None)
+    return model
+
+
+def build(wrapper, rank, **kwargs):
+    return wrapper(module=toy(rank, **kwargs), device_ids=None)
 
 
 def batch(rank, step):
@@ -107,8 +111,7 @@ def main(out_dir):
         one_buffer={w.__name__: grads_into_one_buffer(w, rank)
                     for w in (MMDistributedDataParallel, FlatReduceDDP)},
         unused=unused_parameter(rank),
-        initial={n: p.detach().clone()
-                 for n, p in build(FlatReduceDDP, 0).module.named_parameters()},
+        initial=dict(toy(0).named_parameters()),
         ignored=sorted(build(FlatReduceDDP, rank).parameters_to_ignore))
     torch.save(result, f'{out_dir}/rank{rank}.pt')
     dist.destroy_process_group()

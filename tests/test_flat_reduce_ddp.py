@@ -1,40 +1,19 @@
 # Copyright (c) mmsmlp contributors. All rights reserved.
 """FlatReduceDDP: the backbone's gradients all-reduced as one flat tensor
 (two CPU processes, gloo), as DDP reduces them."""
-import os
-import os.path as osp
-import socket
-import subprocess
-import sys
-
 import pytest
 import torch
 
 from mmsmlp.engine import FlatReduceDDP
 from mmsmlp.engine.model_wrappers.flat_reduce_ddp import flat_buffer_of
 
-REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
+from .conftest import run_two_cpu_ranks
 
 
 @pytest.fixture(scope='module')
 def ranks(tmp_path_factory):
     out = tmp_path_factory.mktemp('flat_reduce')
-    path = [p for p in (REPO_ROOT, os.environ.get('PYTHONPATH')) if p]
-    env = {**os.environ, 'OMP_NUM_THREADS': '1',
-           'PYTHONPATH': os.pathsep.join(path)}
-    result = subprocess.run(
-        [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node',
-         '2', '--master_port', str(free_port()),
-         osp.join(REPO_ROOT, 'tests', 'flat_reduce_probe.py'), str(out)],
-        capture_output=True, text=True, cwd=REPO_ROOT, env=env)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[
-        -3000:]
+    run_two_cpu_ranks('flat_reduce_probe.py', out)
     return [torch.load(out / f'rank{r}.pt') for r in (0, 1)]
 
 

@@ -9,9 +9,6 @@ import json
 import math
 import os
 import os.path as osp
-import socket
-import subprocess
-import sys
 from contextlib import contextmanager
 
 import pytest
@@ -20,7 +17,7 @@ from mmengine.config import Config
 from mmengine.optim import AmpOptimWrapper, OptimWrapper, build_optim_wrapper
 from mmengine.registry import PARAM_SCHEDULERS, init_default_scope
 
-from .conftest import REPO_ROOT, read_scalars, run_tool
+from .conftest import REPO_ROOT, read_scalars, run_tool, run_two_cpu_ranks
 
 IN1K = {
     arch: osp.join(REPO_ROOT, 'configs', 'smlpnet',
@@ -288,12 +285,6 @@ def test_test_without_ema_weights_tests_once(imagenet_root, tmp_path):
 
 
 # ------------------------------------------------ per-rank randomness ----
-def free_port():
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
-
-
 def test_seed_plus_rank_and_common_sampler_on_two_processes(
         imagenet_root, tmp_path):
     """Two CPU processes (gloo) through mmengine's Runner with the in1k
@@ -320,16 +311,7 @@ def test_seed_plus_rank_and_common_sampler_on_two_processes(
         'default_hooks = dict(checkpoint=dict(interval=10))\n')
     work_dir = str(tmp_path / 'work')
     os.makedirs(work_dir)
-    path = [p for p in (REPO_ROOT, os.environ.get('PYTHONPATH')) if p]
-    env = {**os.environ, 'OMP_NUM_THREADS': '1',
-           'PYTHONPATH': os.pathsep.join(path)}
-    result = subprocess.run(
-        [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node',
-         '2', '--master_port', str(free_port()),
-         osp.join(REPO_ROOT, 'tests', 'rank_probe.py'), str(config),
-         work_dir], capture_output=True, text=True, cwd=REPO_ROOT, env=env)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[
-        -3000:]
+    run_two_cpu_ranks('rank_probe.py', config, work_dir)
 
     def probe(rank, epoch):
         with open(osp.join(work_dir, f'rank{rank}_epoch{epoch}.json')) as f:
