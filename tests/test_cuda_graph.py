@@ -840,89 +840,73 @@ def test_configs_list_the_graph_hook(config, index, hook):
     assert cfg.custom_hooks[index].enabled is enabled
 
 
+@pytest.fixture
+def nccl_of_one(tmp_path):
+    """A process group of this process alone, on its GPU."""
+    import torch.distributed as dist
+    dist.init_process_group('nccl',
+                            init_method=f'file://{tmp_path}/rendezvous',
+                            rank=0,
+                            world_size=1)
+    yield
+    dist.destroy_process_group()
+
+
+def assert_wrapped_models_train_alike(eager, models, steps=3):
+    """Each of ``models`` (DDP wrappers, the first of ``eager``) gives the
+    same gradients for ``steps`` steps."""
+    x = torch.randn(4, 3, 64, 64, device='cuda')
+    y = torch.randint(0, 10, (4, ), device='cuda')
+    for step in range(steps):
+        grads = []
+        for ddp in models:
+            F.cross_entropy(ddp(x + step, mode='tensor'), y).backward()
+            grads.append([p.grad.clone() for p in ddp.parameters()])
+            ddp.zero_grad(set_to_none=True)
+        for (name, _), a, b in zip(eager.named_parameters(), *grads):
+            torch.testing.assert_close(a, b, atol=2e-4, rtol=2e-4, msg=name)
+
+
 @needs_cuda
-def test_graphed_backbone_under_flat_reduce_ddp_equals_eager(tmp_path):
+def test_graphed_backbone_under_flat_reduce_ddp_equals_eager(nccl_of_one):
     """Under FlatReduceDDP (one process, one GPU) the hook's replay sets the
     backbone's gradients itself, in one buffer, which the wrapper
     all-reduces as it is: it trains as the eager model under plain DDP."""
-    import torch.distributed as dist
     from torch.nn.parallel import DistributedDataParallel as DDP
 
     from mmsmlp.engine import FlatReduceDDP
 
-    dist.init_process_group('nccl',
-                            init_method=f'file://{tmp_path}/rendezvous',
-                            rank=0,
-                            world_size=1)
-    try:
-        torch.manual_seed(0)
-        eager = classifier().cuda().train()
-        graphed_model = copy.deepcopy(eager)
-        device = [torch.cuda.current_device()]
-        models = (DDP(eager, device_ids=device),
-                  FlatReduceDDP(graphed_model, device_ids=device))
-        CUDAGraphHook().before_train(FakeRunner(models[1]))
-        graphed = vars(graphed_model.backbone)['forward']
-        assert not graphed.alias_parameters and graphed.direct_grads
-        x = torch.randn(4, 3, 64, 64, device='cuda')
-        y = torch.randint(0, 10, (4, ), device='cuda')
-        for step in range(3):
-            grads = []
-            for ddp in models:
-                F.cross_entropy(ddp(x + step, mode='tensor'), y).backward()
-                grads.append([p.grad.clone() for p in ddp.parameters()])
-                ddp.zero_grad(set_to_none=True)
-            for (name, _), a, b in zip(eager.named_parameters(), *grads):
-                torch.testing.assert_close(a,
-                                           b,
-                                           atol=2e-4,
-                                           rtol=2e-4,
-                                           msg=name)
-        assert (graphed.captures, graphed.replays) == (1, 3)
-        # the replay's buffer was reduced as it is, not packed
-        assert models[1]._packed_flat is not None
-        assert models[1]._packed_flat.data_ptr() == \
-            graphed.graphs[next(iter(graphed.graphs))].param_grads[
-                0].data_ptr()
-    finally:
-        dist.destroy_process_group()
+    torch.manual_seed(0)
+    eager = classifier().cuda().train()
+    graphed_model = copy.deepcopy(eager)
+    device = [torch.cuda.current_device()]
+    models = (DDP(eager, device_ids=device),
+              FlatReduceDDP(graphed_model, device_ids=device))
+    CUDAGraphHook().before_train(FakeRunner(models[1]))
+    graphed = vars(graphed_model.backbone)['forward']
+    assert not graphed.alias_parameters and graphed.direct_grads
+    assert_wrapped_models_train_alike(eager, models)
+    assert (graphed.captures, graphed.replays) == (1, 3)
+    # the replay's buffer was reduced as it is, not packed
+    step = graphed.graphs[next(iter(graphed.graphs))]
+    assert models[1]._packed_flat.data_ptr() == \
+        step.param_grads[0].data_ptr()
 
 
 @needs_cuda
-def test_graphed_backbone_under_ddp_equals_eager(tmp_path):
+def test_graphed_backbone_under_ddp_equals_eager(nccl_of_one):
     """DDP (one process, one GPU: DDP's gradient accumulators live on the
     default stream, as with several GPUs): the hook's capture with aliases
     of the parameters trains as the eager DDP model does."""
-    import torch.distributed as dist
     from torch.nn.parallel import DistributedDataParallel as DDP
 
-    dist.init_process_group('nccl',
-                            init_method=f'file://{tmp_path}/rendezvous',
-                            rank=0,
-                            world_size=1)
-    try:
-        torch.manual_seed(0)
-        eager = classifier().cuda().train()
-        graphed_model = copy.deepcopy(eager)
-        GraphedTraining.wrap(graphed_model.backbone, alias_parameters=True)
-        models = [
-            DDP(m, device_ids=[torch.cuda.current_device()])
-            for m in (eager, graphed_model)
-        ]
-        x = torch.randn(4, 3, 64, 64, device='cuda')
-        y = torch.randint(0, 10, (4, ), device='cuda')
-        for step in range(3):
-            grads = []
-            for ddp in models:
-                F.cross_entropy(ddp(x + step, mode='tensor'), y).backward()
-                grads.append([p.grad.clone() for p in ddp.parameters()])
-                ddp.zero_grad(set_to_none=True)
-            for (name, _), a, b in zip(eager.named_parameters(), *grads):
-                torch.testing.assert_close(a,
-                                           b,
-                                           atol=2e-4,
-                                           rtol=2e-4,
-                                           msg=name)
-        assert vars(graphed_model.backbone)['forward'].captures == 1
-    finally:
-        dist.destroy_process_group()
+    torch.manual_seed(0)
+    eager = classifier().cuda().train()
+    graphed_model = copy.deepcopy(eager)
+    GraphedTraining.wrap(graphed_model.backbone, alias_parameters=True)
+    models = [
+        DDP(m, device_ids=[torch.cuda.current_device()])
+        for m in (eager, graphed_model)
+    ]
+    assert_wrapped_models_train_alike(eager, models)
+    assert vars(graphed_model.backbone)['forward'].captures == 1
