@@ -19,9 +19,10 @@ from mmpretrain.registry import MODELS
 from mmsmlp.engine import CUDAGraphHook
 from mmsmlp.models import SMLPNet
 from mmsmlp.models.utils import fast_paths
+from mmsmlp.engine.model_wrappers.flat_reduce_ddp import flat_buffer_of
 from mmsmlp.models.utils.cuda_graph import (GraphedInference,
                                             GraphedTraining, _hooked,
-                                            _ReplayedStep)
+                                            _in_one_buffer, _ReplayedStep)
 from mmsmlp.models.utils.fast_paths import graph_capture, set_mode
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(),
@@ -428,6 +429,28 @@ def test_hooked_parameters_are_found():
     assert not _hooked(params)
     params[5].register_post_accumulate_grad_hook(lambda p: None)
     assert _hooked(params)
+
+
+def test_replayed_gradients_fill_one_buffer_in_the_parameters_layout():
+    """What the backward graph's last op makes of its gradients: copies, in
+    one buffer that FlatReduceDDP recognises, each in its parameter's
+    layout; a missing gradient or mixed dtypes keep one tensor each."""
+    params = (torch.randn(4, 3, 3, 3).to(memory_format=torch.channels_last),
+              torch.randn(4), torch.randn(5, 4))
+    grads = tuple(torch.randn(p.shape) for p in params)  # contiguous
+    views = _in_one_buffer(params, grads)
+    for view, grad, param in zip(views, grads, params):
+        assert view.stride() == param.stride()
+        assert torch.equal(view, grad)
+    assert flat_buffer_of(views).numel() == sum(p.numel() for p in params)
+    apart = _in_one_buffer(params, (None, ) + grads[1:])
+    assert apart[0] is None and flat_buffer_of(apart[1:]) is None
+    assert apart[2] is grads[2] and apart[1] is grads[1]
+    assert apart[1].stride() == params[1].stride()
+    mixed = (params[0], params[1].double())
+    kept = _in_one_buffer(mixed, (grads[0], grads[1].double()))
+    assert kept[0].stride() == params[0].stride()
+    assert flat_buffer_of(kept) is None
 
 
 def test_a_hook_added_after_a_direct_capture_is_noticed():
