@@ -22,7 +22,8 @@ from mmsmlp.models.utils import fast_paths
 from mmsmlp.engine.model_wrappers.flat_reduce_ddp import flat_buffer_of
 from mmsmlp.models.utils.cuda_graph import (GraphedInference,
                                             GraphedTraining, _hooked,
-                                            _in_one_buffer, _ReplayedStep)
+                                            _in_parameters_layout,
+                                            _ReplayedStep)
 from mmsmlp.models.utils.fast_paths import graph_capture, set_mode
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(),
@@ -438,17 +439,22 @@ def test_replayed_gradients_fill_one_buffer_in_the_parameters_layout():
     params = (torch.randn(4, 3, 3, 3).to(memory_format=torch.channels_last),
               torch.randn(4), torch.randn(5, 4))
     grads = tuple(torch.randn(p.shape) for p in params)  # contiguous
-    views = _in_one_buffer(params, grads)
+    apart = _in_parameters_layout(params, grads, False)  # a tensor each
+    for grad, kept, param in zip(grads, apart, params):
+        assert kept.stride() == param.stride() and torch.equal(kept, grad)
+    assert flat_buffer_of(apart) is None
+    views = _in_parameters_layout(params, grads, True)
     for view, grad, param in zip(views, grads, params):
         assert view.stride() == param.stride()
         assert torch.equal(view, grad)
     assert flat_buffer_of(views).numel() == sum(p.numel() for p in params)
-    apart = _in_one_buffer(params, (None, ) + grads[1:])
+    apart = _in_parameters_layout(params, (None, ) + grads[1:], True)
     assert apart[0] is None and flat_buffer_of(apart[1:]) is None
     assert apart[2] is grads[2] and apart[1] is grads[1]
     assert apart[1].stride() == params[1].stride()
     mixed = (params[0], params[1].double())
-    kept = _in_one_buffer(mixed, (grads[0], grads[1].double()))
+    kept = _in_parameters_layout(mixed, (grads[0], grads[1].double()),
+                                 True)
     assert kept[0].stride() == params[0].stride()
     assert flat_buffer_of(kept) is None
 
@@ -908,6 +914,7 @@ def test_graphed_backbone_under_flat_reduce_ddp_equals_eager(nccl_of_one):
     CUDAGraphHook().before_train(FakeRunner(models[1]))
     graphed = vars(graphed_model.backbone)['forward']
     assert not graphed.alias_parameters and graphed.direct_grads
+    assert graphed.one_grad_buffer
     assert_wrapped_models_train_alike(eager, models)
     assert (graphed.captures, graphed.replays) == (1, 3)
     # the replay's buffer was reduced as it is, not packed

@@ -136,10 +136,13 @@ class CUDAGraphHook(Hook):
         modules = self._graphable(runner, training=True)
         if modules is None:
             return
+        wrapped = is_model_wrapper(runner.model)
         for module in modules:
+            by_ddp = _reduced_by_ddp(runner.model, module)
             graphed = GraphedTraining.wrap(
                 module,
-                alias_parameters=_reduced_by_ddp(runner.model, module),
+                alias_parameters=by_ddp,
+                one_grad_buffer=wrapped and not by_ddp,  # FlatReduceDDP's
                 **self.training)
         runner.logger.info(
             f'CUDAGraphHook: {list(self.modules)} train through CUDA graphs '

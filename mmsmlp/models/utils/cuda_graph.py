@@ -37,10 +37,9 @@ know about it (mmengine's Runner, mmdet's and mmseg's):
   ``make_graphed_callables`` returns them, each of sMLPNet-T's 424
   parameters costs an ``AccumulateGrad`` node and a stream event, about
   9 ms of host time a step (H100, 2026-12-05; docs/benchmarks.md), more
-  than the replay itself. They are written into one buffer, which
-  ``FlatReduceDDP`` all-reduces as it is. Under plain DDP
-  (``alias_parameters``) or with hooks on a parameter they go through
-  autograd, which runs the hooks;
+  than the replay itself (under ``FlatReduceDDP``, into one buffer, which
+  it all-reduces as it is). Under plain DDP (``alias_parameters``) or with
+  hooks on a parameter they go through autograd, which runs the hooks;
 - a module's graphs share one memory pool: each replay's forward and
   backward use the same scratch memory, as the previous check keeps one
   replay's forward and backward from interleaving with another's, so the
@@ -200,6 +199,10 @@ class GraphedTraining(_ForwardWrapper):
             module with hooks on its parameters (a hook added after a
             capture makes the next call capture again, through autograd).
             Defaults to True.
+        one_grad_buffer (bool): With ``direct_grads``, the gradients are
+            views of one flat buffer (``CUDAGraphHook`` asks for it under
+            ``FlatReduceDDP``, which all-reduces that buffer as it is
+            instead of packing the gradients first). Defaults to False.
     """
 
     def __init__(self,
@@ -208,7 +211,8 @@ class GraphedTraining(_ForwardWrapper):
                  alias_parameters: bool = False,
                  min_calls: int = 1,
                  max_graphs: int = 1,
-                 direct_grads: bool = True):
+                 direct_grads: bool = True,
+                 one_grad_buffer: bool = False):
         _check_counts('GraphedTraining', min_calls, max_graphs, 1,
                       warmup_iters)
         self.module = module
@@ -218,6 +222,7 @@ class GraphedTraining(_ForwardWrapper):
         self.min_calls = min_calls
         self.max_graphs = max_graphs
         self.direct_grads = direct_grads
+        self.one_grad_buffer = one_grad_buffer
         self.graphs: Dict[tuple, Callable] = {}  # call key: graphed forward
         self.calls: Dict[tuple, int] = {}  # calls of each uncaptured key
         self.pool = None  # the graphs' shared memory pool
@@ -237,7 +242,8 @@ class GraphedTraining(_ForwardWrapper):
                     alias_parameters=self.alias_parameters,
                     min_calls=self.min_calls,
                     max_graphs=self.max_graphs,
-                    direct_grads=self.direct_grads)
+                    direct_grads=self.direct_grads,
+                    one_grad_buffer=self.one_grad_buffer)
 
     @staticmethod
     def call_key(x: Tensor) -> Optional[tuple]:
@@ -354,7 +360,7 @@ class GraphedTraining(_ForwardWrapper):
                       and any(p.requires_grad for p in self.params)):
                     graphed = _ReplayedStep(self.eager_forward, sample,
                                             self.params, self.warmup_iters,
-                                            self.pool)
+                                            self.pool, self.one_grad_buffer)
                 else:
                     torch.cuda.make_graphed_callables(
                         module, (sample, ),
@@ -433,7 +439,7 @@ class _ReplayedStep:
     """
 
     def __init__(self, forward: Callable, sample: Tensor, params: tuple,
-                 warmup_iters: int, pool):
+                 warmup_iters: int, pool, one_buffer: bool = False):
         params = tuple(p for p in params if p.requires_grad)
         inputs = ((sample, ) if sample.requires_grad else ()) + params
         stream = torch.cuda.Stream()
@@ -462,8 +468,10 @@ class _ReplayedStep:
                 [g for g in self.grad_outputs if g is not None],
                 allow_unused=True)
             first = len(inputs) - len(params)
-            self.input_grad = grads[0] if sample.requires_grad else None
-            self.param_grads = _in_one_buffer(params, grads[first:])
+            self.input_grad = _in_parameters_layout(
+                inputs[:first], grads[:first], False)[0] if first else None
+            self.param_grads = _in_parameters_layout(
+                params, grads[first:], one_buffer)
         self.input = sample
         self.params = params
         self.anchor = torch.empty(0, device=sample.device,
@@ -496,14 +504,16 @@ class _ReplayedStep:
         return None if self.input_grad is None else self.input_grad.detach()
 
 
-def _in_one_buffer(params: tuple, grads: tuple) -> tuple:
-    """The gradients copied (in the graph being captured) into one flat
-    buffer, one after another, each in its parameter's layout, as
-    ``AccumulateGrad`` leaves it: the optimizers' multi-tensor kernels pair
-    a parameter's elements with its gradient's in memory order. In one
-    buffer, ``FlatReduceDDP`` all-reduces them without packing them first.
-    Parameters of several dtypes or without a gradient: a buffer each."""
-    if any(g is None for g in grads) or \
+def _in_parameters_layout(params: tuple, grads: tuple,
+                          one_buffer: bool) -> tuple:
+    """The gradients (in the graph being captured) each in its
+    parameter's (or input's) layout, as ``AccumulateGrad`` leaves it: the
+    optimizers' multi-tensor kernels pair a parameter's elements with its
+    gradient's in memory order; copied where they are not. ``one_buffer``:
+    all copied into one flat buffer, one after another (for
+    ``FlatReduceDDP``), where every parameter has a gradient and all share
+    a dtype."""
+    if not one_buffer or any(g is None for g in grads) or \
             len({(p.dtype, p.device) for p in params}) > 1:
         return tuple(
             g if g is None or g.stride() == p.stride() else
