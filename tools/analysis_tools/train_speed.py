@@ -65,6 +65,10 @@ side with the unprofiled run. Each writes ``<label>.json`` and
 stops a ``tools/train.py`` run that takes longer (what was written stays).
 ``--quick``: ``--parts bare e2e e2e-profile profile --iters 200
 --e2e-timeout 200``, about 5 minutes on one H200 with 12 workers.
+``--gpus N``: the ``tools/train.py`` runs on N GPUs, as
+``tools/dist_train.sh`` runs them (``--workers`` per GPU; N=1: one GPU
+under DDP); their images/s count all of them and ``e2e / bare`` is
+against N bare steps.
 """
 import argparse
 import copy

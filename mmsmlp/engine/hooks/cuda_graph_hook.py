@@ -48,9 +48,10 @@ class CUDAGraphHook(Hook):
     parameters' gradient accumulators on the default stream when it is
     built, and the capture, on a side stream, cannot feed them; the
     gradients then go through autograd, for DDP's hooks. Under
-    :class:`~mmsmlp.engine.model_wrappers.FlatReduceDDP` (the ImageNet
-    configs' ``model_wrapper_cfg``), which reduces the module's gradients
-    itself, the replay sets them directly, as on one GPU. A module
+    :class:`~mmsmlp.engine.model_wrappers.FlatReduceDDP`
+    (``model_wrapper_cfg=dict(type='FlatReduceDDP')``), which reduces the
+    module's gradients itself, the replay sets them directly, as on one
+    GPU, into one buffer that it all-reduces. A module
     holding ``SyncBatchNorm`` trains eagerly (its all-reduces would be
     captured too: not tested).
 
