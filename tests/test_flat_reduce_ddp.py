@@ -1,13 +1,15 @@
 # Copyright (c) mmsmlp contributors. All rights reserved.
 """FlatReduceDDP: the backbone's gradients all-reduced as one flat tensor
 (two CPU processes, gloo), as DDP reduces them."""
+import os.path as osp
+
 import pytest
 import torch
 
 from mmsmlp.engine import FlatReduceDDP
 from mmsmlp.engine.model_wrappers.flat_reduce_ddp import flat_buffer_of
 
-from .conftest import run_two_cpu_ranks
+from .conftest import REPO_ROOT, run_two_cpu_ranks
 
 
 @pytest.fixture(scope='module')
@@ -84,3 +86,35 @@ def test_names_a_missing_submodule():
     model.head = torch.nn.Linear(2, 2)
     with pytest.raises(KeyError, match=r"'backbone'.*\['head'\]"):
         FlatReduceDDP(model)
+
+
+def test_built_from_a_config_and_read_by_the_graph_hook(tmp_path):
+    """``model_wrapper_cfg=dict(type='FlatReduceDDP')`` finds it from
+    mmpretrain's scope; CUDAGraphHook leaves DDP's gradient route only for
+    what it reduces (a process group of one, gloo)."""
+    import torch.distributed as dist
+    from mmengine.config import Config
+    from mmengine.model import MMDistributedDataParallel, is_model_wrapper
+    from mmengine.registry import MODEL_WRAPPERS, init_default_scope
+    from mmpretrain.registry import MODELS
+
+    from mmsmlp.engine.hooks.cuda_graph_hook import _reduced_by_ddp
+
+    init_default_scope('mmpretrain')
+    cfg = Config.fromfile(osp.join(
+        REPO_ROOT, 'configs', 'quickstart',
+        'smlpnet-mini_1xb32_synthetic-in1k-format.py'))
+    dist.init_process_group('gloo', init_method=f'file://{tmp_path}/r',
+                            rank=0, world_size=1)
+    try:
+        flat = MODEL_WRAPPERS.build(
+            dict(type='FlatReduceDDP', device_ids=None),
+            default_args=dict(module=MODELS.build(cfg.model)))
+        plain = MMDistributedDataParallel(
+            module=MODELS.build(cfg.model), device_ids=None)
+        assert isinstance(flat, FlatReduceDDP) and is_model_wrapper(flat)
+        assert not _reduced_by_ddp(flat, flat.module.backbone)
+        assert _reduced_by_ddp(flat, flat.module.head)
+        assert _reduced_by_ddp(plain, plain.module.backbone)
+    finally:
+        dist.destroy_process_group()
