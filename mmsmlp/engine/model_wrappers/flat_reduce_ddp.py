@@ -135,12 +135,15 @@ class FlatReduceDDP(MMDistributedDataParallel):
 
     def _common_buffer(self, grads: List[Tensor]) -> Optional[Tensor]:
         """The 1-d tensor the gradients tile in order (a replay's buffer,
-        ``_ReplayedStep``), or None; remembered for the same tensors."""
+        ``_ReplayedStep``), or None; a buffer is remembered for the same
+        tensors (others are not kept: their memory is freed with them)."""
         if self._packed is not None and len(grads) == len(self._packed) \
                 and all(a is b for a, b in zip(grads, self._packed)):
             return self._packed_flat
-        self._packed, self._packed_flat = list(grads), flat_buffer_of(grads)
-        return self._packed_flat
+        flat = flat_buffer_of(grads)
+        self._packed = None if flat is None else list(grads)
+        self._packed_flat = flat
+        return flat
 
 
 def flat_buffer_of(tensors: Sequence[Tensor]) -> Optional[Tensor]:
