@@ -737,3 +737,35 @@ def test_sync_count_is_not_the_modes_own_notice():
     assert not tool.is_sync_warning(UserWarning(notice))
     assert tool.is_sync_warning(
         UserWarning('called a synchronizing CUDA operation'))
+
+
+def test_train_speed_on_several_gpus_counts_every_gpus_images(tmp_path):
+    """--gpus N: each process's epoch is N times shorter, and images/s
+    count the N processes' batches; --gpus 0 and a profile of several
+    processes are refused."""
+    tool = train_speed_tool()
+    quick = osp.join(REPO_ROOT, 'configs', 'quickstart',
+                     'smlpnet-mini_1xb32_synthetic-in1k-format.py')
+    for bad in (['--gpus', '0'], ['--gpus', '2', '--parts', 'e2e-profile']):
+        with pytest.raises(SystemExit):
+            tool.parse_args([quick, *bad])
+    train_ann = tmp_path / 'train.txt'
+    train_ann.write_text(''.join(f'{i}.JPEG 0\n' for i in range(640)))
+    ann_files = (str(tmp_path), str(train_ann), str(train_ann))
+    lengths, steady = {}, {}
+    # 4 iterations of 0.1 s in each process
+    times = dict(train=[(0, i, 0.1 * i, 0.1 * i + 0.1) for i in range(4)],
+                 val=[], val_before=[], gc=[])
+    for gpus in (None, 2):
+        args = tool.parse_args(
+            [quick, '--workers', '0', '--batch', '32', '--amp', 'none',
+             '--warmup-iters', '0', '--restart-iters', '0'] +
+            (['--gpus', str(gpus)] if gpus else []))
+        cfg, work_dir, lengths[gpus] = tool.e2e_config(
+            f'run{gpus}', quick, None, args, ann_files, str(tmp_path), 20)
+        with open(osp.join(work_dir, tool.TIMES_FILE), 'w') as f:
+            json.dump(times, f)
+        steady[gpus] = tool.read_times(work_dir, cfg, args)['e2e_steady']
+    assert lengths == {None: 20, 2: 10}
+    assert steady[None] == pytest.approx(32 / 0.1)
+    assert steady[2] == pytest.approx(2 * 32 / 0.1)
