@@ -17,6 +17,7 @@ from mmengine.optim import OptimWrapper
 from torch import nn
 
 from mmsmlp.engine import FlatReduceDDP
+from mmsmlp.models.utils.cuda_graph import views_of_one_buffer
 
 
 class Toy(BaseModel):
@@ -80,11 +81,10 @@ def grads_into_one_buffer(wrapper, rank):
     reduced as it is."""
     model = build(wrapper, rank)
     params = list(model.module.backbone.parameters())
-    flat = torch.zeros(sum(p.numel() for p in params))
-    offset = 0
-    for p in params:
-        p.grad = flat.as_strided(p.shape, p.stride(), offset)
-        offset += p.numel()
+    flat, views = views_of_one_buffer(params)
+    flat.zero_()
+    for p, view in zip(params, views):
+        p.grad = view
     model(**batch(rank, 0), mode='loss')['loss'].backward()
     packed = getattr(model, '_packed_flat', None)
     return dict(grads={n: p.grad.clone()

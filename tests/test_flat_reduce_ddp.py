@@ -8,6 +8,7 @@ import torch
 
 from mmsmlp.engine import FlatReduceDDP
 from mmsmlp.engine.model_wrappers.flat_reduce_ddp import flat_buffer_of
+from mmsmlp.models.utils.cuda_graph import views_of_one_buffer
 
 from .conftest import REPO_ROOT, run_two_cpu_ranks
 
@@ -68,11 +69,7 @@ def test_a_parameter_without_gradient_is_named(ranks):
 def test_flat_buffer_of_views_in_order():
     params = [torch.empty(2, 3, 4, 4).to(memory_format=torch.channels_last),
               torch.empty(5), torch.empty(3, 2)]
-    flat = torch.arange(float(sum(p.numel() for p in params)))
-    views, offset = [], 0
-    for p in params:
-        views.append(flat.as_strided(p.shape, p.stride(), offset))
-        offset += p.numel()
+    flat, views = views_of_one_buffer(params)
     found = flat_buffer_of(views)
     assert found.data_ptr() == flat.data_ptr() and found.numel() == 107
     assert flat_buffer_of(views[::-1]) is None  # not in order

@@ -96,6 +96,18 @@ CONFIG_VARIABLES = ('train_pipeline', 'val_pipeline', 'test_pipeline',
 TYPO_CUTOFF = 0.8
 
 
+def named_submodule(model, name: str, owner: str):
+    """``model.get_submodule(name)`` (a name a config gives ``owner``); a
+    KeyError naming ``owner``, the name and the model's children if there
+    is none."""
+    try:
+        return model.get_submodule(name)
+    except AttributeError:
+        children = [n for n, _ in model.named_children()]
+        raise KeyError(f'{owner}: the model has no submodule {name!r} (its '
+                       f'children: {children})') from None
+
+
 def _runner_keys() -> List[str]:
     from mmengine.runner import Runner
     params = inspect.signature(Runner.__init__).parameters

@@ -9,6 +9,7 @@ from mmengine.registry import HOOKS
 
 from mmsmlp.models.utils.cuda_graph import (GraphedInference,
                                             GraphedTraining, find_wrapper)
+from mmsmlp.utils.checks import named_submodule
 
 
 @HOOKS.register_module()
@@ -96,16 +97,10 @@ class CUDAGraphHook(Hook):
 
     def submodules(self, model) -> list:
         """The modules to graph; an error names a missing one."""
-        found = []
-        for name in self.modules:
-            try:
-                found.append(model.get_submodule(name))
-            except AttributeError:
-                children = [n for n, _ in model.named_children()]
-                raise KeyError(
-                    f'CUDAGraphHook: the model has no submodule {name!r} '
-                    f'(its children: {children})') from None
-        return found
+        return [
+            named_submodule(model, name, 'CUDAGraphHook')
+            for name in self.modules
+        ]
 
     def _graphable(self, runner, training: bool):
         """The model's modules to graph, or None (with a log line saying

@@ -8,6 +8,8 @@ from mmengine.model import MMDistributedDataParallel
 from mmengine.registry import MODEL_WRAPPERS
 from torch import Tensor
 
+from mmsmlp.utils.checks import named_submodule
+
 
 @MODEL_WRAPPERS.register_module()
 class FlatReduceDDP(MMDistributedDataParallel):
@@ -53,13 +55,7 @@ class FlatReduceDDP(MMDistributedDataParallel):
             flat_modules = (flat_modules, )
         named = []
         for prefix in flat_modules:
-            try:
-                submodule = module.get_submodule(prefix)
-            except AttributeError:
-                children = [n for n, _ in module.named_children()]
-                raise KeyError(
-                    f'FlatReduceDDP: the model has no submodule {prefix!r} '
-                    f'(its children: {children})') from None
+            submodule = named_submodule(module, prefix, 'FlatReduceDDP')
             named += [(f'{prefix}.{n}', p)
                       for n, p in submodule.named_parameters()]
         # DDP leaves these out of its buckets (parameters only: buffers are

@@ -52,7 +52,7 @@ PyTorch's and, replayed, their host cost is gone.
 import copy
 import warnings
 import weakref
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -518,13 +518,21 @@ def _in_parameters_layout(params: tuple, grads: tuple,
         return tuple(
             g if g is None or g.stride() == p.stride() else
             torch.empty_like(p).copy_(g) for g, p in zip(grads, params))
-    flat = params[0].new_empty(sum(p.numel() for p in params))
-    views, offset = [], 0
-    for p in params:
-        views.append(flat.as_strided(p.shape, p.stride(), offset))
-        offset += p.numel()
+    _, views = views_of_one_buffer(params)
     torch._foreach_copy_(views, grads)
-    return tuple(views)
+    return views
+
+
+def views_of_one_buffer(tensors) -> Tuple[Tensor, tuple]:
+    """A new flat buffer and views of it, one after another, each in the
+    shape and layout (strides) of one of ``tensors`` (dense ones, all of
+    one dtype and device)."""
+    flat = tensors[0].new_empty(sum(t.numel() for t in tensors))
+    views, offset = [], 0
+    for t in tensors:
+        views.append(flat.as_strided(t.shape, t.stride(), offset))
+        offset += t.numel()
+    return flat, tuple(views)
 
 
 def _differentiable(outputs) -> tuple:
