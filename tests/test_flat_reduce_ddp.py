@@ -86,7 +86,7 @@ def test_names_a_missing_submodule():
 
 
 def test_built_from_a_config_and_read_by_the_graph_hook(tmp_path):
-    """``model_wrapper_cfg=dict(type='FlatReduceDDP')`` finds it from
+    """The ImageNet configs' ``model_wrapper_cfg`` builds it from
     mmpretrain's scope; CUDAGraphHook leaves DDP's gradient route only for
     what it reduces (a process group of one, gloo)."""
     import torch.distributed as dist
@@ -101,11 +101,14 @@ def test_built_from_a_config_and_read_by_the_graph_hook(tmp_path):
     cfg = Config.fromfile(osp.join(
         REPO_ROOT, 'configs', 'quickstart',
         'smlpnet-mini_1xb32_synthetic-in1k-format.py'))
+    wrapper_cfg = Config.fromfile(osp.join(
+        REPO_ROOT, 'configs', 'smlpnet',
+        'smlpnet-s_8xb128_in1k.py')).model_wrapper_cfg
     dist.init_process_group('gloo', init_method=f'file://{tmp_path}/r',
                             rank=0, world_size=1)
     try:
         flat = MODEL_WRAPPERS.build(
-            dict(type='FlatReduceDDP', device_ids=None),
+            dict(wrapper_cfg, device_ids=None),
             default_args=dict(module=MODELS.build(cfg.model)))
         plain = MMDistributedDataParallel(
             module=MODELS.build(cfg.model), device_ids=None)
