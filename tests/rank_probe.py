@@ -1,7 +1,8 @@
 # Copyright (c) mmsmlp contributors. All rights reserved.
 """Run by tests/test_recipe.py under torch.distributed.run (2 CPU processes,
 gloo): trains a config with mmengine's Runner and, at the start of each
-epoch, writes what each rank's randomness and sampler give.
+epoch, writes what each rank's randomness and sampler give; at the end,
+the wrapper and the trained weights.
 
     python -m torch.distributed.run --nproc_per_node 2 tests/rank_probe.py \
         CONFIG WORK_DIR
@@ -51,15 +52,39 @@ class RankProbeHook(Hook):
         with open(path, 'w') as f:
             json.dump(record, f)
 
+    def before_train(self, runner):
+        self.initial = weight_sums(runner.model.module)
+
+    def after_train(self, runner):
+        """The wrapper, the initial and the trained weights (their sums),
+        as ``rank<r>_end.json``: a data-parallel wrapper leaves every rank
+        with the same ones."""
+        record = dict(
+            wrapper=type(runner.model).__name__,
+            initial=self.initial,
+            trained=weight_sums(runner.model.module))
+        path = osp.join(self.out_dir, f'rank{get_rank()}_end.json')
+        with open(path, 'w') as f:
+            json.dump(record, f)
+
+
+def weight_sums(model):
+    return {
+        name: param.detach().double().sum().item()
+        for name, param in model.named_parameters()
+    }
+
 
 def main(config, work_dir):
     dist.init_process_group('gloo')
     cfg = Config.fromfile(config)
     cfg.launcher = 'pytorch'
     cfg.work_dir = work_dir
-    # DDP of a CPU model takes no device ids
+    # the config's wrapper (mmengine's DDP by default); DDP of a CPU model
+    # takes no device ids
     cfg.model_wrapper_cfg = dict(
-        type='MMDistributedDataParallel', device_ids=None)
+        cfg.get('model_wrapper_cfg') or dict(type='MMDistributedDataParallel'),
+        device_ids=None)
     cfg.custom_hooks = list(cfg.get('custom_hooks', [])) + [
         dict(type='RankProbeHook', out_dir=work_dir)
     ]

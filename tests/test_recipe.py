@@ -292,7 +292,8 @@ def test_seed_plus_rank_and_common_sampler_on_two_processes(
     (as the official `args.seed + get_rank()`), so the epoch's random draws
     differ across ranks; the sampler's seed is common, so the ranks split
     one shuffled order; the last partial batch is dropped; a second epoch
-    draws again."""
+    draws again. The config's wrapper (FlatReduceDDP) leaves both ranks
+    with the same trained weights."""
     in1k = Config.fromfile(IN1K['t'])
     sampler = dict(in1k.train_dataloader.sampler)
     sampler.pop('_delete_', None)
@@ -308,7 +309,8 @@ def test_seed_plus_rank_and_common_sampler_on_two_processes(
         'train_cfg = dict(max_epochs=2, val_interval=10)\n'
         'val_dataloader = None\nval_cfg = None\nval_evaluator = None\n'
         'env_cfg = dict(dist_cfg=dict(backend="gloo"))\n'
-        'default_hooks = dict(checkpoint=dict(interval=10))\n')
+        'default_hooks = dict(checkpoint=dict(interval=10))\n'
+        f'model_wrapper_cfg = {dict(in1k.model_wrapper_cfg)!r}\n')
     work_dir = str(tmp_path / 'work')
     os.makedirs(work_dir)
     run_two_cpu_ranks('rank_probe.py', config, work_dir)
@@ -328,6 +330,15 @@ def test_seed_plus_rank_and_common_sampler_on_two_processes(
         assert r0['indices'] != r1['indices']
         assert r0['batches'] == r1['batches'] == 2
     assert probe(0, 0)['torch'] != probe(0, 1)['torch']
+    ends = []
+    for rank in (0, 1):
+        with open(osp.join(work_dir, f'rank{rank}_end.json')) as f:
+            ends.append(json.load(f))
+    assert [end['wrapper'] for end in ends] == ['FlatReduceDDP'] * 2
+    assert ends[0]['trained'] == ends[1]['trained']
+    # trained: both ranks' weights moved (together) from the initial ones
+    assert ends[0]['initial'] == ends[1]['initial']
+    assert ends[0]['trained'] != ends[0]['initial']
 
 
 # ------------------------------------------------------ mixed precision ----
