@@ -280,6 +280,35 @@ def test_eval_block_under_autocast_with_mix_kernels(default_mode,
         block(x.clone().requires_grad_())
     assert launched == ['_mix_fwd'] * 2
 
+def test_eval_sparse_mlp_on_the_kernel_route_adds_biases_in_the_mixes(
+        default_mode, monkeypatch):
+    """Eager 16-bit inference, where the mixes take the kernels: each mix
+    adds its bias (the kernel in its pass; a mix too large for the kernels,
+    here both, as baddbmm), and no bias table is added to the output; the
+    same output as the table's form within bf16 rounding."""
+    from mmsmlp.models.utils import sparse_mlp as sparse_mlp_module
+
+    def no_table(*args):
+        raise AssertionError('the bias table was added')
+
+    torch.manual_seed(0)
+    module = SparseMLP(channels=8, resolution=(6, 10)).to(default_mode)
+    for p in module.parameters():  # biases too, and not tiny
+        nn.init.normal_(p)
+    x = torch.randn(2, 6, 10, 8, device=default_mode)
+    with monkeypatch.context() as patch:
+        patch.setattr(axial_mix_module, 'fits', lambda *args, **kw: False)
+        patch.setattr(sparse_mlp_module, 'bias_table', no_table)
+        with torch.no_grad(), torch.autocast(default_mode,
+                                             dtype=torch.bfloat16):
+            out = module.eval()(x)
+    with set_mode('plain'):
+        want = module(x)  # the mixes, then the bias table, in fp32
+    assert out.dtype == torch.bfloat16
+    torch.testing.assert_close(out.float(), want, rtol=0,
+                               atol=want.abs().max().item() / 64)
+
+
 @pytest.mark.parametrize('dtype', [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize('hidden', [24, 7])  # 7: masked columns
 def test_channel_mlp_gelu_backward_kernel(kernels, dtype, hidden):

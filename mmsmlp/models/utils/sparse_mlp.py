@@ -114,7 +114,8 @@ def _mix(w: Tensor, x: Tensor, triton: bool,
     if triton:
         dtype = compute_dtype(x)
         if kernels.fits(x.shape[1], dtype, x.device):
-            return kernels.axial_mix(w.to(dtype), x.to(dtype), bias)
+            return kernels.axial_mix(w.to(dtype), x.to(dtype),
+                                     None if bias is None else bias.to(dtype))
     B, S, K = x.shape
     if bias is None:
         return torch.bmm(w.expand(B, S, S), x)
@@ -148,7 +149,7 @@ def sparse_mlp(x: Tensor, w_h: Tensor, b_h: Tensor, w_w: Tensor, b_w: Tensor,
                fuse: Tensor) -> Tensor:
     """The sMLP of a contiguous ``(B, H, W, C)`` tensor: the
     :func:`axial_mixes`, fused by :func:`fuse_mixes`; the biases come in as
-    :func:`bias_table`."""
+    :func:`bias_table`, or inside the mixes where they are Triton kernels."""
     # Without autograd (the kernels have no backward of their own), the
     # small 16-bit mixes as Triton kernels: cuBLAS' kernels are slow at
     # them. In fp32 cuBLAS is faster (the kernels' fp32 products use no
@@ -157,7 +158,13 @@ def sparse_mlp(x: Tensor, w_h: Tensor, b_h: Tensor, w_w: Tensor, b_w: Tensor,
     triton = (not torch.is_grad_enabled()
               and compute_dtype(x) != torch.float32
               and use_triton(x, backward=False))
-    x_h, x_w = axial_mixes(x, w_h, w_w, triton)
+    if triton:
+        # Eagerly, where the host issuing ops can be the bound: the kernels
+        # add the biases in their pass (a mix too large for them, as
+        # baddbmm), ten ops fewer than the table and no pass to add it.
+        x_h, x_w = axial_mixes(x, w_h, w_w, True, b_h, b_w)
+        return fuse_mixes(x, x_w, x_h, fuse)
+    x_h, x_w = axial_mixes(x, w_h, w_w, False)
     return fuse_mixes(x, x_w, x_h, fuse).add_(bias_table(b_h, b_w, fuse))
 
 
