@@ -664,6 +664,24 @@ def test_max_epochs_equal_to_warmup_reported():
     check_schedule(cfg)
 
 
+def test_ignored_find_unused_parameters_reported():
+    """mmengine ignores the top-level option when the config has a
+    model_wrapper_cfg, as the ImageNet configs do (FlatReduceDDP)."""
+    cfg = Config.fromfile(osp.join(CONFIGS, 'smlpnet',
+                                   'smlpnet-t_8xb128_in1k.py'))
+    cfg.find_unused_parameters = True
+    with pytest.raises(ValueError,
+                       match=r"find_unused_parameters=True would be ignored"
+                       r".*model_wrapper_cfg=\{'type': 'FlatReduceDDP'\}; "
+                       r"set model_wrapper_cfg.find_unused_parameters=True"):
+        check_config(cfg)
+    cfg.model_wrapper_cfg.find_unused_parameters = True
+    check_config(cfg)
+    cfg = quick_config()  # no model_wrapper_cfg: mmengine passes it on
+    cfg.find_unused_parameters = True
+    check_config(cfg)
+
+
 def test_every_config_passes_the_checks():
     for path in sorted(glob.glob(osp.join(CONFIGS, '*', '*.py'))):
         if '_base_' in path:

@@ -220,6 +220,9 @@ custom_hooks = [
 # 3250 against 2929 img/s end to end for sMLPNet-T on one H200
 # (docs/benchmarks.md). The head's gradients stay with DDP. Back to plain
 # DDP with `--cfg-options model_wrapper_cfg.type=MMDistributedDataParallel`.
+# mmengine ignores a top-level `find_unused_parameters` when a config has
+# model_wrapper_cfg (tools/train.py stops with an error naming it): set
+# `model_wrapper_cfg.find_unused_parameters=True` instead.
 model_wrapper_cfg = dict(type='FlatReduceDDP')
 
 # Checkpoints written atomically (a kill while saving leaves the previous

@@ -277,12 +277,29 @@ def check_schedule(cfg) -> None:
         raise ValueError('\n'.join(errors))
 
 
+def check_wrapper_options(cfg) -> None:
+    """Raise ``ValueError`` for a top-level ``find_unused_parameters``
+    that would be ignored: mmengine 0.10.7 passes it to DDP only when the
+    config has no ``model_wrapper_cfg``, and the ImageNet configs have one
+    (``FlatReduceDDP``). The wrapper takes the option itself."""
+    wrapper = cfg.get('model_wrapper_cfg')
+    if (cfg.get('find_unused_parameters') and wrapper
+            and 'find_unused_parameters' not in wrapper):
+        raise ValueError(
+            'find_unused_parameters=True would be ignored: mmengine passes '
+            'it to DDP only without model_wrapper_cfg, and this config has '
+            f'model_wrapper_cfg={dict(wrapper)!r}; set '
+            'model_wrapper_cfg.find_unused_parameters=True instead')
+
+
 def check_config(cfg) -> None:
     """The checks of a config's keys: top-level key typos
-    (:func:`check_top_level_keys`) and hook options
-    (:func:`check_hook_options`). Run by ``tools/train.py`` and
+    (:func:`check_top_level_keys`), hook options
+    (:func:`check_hook_options`) and the DDP wrapper's
+    (:func:`check_wrapper_options`). Run by ``tools/train.py`` and
     ``tools/test.py`` before the Runner is built (``tools/train.py`` checks
     the schedule, :func:`check_schedule`, once the Runner is built and
     before it trains)."""
     check_top_level_keys(cfg)
     check_hook_options(cfg)
+    check_wrapper_options(cfg)

@@ -34,7 +34,8 @@ class FlatReduceDDP(MMDistributedDataParallel):
     and skips the reduction inside ``no_sync()`` (mmengine's gradient
     accumulation). Like DDP without ``find_unused_parameters``, every
     trained parameter of ``flat_modules`` must get a gradient in each
-    synchronised backward: one without it is an error naming it.
+    synchronised backward: one without it is an error naming it
+    (``find_unused_parameters=True`` applies to DDP's part, the rest).
 
     Args:
         module (nn.Module): The model.
