@@ -161,7 +161,8 @@ def sparse_mlp(x: Tensor, w_h: Tensor, b_h: Tensor, w_w: Tensor, b_w: Tensor,
     if triton:
         # Eagerly, where the host issuing ops can be the bound: the kernels
         # add the biases in their pass (a mix too large for them, as
-        # baddbmm), ten ops fewer than the table and no pass to add it.
+        # baddbmm), seven ops fewer than the table (net of the biases'
+        # casts) and no pass to add it.
         x_h, x_w = axial_mixes(x, w_h, w_w, True, b_h, b_w)
         return fuse_mixes(x, x_w, x_h, fuse)
     x_h, x_w = axial_mixes(x, w_h, w_w, False)
