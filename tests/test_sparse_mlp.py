@@ -186,6 +186,29 @@ def test_autograd_function_under_autocast_and_compile():
     torch.testing.assert_close(compiled(x), module(x))
 
 
+def test_compiled_fuse_sums_products_without_addmm():
+    """Under torch.compile the fuse is three matmuls summed out of place
+    (an addmm there copies its input first): the graph compiled holds no
+    addmm, and values and gradients are the formula's."""
+    torch.manual_seed(0)
+    module = SparseMLP(channels=6, resolution=(7, 7))
+    for p in module.parameters():
+        torch.nn.init.normal_(p)
+    ops = []
+
+    def backend(gm, example_inputs):  # records the graph, runs it eagerly
+        ops.extend(str(node.target) for node in gm.graph.nodes
+                   if node.op in ('call_function', 'call_method'))
+        return gm.forward
+
+    x = torch.randn(2, 7, 7, 6, requires_grad=True)
+    out = torch.compile(module, fullgraph=True, backend=backend)(x)
+    assert not any('addmm' in op for op in ops), ops
+    assert sum('built-in method mm' in op for op in ops) == 3, ops
+    assert_same_gradients(out, reference_smlp(module, x),
+                          [x, *module.parameters()])
+
+
 def test_flop_counter():
     from mmengine.analysis import FlopAnalyzer
     module = SparseMLP(channels=4, resolution=(5, 6)).eval()

@@ -70,17 +70,26 @@ def bias_table(b_h: Tensor, b_w: Tensor, fuse: Tensor) -> Tensor:
 
 def fuse_mixes(x: Tensor, x_w: Tensor, x_h: Tensor, fuse: Tensor) -> Tensor:
     """The 1x1 fuse over the concatenation ``[x, x_w, x_h]`` (the official
-    order) as three matmuls accumulated in one buffer: the concatenation is
-    never built. ``(B, H, W, C)`` tensors (any views of that memory)."""
+    order) as three matmuls summed (eagerly, accumulated in one buffer):
+    the concatenation is never built. ``(B, H, W, C)`` tensors (any views
+    of that memory)."""
     C = x.shape[-1]
-    # In place, so the buffer is not copied for each sum (an out-of-place
-    # addmm copies its input first); the weight is cast by hand for that,
-    # as autocast casts only the out-of-place ops. Traced (mmengine's FLOP
-    # counter, the TorchScript-based ONNX exporter), out of place: those
-    # tools know addmm, not addmm_.
-    addmm = torch.addmm if torch.jit.is_tracing() else Tensor.addmm_
     # the transposed (C, C) blocks of the fuse weight: one transpose
     f_id_t, f_w_t, f_h_t = fuse.to(x_w.dtype).t().split(C)
+    if torch.compiler.is_compiling():
+        # torch.compile: three products, summed out of place by inductor
+        # in the pointwise kernel that follows (the bias table, the
+        # residual). An addmm, in place or not, becomes there a copy of
+        # its input then a matmul into it: two device copies a block.
+        return (torch.mm(x.reshape(-1, C), f_id_t) +
+                torch.mm(x_w.reshape(-1, C), f_w_t) +
+                torch.mm(x_h.reshape(-1, C), f_h_t)).view(x.shape)
+    # Eagerly, in place, so the buffer is not copied for each sum (an
+    # out-of-place addmm copies its input first); the weight is cast by
+    # hand for that, as autocast casts only the out-of-place ops. Traced
+    # (mmengine's FLOP counter, the TorchScript-based ONNX exporter), out
+    # of place: those tools know addmm, not addmm_.
+    addmm = torch.addmm if torch.jit.is_tracing() else Tensor.addmm_
     out = torch.mm(x.reshape(-1, C), f_id_t)
     out = addmm(out, x_w.reshape(-1, C), f_w_t)
     out = addmm(out, x_h.reshape(-1, C), f_h_t)
