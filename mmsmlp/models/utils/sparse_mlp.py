@@ -9,8 +9,8 @@ from mmengine.model import BaseModule
 from torch import Tensor, nn
 
 from . import axial_mix as kernels
-from .fast_paths import (capturing_graph, compute_dtype, is_exporting,
-                         training_fast_path, use_triton)
+from .fast_paths import (capturing_graph, compute_dtype, is_eager,
+                         is_exporting, training_fast_path, use_triton)
 from .sums import sum_dtype, sum_rows
 
 
@@ -76,23 +76,21 @@ def fuse_mixes(x: Tensor, x_w: Tensor, x_h: Tensor, fuse: Tensor) -> Tensor:
     C = x.shape[-1]
     # the transposed (C, C) blocks of the fuse weight: one transpose
     f_id_t, f_w_t, f_h_t = fuse.to(x_w.dtype).t().split(C)
-    if torch.compiler.is_compiling():
-        # torch.compile: three products, summed out of place by inductor
-        # in the pointwise kernel that follows (the bias table, the
-        # residual). An addmm, in place or not, becomes there a copy of
-        # its input then a matmul into it: two device copies a block.
+    if not is_eager():
+        # torch.compile, and tracing (mmengine's FLOP counter, the
+        # TorchScript-based ONNX exporter): three products summed out of
+        # place, which inductor fuses into the pointwise kernel that
+        # follows (bias table, residual, LayerNorm). An addmm, in place or
+        # not, is there a copy of its input then a matmul into it.
         return (torch.mm(x.reshape(-1, C), f_id_t) +
                 torch.mm(x_w.reshape(-1, C), f_w_t) +
                 torch.mm(x_h.reshape(-1, C), f_h_t)).view(x.shape)
-    # Eagerly, in place, so the buffer is not copied for each sum (an
-    # out-of-place addmm copies its input first); the weight is cast by
-    # hand for that, as autocast casts only the out-of-place ops. Traced
-    # (mmengine's FLOP counter, the TorchScript-based ONNX exporter), out
-    # of place: those tools know addmm, not addmm_.
-    addmm = torch.addmm if torch.jit.is_tracing() else Tensor.addmm_
+    # Eagerly, accumulated in place: an out-of-place addmm copies its input
+    # first. The weight is cast by hand for that, as autocast casts only
+    # the out-of-place ops.
     out = torch.mm(x.reshape(-1, C), f_id_t)
-    out = addmm(out, x_w.reshape(-1, C), f_w_t)
-    out = addmm(out, x_h.reshape(-1, C), f_h_t)
+    out.addmm_(x_w.reshape(-1, C), f_w_t)
+    out.addmm_(x_h.reshape(-1, C), f_h_t)
     return out.view(x.shape)
 
 
