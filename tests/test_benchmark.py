@@ -98,3 +98,26 @@ def test_profile_step_sorts_kernels_by_kind(monkeypatch):
         'reductions',
     }
     assert {n: tool.kernel_kind(n) for n in names} == names
+
+
+def test_profile_step_names_where_copies_come_from(monkeypatch):
+    """profile_step.py --copies: each aten::copy_ of a CPU profile counted
+    per step by the ops around it (innermost first) and its shapes."""
+    from torch.profiler import ProfilerActivity, profile, record_function
+
+    from .conftest import REPO_ROOT
+    monkeypatch.syspath_prepend(f'{REPO_ROOT}/tools/analysis_tools')
+    tool = import_tool('analysis_tools/profile_step.py')
+    x = torch.randn(3, 5)
+    with profile(activities=[ProfilerActivity.CPU],
+                 record_shapes=True) as prof:
+        for _ in range(2):  # two steps
+            with record_function('transposed_operand'):
+                x.t().contiguous()  # a clone, copying once
+            x.clone()
+    origins = tool.copy_origins(prof.events(), steps=2)
+    assert sorted(origins) == [
+        (1, 'aten::clone', '[[3, 5], [3, 5], []]'),
+        (1, 'aten::clone < aten::contiguous < transposed_operand',
+         '[[5, 3], [5, 3], []]'),
+    ]

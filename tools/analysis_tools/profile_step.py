@@ -20,6 +20,10 @@ wall time is larger, the host (Python, autograd, kernel launches) bounds it;
 ``--host`` then lists the host-side ops that take its time. Then the kernels'
 time by kind (matmuls, convolutions, Triton kernels: inductor's fused ones
 and mmsmlp's, PyTorch's own) and the kernels taking the most.
+``--copies`` lists where PyTorch's copies (``aten::copy_``) come from: the
+ops around each (e.g. ``aten::clone < aten::bmm < ## Call CompiledFxGraph
+...``, a batched matmul copying an operand cuBLAS cannot take) and its
+shapes, per step.
 """
 import argparse
 import collections
@@ -53,6 +57,26 @@ def kernel_kind(name: str) -> str:
     return 'PyTorch elementwise and reductions'
 
 
+def copy_origins(events, steps: int, depth: int = 4):
+    """``(copies per step, the ops around one, its input shapes)`` for the
+    ``aten::copy_`` events of a profile of ``steps`` steps (profiled with
+    the CPU activity and ``record_shapes``), most frequent first. The ops
+    around a copy are its enclosing ops, innermost first, up to
+    ``depth``."""
+    origins = collections.Counter()
+    for event in events:
+        if event.name != 'aten::copy_':
+            continue
+        chain, parent = [], event.cpu_parent
+        while parent is not None and len(chain) < depth:
+            chain.append(parent.name)
+            parent = parent.cpu_parent
+        origins[' < '.join(chain) or '(top level)',
+                str(event.input_shapes)] += 1
+    return [(n / steps, chain, shapes)
+            for (chain, shapes), n in origins.most_common()]
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('model', nargs='?',
@@ -69,6 +93,8 @@ def main():
     parser.add_argument('--rows', type=int, default=20)
     parser.add_argument('--host', action='store_true',
                         help='also the host-side ops taking the most time')
+    parser.add_argument('--copies', action='store_true',
+                        help="where PyTorch's copies come from")
     args = parser.parse_args()
     if (args.model is None) == (args.backbone_of is None):
         parser.error('give a model name or --backbone-of CONFIG')
@@ -110,9 +136,9 @@ def main():
     torch.cuda.synchronize()
     wall = (time.perf_counter() - start) / 10 * 1e3
     activities = [ProfilerActivity.CUDA]
-    if args.host:
+    if args.host or args.copies:
         activities.append(ProfilerActivity.CPU)
-    with profile(activities=activities) as prof:
+    with profile(activities=activities, record_shapes=args.copies) as prof:
         for _ in range(5):
             step()
         torch.cuda.synchronize()
@@ -144,6 +170,10 @@ def main():
               'profiler adds its own)')
         print(events.table(sort_by='self_cpu_time_total',
                            row_limit=args.rows, max_name_column_width=70))
+    if args.copies:
+        print('copies per step | the ops around each | input shapes')
+        for n, chain, shapes in copy_origins(prof.events(), 5)[:args.rows]:
+            print(f'{n:g} | {chain} | {shapes}')
 
 
 if __name__ == '__main__':
