@@ -280,6 +280,7 @@ def test_eval_block_under_autocast_with_mix_kernels(default_mode,
         block(x.clone().requires_grad_())
     assert launched == ['_mix_fwd'] * 2
 
+
 def test_eval_sparse_mlp_on_the_kernel_route_adds_biases_in_the_mixes(
         default_mode, monkeypatch):
     """Eager 16-bit inference, where the mixes take the kernels: each mix

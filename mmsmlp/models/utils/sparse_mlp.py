@@ -74,7 +74,8 @@ def fuse_mixes(x: Tensor, x_w: Tensor, x_h: Tensor, fuse: Tensor) -> Tensor:
     the concatenation is never built. ``(B, H, W, C)`` tensors (any views
     of that memory)."""
     C = x.shape[-1]
-    # the transposed (C, C) blocks of the fuse weight: one transpose
+    # the transposed (C, C) blocks of the fuse weight: one transpose, cast
+    # by hand (autocast casts only out-of-place ops: the eager sums below)
     f_id_t, f_w_t, f_h_t = fuse.to(x_w.dtype).t().split(C)
     if not is_eager():
         # torch.compile, and tracing (mmengine's FLOP counter, the
@@ -86,8 +87,7 @@ def fuse_mixes(x: Tensor, x_w: Tensor, x_h: Tensor, fuse: Tensor) -> Tensor:
                 torch.mm(x_w.reshape(-1, C), f_w_t) +
                 torch.mm(x_h.reshape(-1, C), f_h_t)).view(x.shape)
     # Eagerly, accumulated in place: an out-of-place addmm copies its input
-    # first. The weight is cast by hand for that, as autocast casts only
-    # the out-of-place ops.
+    # first.
     out = torch.mm(x.reshape(-1, C), f_id_t)
     out.addmm_(x_w.reshape(-1, C), f_w_t)
     out.addmm_(x_h.reshape(-1, C), f_h_t)
